@@ -1,0 +1,123 @@
+use super::*;
+
+#[test]
+fn empty_file_gives_defaults() {
+    let (cfg, warnings) = parse("").unwrap();
+    assert!(warnings.is_empty());
+    assert_eq!(cfg.gateway.listen.port(), 8443);
+    assert_eq!(cfg.tls.min_version, TlsVersion::V1_3);
+    assert_eq!(
+        cfg.store,
+        StoreConfig::Redb {
+            path: "/var/lib/vbank/vbank.redb".into()
+        }
+    );
+    assert_eq!(
+        cfg.tls.service(Service::Keyd).cert,
+        PathBuf::from("/etc/vbank/tls/keyd.crt")
+    );
+}
+
+#[test]
+fn every_error_is_reported_with_key_and_line() {
+    let src = r#"[node]
+name = "a"
+dat_dir = "/x"
+
+[gateway]
+listen = "not-an-address"
+admin_listen = "127.0.0.1:9101"
+
+[log]
+level = "loud"
+
+[hsm]
+pin = "123456"
+
+[bogus]
+x = 1
+"#;
+    let diags = parse(src).unwrap_err();
+    let found: Vec<(String, Option<usize>)> = diags.iter().map(|d| (d.key.clone(), d.line)).collect();
+    assert_eq!(
+        found,
+        vec![
+            ("node.dat_dir".to_string(), Some(3)),
+            ("gateway.listen".to_string(), Some(6)),
+            ("log.level".to_string(), Some(10)),
+            ("hsm.pin".to_string(), Some(13)),
+            ("bogus".to_string(), Some(15)),
+        ],
+        "{diags:#?}"
+    );
+    assert!(diags[0].hint.contains("did you mean `data_dir`"), "{}", diags[0].hint);
+    assert!(diags[1].hint.contains("IP and port"));
+    assert!(diags[2].hint.contains("error, warn, info, debug"));
+    assert!(!diags[3].message.contains("123456"), "a literal secret must never be echoed");
+    assert!(diags[3].hint.contains("credential:NAME"));
+}
+
+#[test]
+fn wrong_types_and_ranges() {
+    let src = "[node]\ndev_mode = \"yes\"\n[store.postgres]\nport = 99999\n[gateway]\nlisten = 8443\n";
+    let diags = parse(src).unwrap_err();
+    let keys: Vec<&str> = diags.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(keys, ["node.dev_mode", "store.postgres.port", "gateway.listen"]);
+    assert!(diags[0].message.contains("expected a boolean"));
+    assert!(diags[1].message.contains("out of range"));
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let diags = parse("[node]\nname = \"unterminated\n").unwrap_err();
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].line, Some(2));
+    assert!(diags[0].message.starts_with("not valid TOML"));
+}
+
+#[test]
+fn section_given_as_value() {
+    let diags = parse("gateway = 3\n").unwrap_err();
+    assert_eq!(diags[0].key, "gateway");
+    assert!(diags[0].message.contains("expected a table"));
+}
+
+#[test]
+fn clashing_ports_are_refused() {
+    let src = "[gateway]\nadmin_listen = \"127.0.0.1:9104\"\n";
+    let diags = parse(src).unwrap_err();
+    assert_eq!(diags[0].key, "keyd.admin_listen");
+    assert!(diags[0].message.contains("gateway.admin_listen"));
+}
+
+#[test]
+fn postgres_backend_and_relative_paths() {
+    let src = "[store]\nbackend = \"postgres\"\n[store.postgres]\npassword = \"credential:db\"\n[tls]\ndir = \"tls\"\n";
+    let diags = parse(src).unwrap_err();
+    assert_eq!(diags.len(), 1);
+    assert_eq!(diags[0].key, "tls.dir");
+    let (cfg, _) = parse("[store]\nbackend = \"postgres\"\n[store.postgres]\npassword = \"credential:db\"\n").unwrap();
+    match cfg.store {
+        StoreConfig::Postgres(pg) => assert_eq!(pg.password, Some(SecretRef::Credential("db".into()))),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn check_reports_missing_files_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vbank.toml");
+    std::fs::write(
+        &path,
+        "[tls]\ninternal_ca = \"/nonexistent/ca.crt\"\n[hsm]\nmodule = \"/nonexistent/p11.so\"\npin = \"file:/nonexistent/pin\"\n",
+    )
+    .unwrap();
+    let diags = check(&path).unwrap();
+    let ca = diags.iter().find(|d| d.key == "tls.internal_ca").unwrap();
+    assert_eq!(ca.line, Some(2));
+    let module = diags.iter().find(|d| d.key == "hsm.module").unwrap();
+    assert_eq!(module.line, Some(4));
+    assert!(module.hint.contains("PKCS#11"));
+    let pin = diags.iter().find(|d| d.key == "hsm.pin").unwrap();
+    assert_eq!(pin.severity, Severity::Error);
+}
