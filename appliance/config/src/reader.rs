@@ -162,13 +162,6 @@ impl<'c, 's> Section<'c, 's> {
         }
     }
 
-    /// Names of the sub-tables present under this section (for maps such as `[tls.gateway]`).
-    pub(crate) fn present_keys(&self) -> Vec<String> {
-        self.table
-            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
-            .unwrap_or_default()
-    }
-
     fn value(&self, key: &str, want: &str, hint: &str) -> Option<(&'c Value, Option<usize>)> {
         let (item, line) = self.item(key)?;
         match item.as_value() {

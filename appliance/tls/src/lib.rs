@@ -1,0 +1,168 @@
+//! TLS for vbank, on rustls.
+//!
+//! - [`public_server_config`]: what browsers and apps meet (TLS 1.3; 1.2 only when `[tls] min_version = "1.2"`).
+//! - [`service_server_config`] / [`service_client_config`]: mTLS between services, each with its own certificate from
+//!   the internal CA; [`Peer`] names the caller and [`AccessPolicy`] says which caller may reach which endpoint.
+//! - [`devca::ensure_dev_pki`]: a development CA for `vbank up`.
+
+pub mod devca;
+mod identity;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SupportedProtocolVersion};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use vbank_config::{Service, TlsConfig, TlsVersion};
+
+pub use identity::{AccessPolicy, Peer, service_dns_name};
+
+/// Why TLS material could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{}: {source} (hint: check the path in [tls] and that the service user may read it)", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file held no usable PEM object of the expected kind.
+    #[error("{}: {what} (hint: give a PEM file; certificate chains leaf first)", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+    /// rustls refused the material (e.g. key does not match certificate).
+    #[error("TLS configuration refused: {0} (hint: check that each key belongs to its certificate)")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built from the internal CA.
+    #[error("cannot use the internal CA for client verification: {0}")]
+    Verifier(String),
+    /// The development CA could not generate a key or certificate.
+    #[error("development CA: {0}")]
+    Generate(String),
+}
+
+impl TlsError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> TlsError {
+        TlsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Whether a service's listener asks callers for a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Internal APIs: no certificate from the internal CA, no connection.
+    Required,
+    /// Admin listeners: anonymous scrapers welcome, services identified when they present one.
+    Optional,
+}
+
+/// The crypto provider every vbank TLS endpoint uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn versions(v: TlsVersion) -> &'static [&'static SupportedProtocolVersion] {
+    static V13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    static V12: [&SupportedProtocolVersion; 2] = [&rustls::version::TLS13, &rustls::version::TLS12];
+    match v {
+        TlsVersion::V1_3 => &V13,
+        TlsVersion::V1_2 => &V12,
+    }
+}
+
+/// Read a PEM certificate chain.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| TlsError::io(path, e))?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    let certs = certs.map_err(|e| TlsError::Pem {
+        path: path.to_path_buf(),
+        what: e.to_string(),
+    })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            path: path.to_path_buf(),
+            what: "no CERTIFICATE block".to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Read a PEM private key (PKCS#8, SEC1 or PKCS#1).
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let pem = std::fs::read(path).map_err(|e| TlsError::io(path, e))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
+        path: path.to_path_buf(),
+        what: format!("no private key: {e}"),
+    })
+}
+
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(TlsError::Rustls)?;
+    }
+    Ok(roots)
+}
+
+/// The server configuration for the public listener (browsers, apps): no client certificate, HTTP/2 and 1.1.
+pub fn public_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(tls.min_version))?
+        .with_no_client_auth()
+        .with_single_cert(load_certs(&tls.public.cert)?, load_key(&tls.public.key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The server configuration for one service's own listeners, with its certificate and the internal CA.
+pub fn service_server_config(tls: &TlsConfig, svc: Service, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
+    let roots = Arc::new(roots(&tls.internal_ca)?);
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    let verifier = match auth {
+        ClientAuth::Required => builder.build(),
+        ClientAuth::Optional => builder.allow_unauthenticated().build(),
+    }
+    .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let pair = tls.service(svc);
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(tls.min_version))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&pair.cert)?, load_key(&pair.key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The client configuration a service uses to call another: presents its own certificate, trusts only the internal CA.
+pub fn service_client_config(tls: &TlsConfig, svc: Service) -> Result<Arc<ClientConfig>, TlsError> {
+    let pair = tls.service(svc);
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(tls.min_version))?
+        .with_root_certificates(roots(&tls.internal_ca)?)
+        .with_client_auth_cert(load_certs(&pair.cert)?, load_key(&pair.key)?)?;
+    Ok(Arc::new(cfg))
+}
+
+/// A client configuration that trusts the internal CA and presents no certificate (health probes, `vbank up`).
+pub fn anonymous_client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions(tls.min_version))?
+        .with_root_certificates(roots(&tls.internal_ca)?)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests;
