@@ -1,0 +1,55 @@
+//! The conformance suite against a real PostgreSQL (Debian's server, private socket), plus migrations and outages.
+
+mod support;
+
+use std::sync::Arc;
+
+use support::pg::PgServer;
+use vbank_config::PostgresConfig;
+use vbank_store::{PgStore, SCHEMA_VERSION, Store, StoreError, Table, conformance};
+
+fn cfg(server: &PgServer) -> PostgresConfig {
+    PostgresConfig {
+        host: server.socket_dir().display().to_string(),
+        port: server.port,
+        dbname: "vbank".into(),
+        user: "vbank".into(),
+        password: None,
+        pool_size: 8,
+        connect_timeout_s: 5,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_passes_the_conformance_suite_and_migrates_once() {
+    let server = PgServer::start();
+    let store = PgStore::connect(&cfg(&server), None).await.unwrap();
+    conformance::run_all(Arc::new(store)).await;
+
+    // A second node connecting migrates nothing and sees the same data.
+    let again = PgStore::connect(&cfg(&server), None).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert!(again.get(Table::Calls, "c1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_names_the_fix() {
+    let server = PgServer::start();
+    let mut c = cfg(&server);
+    server.stop();
+    c.connect_timeout_s = 2;
+    let e = PgStore::connect(&c, None).await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("[store.postgres]") && text.contains(&server.port.to_string()), "{text}");
+}
+
+#[tokio::test]
+async fn losing_the_server_mid_flight_is_an_error_not_a_hang() {
+    let server = PgServer::start();
+    let store = PgStore::connect(&cfg(&server), None).await.unwrap();
+    store.ping().await.unwrap();
+    server.stop();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), store.ping()).await;
+    assert!(matches!(r, Ok(Err(_))), "{r:?}");
+}
