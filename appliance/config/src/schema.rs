@@ -160,10 +160,10 @@ impl TlsConfig {
 /// `[store]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
-    /// Embedded redb, one file per node.
+    /// Embedded redb: one file per service process in this directory (redb allows one writer process per file).
     Redb {
-        /// The database file.
-        path: PathBuf,
+        /// The directory holding `<service>.redb`.
+        dir: PathBuf,
     },
     /// PostgreSQL, shared by the nodes of a cluster.
     Postgres(PostgresConfig),
@@ -330,7 +330,7 @@ fn read_tls(s: &Section<'_, '_>) -> TlsConfig {
 
 fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
     let backend = s.choice("backend", &["redb", "postgres"], "redb");
-    let redb_path = path_in(s, "redb_path", data_dir.join("vbank.redb"));
+    let redb_dir = path_in(s, "redb_dir", data_dir.join("store"));
     let pg = s.section("postgres");
     let pg_cfg = PostgresConfig {
         host: pg.string(
@@ -349,7 +349,7 @@ fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
     s.finish();
     match backend {
         "postgres" => StoreConfig::Postgres(pg_cfg),
-        _ => StoreConfig::Redb { path: redb_path },
+        _ => StoreConfig::Redb { dir: redb_dir },
     }
 }
 

@@ -9,7 +9,7 @@ fn empty_file_gives_defaults() {
     assert_eq!(
         cfg.store,
         StoreConfig::Redb {
-            path: "/var/lib/vbank/vbank.redb".into()
+            dir: "/var/lib/vbank/store".into()
         }
     );
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Shared state for vbank: one [`Store`] trait, two backends.
 //!
-//! - [`RedbStore`]: embedded, one file per node, the default (`vbank up`).
+//! - [`RedbStore`]: embedded, one file per service process, the default (`vbank up`).
 //! - [`PgStore`]: PostgreSQL, shared by the nodes of a cluster (the HA pair).
 //!
 //! The model is deliberately small so both backends give the same guarantees:
@@ -161,11 +161,14 @@ pub(crate) fn check_key(what: &'static str, key: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Open the store the configuration names, migrating its schema.
-pub async fn open(cfg: &vbank_config::Config) -> Result<Arc<dyn Store>, StoreError> {
+/// Open the store the configuration names for `service`, migrating its schema.
+///
+/// With redb each service process has its own file (`<redb_dir>/<service>.redb`); with PostgreSQL all share one
+/// database.
+pub async fn open(cfg: &vbank_config::Config, service: &str) -> Result<Arc<dyn Store>, StoreError> {
     match &cfg.store {
-        vbank_config::StoreConfig::Redb { path } => {
-            let path = path.clone();
+        vbank_config::StoreConfig::Redb { dir } => {
+            let path = dir.join(format!("{service}.redb"));
             let store = tokio::task::spawn_blocking(move || RedbStore::open(&path))
                 .await
                 .map_err(|e| StoreError::Backend {

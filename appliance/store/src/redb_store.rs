@@ -1,4 +1,4 @@
-//! The embedded backend: one redb file per node.
+//! The embedded backend: one redb file per service process.
 //!
 //! Layout (schema version 1):
 //! - `meta`: `&str → u32` holding `schema_version`;
@@ -52,13 +52,13 @@ impl RedbStore {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable {
                 what: format!("store directory {}", dir.display()),
                 detail: e.to_string(),
-                hint: "create it and give the service user write permission, or change [store] redb_path".into(),
+                hint: "create it and give the service user write permission, or change [store] redb_dir".into(),
             })?;
         }
         let db = Database::create(path).map_err(|e| {
             let hint = match &e {
                 redb::DatabaseError::DatabaseAlreadyOpen => {
-                    "another vbank process has this file open; stop it, or give this one its own [store] redb_path"
+                    "another vbank process has this file open; stop it, or give this one its own [store] redb_dir"
                 }
                 _ => "check that the file is a vbank store and that the service user may read and write it",
             };
