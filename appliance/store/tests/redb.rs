@@ -57,5 +57,5 @@ fn a_file_in_use_names_the_cause() {
 #[test]
 fn an_unwritable_directory_names_the_fix() {
     let e = RedbStore::open(std::path::Path::new("/proc/vbank/s.redb")).unwrap_err().to_string();
-    assert!(e.contains("redb_path"), "{e}");
+    assert!(e.contains("redb_dir"), "{e}");
 }
