@@ -1,0 +1,139 @@
+//! The customer-facing gateway.
+//!
+//! Today it serves the customer and teller pages and `/api/status` over HTTPS, reports readiness, and records this
+//! node's heartbeat in the store (the basis of routing new calls to the least-loaded node). The WebRTC SFU,
+//! signalling and queueing live here too as they arrive.
+
+mod web;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use vbank_config::{Config, Service};
+use vbank_service::{Check, Context, ServiceError, admin, serve_tls};
+use vbank_store::{Expect, Store, Table};
+use vbank_tls::ClientAuth;
+
+/// Why the gateway failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// A listener or TLS failure.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+impl GatewayError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GatewayError::Service(e) => e.exit_code(),
+        }
+    }
+}
+
+/// What the public routes need.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service context (readiness, metrics).
+    pub ctx: Context,
+    /// This node's name.
+    pub node: String,
+    /// Development mode.
+    pub dev: bool,
+}
+
+/// The public router (pages, assets, status), without listeners: tests drive it with `oneshot`.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(web::routes())
+        .route("/api/status", get(status))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(web::security_headers))
+        .with_state(state)
+}
+
+async fn status(State(s): State<AppState>) -> Response {
+    let report = s.ctx.health.report();
+    axum::Json(serde_json::json!({
+        "service": "vbank",
+        "node": s.node,
+        "version": env!("CARGO_PKG_VERSION"),
+        "dev": s.dev,
+        "ready": report.ready,
+        "checks": report.checks,
+    }))
+    .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(serde_json::json!({"error": "not_found", "message": format!("no such page: {}", uri.path())})),
+    )
+        .into_response()
+}
+
+/// Run the gateway until SIGTERM/SIGINT.
+pub async fn run(cfg: Config) -> Result<(), GatewayError> {
+    let ctx = Context::new("gateway", &cfg.node.name, &["store"]);
+    ctx.stop_on_signals();
+    let public_tls = vbank_tls::public_server_config(&cfg.tls).map_err(ServiceError::from)?;
+    let admin_tls =
+        vbank_tls::service_server_config(&cfg.tls, Service::Gateway, ClientAuth::Optional).map_err(ServiceError::from)?;
+    let public = vbank_service::bind(cfg.gateway.listen, "gateway.listen").await?;
+    let admin_l = vbank_service::bind(cfg.gateway.admin_listen, "gateway.admin_listen").await?;
+
+    let state = AppState {
+        ctx: ctx.clone(),
+        node: cfg.node.name.clone(),
+        dev: cfg.node.dev_mode,
+    };
+    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), ctx.clone()));
+    let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
+    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let admin_task = tokio::spawn(serve_tls(admin_l, admin_tls, admin_app, ctx.shutdown()));
+    log::info!(url = cfg.gateway.public_url.as_str(); "gateway started");
+    let _ = public_task.await;
+    let _ = admin_task.await;
+    heartbeat.abort();
+    log::info!("gateway stopped");
+    Ok(())
+}
+
+/// Open the store (retrying while it is unavailable) and record this node's heartbeat every few seconds.
+async fn heartbeat(cfg: Config, ctx: Context) {
+    let mut shutdown = ctx.shutdown();
+    let mut store: Option<Arc<dyn Store>> = None;
+    loop {
+        if store.is_none() {
+            match vbank_store::open(&cfg, "gateway").await {
+                Ok(s) => store = Some(s),
+                Err(e) => ctx.health.set("store", Check::Failing(e.to_string())),
+            }
+        }
+        if let Some(s) = &store {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let record = serde_json::json!({
+                "node": cfg.node.name,
+                "public_url": cfg.gateway.public_url,
+                "calls": 0,
+                "heartbeat_unix": now,
+            });
+            let r = s.put(Table::Nodes, &cfg.node.name, record.to_string().as_bytes(), Expect::Any).await;
+            ctx.health.set_result("store", &r.map(|_| ()));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
