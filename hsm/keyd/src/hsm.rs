@@ -123,7 +123,7 @@ impl Hsm {
             Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(p11(e)),
         }
-        log::info!(token = self.label.as_str(); "logged in to the HSM token");
+        log::info!(token_label = self.label.as_str(); "logged in to the HSM token");
         *guard = Some((slot, session));
         Ok(())
     }

@@ -1,0 +1,170 @@
+//! `vbank`: one binary, a subcommand per service (`gateway`, `keyd`) and per operator task (`up`, `config check`).
+//!
+//! Services exit with [`vbank_service::exit`] codes so a supervisor (systemd or `vbank up`) can tell a configuration
+//! error (do not restart) from a failure worth retrying.
+
+mod config_cmd;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use vbank_config::{Config, LogLevel, LogTarget};
+use vbank_service::exit;
+
+#[derive(Debug, Parser)]
+#[command(name = "vbank", version, about = "Video banking appliance: calls, 双录 recording, keys in the bank's HSM")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, default_value = vbank_config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// Machine-readable output (JSON) where a command prints results.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the customer-facing gateway (pages, signalling, media).
+    Gateway,
+    /// Run the key service in front of the HSM.
+    Keyd,
+    /// Run every service on this machine in development mode (SoftHSM2 token, development CA).
+    Up {
+        /// Where state, configuration, certificates and the development token live.
+        #[arg(long, default_value = "vbank-data")]
+        data_dir: PathBuf,
+        /// Public HTTPS port (customer page, teller console) for a fresh configuration.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Internal listeners of a fresh configuration use the ports after this one.
+        #[arg(long, default_value_t = 9100)]
+        internal_port_base: u16,
+        /// Extra DNS names or IPs for the public certificate (localhost and 127.0.0.1 are always included).
+        #[arg(long = "name")]
+        names: Vec<String>,
+        /// Seconds to wait for every service to report ready before warning.
+        #[arg(long, default_value_t = 120)]
+        ready_timeout: u64,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCmd {
+    /// Check a configuration file and what it refers to; print every problem with its key, line and a fix.
+    Check {
+        /// The file (default: --config).
+        path: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Gateway => run_service("gateway", &cli.config, |cfg| async move {
+            vbank_gateway::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
+        }),
+        Cmd::Keyd => run_service("keyd", &cli.config, |cfg| async move {
+            vbank_keyd::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
+        }),
+        Cmd::Up {
+            data_dir,
+            port,
+            internal_port_base,
+            mut names,
+            ready_timeout,
+        } => {
+            let _ = vbank_log::init(
+                vbank_log::Identity {
+                    service: "up".into(),
+                    node: "dev".into(),
+                    dev: true,
+                },
+                log::LevelFilter::Info,
+                vbank_log::Target::Stderr,
+            );
+            names.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
+            names.dedup();
+            let opts = up::UpOptions {
+                data_dir,
+                ports: up::Ports {
+                    public: port,
+                    internal_base: internal_port_base,
+                },
+                public_names: names,
+                json: cli.json,
+                ready_timeout: Duration::from_secs(ready_timeout),
+            };
+            match runtime().block_on(up::run(opts)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vbank up: {e:#}");
+                    1
+                }
+            }
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { path },
+        } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can always be built on Linux")
+}
+
+/// Load the configuration, start logging, run the service; map failures to exit codes with one clear line.
+fn run_service<F, Fut>(service: &'static str, path: &std::path::Path, f: F) -> i32
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), (i32, String)>>,
+{
+    let cfg = match vbank_config::load(path) {
+        Ok((cfg, _warnings)) => cfg,
+        Err(e) => {
+            eprintln!("vbank {service}: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let level = match cfg.log.level {
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+    };
+    let target = match cfg.log.target {
+        LogTarget::Auto => vbank_log::Target::Auto,
+        LogTarget::Journald => vbank_log::Target::Journald,
+        LogTarget::Stderr => vbank_log::Target::Stderr,
+    };
+    let identity = vbank_log::Identity {
+        service: service.into(),
+        node: cfg.node.name.clone(),
+        dev: cfg.node.dev_mode,
+    };
+    if let Err(e) = vbank_log::init(identity, level, target) {
+        eprintln!("vbank {service}: {e}");
+        return exit::CONFIG;
+    }
+    match runtime().block_on(f(cfg)) {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            log::error!("{msg}");
+            eprintln!("vbank {service}: {msg}");
+            code
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Preparing a development node for `vbank up`: data directory, configuration, credentials, a SoftHSM2 token and a
+//! development CA. Every step is idempotent: an existing file is kept, so a second `vbank up` reuses the first's state.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use vbank_config::Config;
+
+/// Where `vbank up` keeps its state and what it prepared.
+#[derive(Debug)]
+pub struct DevEnv {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// `dir/vbank.toml`.
+    pub config_path: PathBuf,
+    /// `dir/credentials` (becomes `$CREDENTIALS_DIRECTORY` for the children).
+    pub credentials: PathBuf,
+    /// `dir/softhsm/softhsm2.conf`, when the dev token is used.
+    pub softhsm_conf: Option<PathBuf>,
+    /// The loaded configuration.
+    pub config: Config,
+}
+
+/// Ports for a fresh configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Public HTTPS (customer page, teller console).
+    pub public: u16,
+    /// Internal listeners take base+1, base+2, …
+    pub internal_base: u16,
+}
+
+const DEV_TOKEN: &str = "vbank-dev";
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+fn mkdir_private(p: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(p)
+        .with_context(|| format!("cannot create {} (hint: choose a --data-dir you can write to)", p.display()))
+}
+
+fn random_digits(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(buf.iter().map(|b| char::from(b'0' + b % 10)).collect())
+}
+
+fn write_secret(path: &Path, value: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o400)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(value.as_bytes())?;
+    Ok(())
+}
+
+fn config_text(dir: &Path, ports: Ports) -> String {
+    let d = dir.display();
+    let b = ports.internal_base;
+    format!(
+        r#"# vbank development configuration, written by `vbank up`. NOT FOR PRODUCTION:
+# a SoftHSM2 token stands in for the bank's HSM and a development CA for the bank's CA.
+
+[node]
+name = "dev"
+data_dir = "{d}"
+dev_mode = true
+
+[log]
+level = "info"
+target = "stderr"   # `vbank up` forwards each service's stderr to its own, prefixed
+
+[tls]
+dir = "{d}/tls"
+
+[store]
+backend = "redb"
+
+[hsm]
+module = "{SOFTHSM_MODULE}"
+token_label = "{DEV_TOKEN}"
+pin = "credential:hsm-pin"
+profile = "softhsm"
+
+[gateway]
+listen = "0.0.0.0:{public}"
+admin_listen = "127.0.0.1:{gw_admin}"
+public_url = "https://localhost:{public}"
+
+[keyd]
+listen = "127.0.0.1:{keyd}"
+admin_listen = "127.0.0.1:{keyd_admin}"
+"#,
+        public = ports.public,
+        gw_admin = b + 1,
+        keyd = b + 2,
+        keyd_admin = b + 3,
+    )
+}
+
+/// Prepare (or reuse) the development node in `dir`.
+pub fn prepare(dir: &Path, ports: Ports, public_names: &[String]) -> Result<DevEnv> {
+    mkdir_private(dir)?;
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let probe = dir.join(".write-test");
+    fs::write(&probe, b"").with_context(|| {
+        format!(
+            "data directory {} is not writable (hint: fix its permissions or pass --data-dir with a directory you own)",
+            dir.display()
+        )
+    })?;
+    let _ = fs::remove_file(&probe);
+
+    let config_path = dir.join("vbank.toml");
+    if !config_path.exists() {
+        fs::write(&config_path, config_text(&dir, ports))
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+    let credentials = dir.join("credentials");
+    mkdir_private(&credentials)?;
+    let (config, warnings) = vbank_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for w in warnings {
+        eprintln!("{}: {w}", config_path.display());
+    }
+
+    let softhsm_conf = if config.hsm.module == Path::new(SOFTHSM_MODULE) {
+        Some(prepare_softhsm(&dir, &credentials, &config.hsm.token_label)?)
+    } else {
+        None
+    };
+
+    let created = vbank_tls::devca::ensure_dev_pki(&config.tls, public_names)?;
+    if created == vbank_tls::devca::DevPki::Created {
+        log::info!("created a development CA and certificates in {}", dir.join("tls").display());
+    }
+    Ok(DevEnv {
+        dir,
+        config_path,
+        credentials,
+        softhsm_conf,
+        config,
+    })
+}
+
+/// A SoftHSM2 token labelled `label` in `dir/softhsm`, with its user PIN in `credentials/hsm-pin`.
+fn prepare_softhsm(dir: &Path, credentials: &Path, label: &str) -> Result<PathBuf> {
+    if !Path::new(SOFTHSM_MODULE).exists() {
+        bail!("SoftHSM2 is not installed (hint: apt-get install softhsm2, or configure your HSM's module under [hsm])");
+    }
+    let root = dir.join("softhsm");
+    let tokens = root.join("tokens");
+    mkdir_private(&tokens)?;
+    let conf = root.join("softhsm2.conf");
+    if !conf.exists() {
+        fs::write(
+            &conf,
+            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
+        )?;
+    }
+    let pin_path = credentials.join("hsm-pin");
+    let has_token = fs::read_dir(&tokens)?.next().is_some();
+    if has_token && pin_path.exists() {
+        return Ok(conf);
+    }
+    if has_token {
+        bail!(
+            "{} holds a SoftHSM token but {} is missing (hint: restore the PIN file, or delete {} to start over)",
+            tokens.display(),
+            pin_path.display(),
+            tokens.display()
+        );
+    }
+    let pin = random_digits(12)?;
+    let so_pin = random_digits(12)?;
+    // PINs go to softhsm2-util on its command line: acceptable for a throw-away development token only.
+    let out = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label, "--pin", &pin, "--so-pin", &so_pin])
+        .env("SOFTHSM2_CONF", &conf)
+        .output()
+        .context("cannot run softhsm2-util (hint: apt-get install softhsm2)")?;
+    if !out.status.success() {
+        bail!("softhsm2-util could not create the development token: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    write_secret(&pin_path, &pin)?;
+    write_secret(&credentials.join("hsm-so-pin"), &so_pin)?;
+    log::info!(token_label = label; "created a SoftHSM2 development token");
+    Ok(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn prepares_once_and_reuses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let ports = Ports {
+            public: 18443,
+            internal_base: 19100,
+        };
+        let names = vec!["localhost".to_string()];
+        let env = prepare(&dir, ports, &names).unwrap();
+        assert_eq!(env.config.gateway.listen.port(), 18443);
+        assert_eq!(env.config.keyd.admin_listen.port(), 19103);
+        assert!(env.config.node.dev_mode);
+        assert_eq!(mode(&env.dir), 0o700);
+        assert!(env.config.tls.internal_ca.is_file());
+        if env.softhsm_conf.is_some() {
+            assert_eq!(mode(&env.credentials.join("hsm-pin")), 0o400);
+        }
+        let pin_before = fs::read(env.credentials.join("hsm-pin")).ok();
+        let again = prepare(&dir, ports, &names).unwrap();
+        assert_eq!(fs::read(again.credentials.join("hsm-pin")).ok(), pin_before, "token and PIN are reused");
+    }
+
+    #[test]
+    fn an_unwritable_data_dir_names_the_fix() {
+        let e = prepare(Path::new("/proc/vbank-data"), Ports { public: 1, internal_base: 2 }, &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("--data-dir"), "{e:#}");
+    }
+}
