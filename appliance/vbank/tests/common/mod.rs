@@ -1,0 +1,54 @@
+//! Helpers shared by the binary's end-to-end tests.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vbank_service::client::{self, ClientConfig, Method, StatusCode};
+
+pub const VBANK: &str = env!("CARGO_BIN_EXE_vbank");
+
+/// A public port and an internal base whose next three ports are free too.
+pub fn free_ports() -> (u16, u16) {
+    for _ in 0..200 {
+        let public = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if base > 65530 || (public > base && public <= base + 3) {
+            continue;
+        }
+        let all_free = (base + 1..=base + 3).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return (public, base);
+        }
+    }
+    panic!("no free ports");
+}
+
+pub async fn get(tls: &Arc<ClientConfig>, addr: SocketAddr, name: &str, path: &str) -> (StatusCode, String) {
+    let (s, body) = client::call(tls.clone(), addr, name, Method::GET, path, None, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+    (s, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Live (non-zombie) processes whose command line mentions `needle`.
+pub fn live_processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == std::process::id().to_string() {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if cmdline.contains(&needle) && !zombie {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
