@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use reader::{Diagnostic, Severity};
 pub use schema::{
-    CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, LogConfig, LogLevel, LogTarget, NodeConfig,
-    PostgresConfig, Service, StoreConfig, TlsConfig, TlsVersion,
+    CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, LogConfig, LogLevel, LogTarget,
+    NodeConfig, PostgresConfig, Service, StoreConfig, TlsConfig, TlsVersion,
 };
 pub use secret::{Secret, SecretRef};
 
@@ -58,7 +58,10 @@ fn errors(d: &[Diagnostic]) -> usize {
 }
 
 fn render(d: &[Diagnostic]) -> String {
-    d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
+    d.iter()
+        .map(|d| format!("  {d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Parse configuration text. On success the warnings come along; on failure, every diagnostic.

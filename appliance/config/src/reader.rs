@@ -46,7 +46,11 @@ impl fmt::Display for Diagnostic {
             Some(line) => write!(f, "line {line}: ")?,
             None => write!(f, "        ")?,
         }
-        let key = if self.key.is_empty() { "(file)" } else { &self.key };
+        let key = if self.key.is_empty() {
+            "(file)"
+        } else {
+            &self.key
+        };
         write!(f, "{sev}: {key}: {} (hint: {})", self.message, self.hint)
     }
 }
@@ -135,7 +139,6 @@ impl<'c, 's> Section<'c, 's> {
             hint: hint.to_string(),
         });
     }
-
 
     /// A sub-table; absent means "all defaults".
     pub(crate) fn section(&self, key: &str) -> Section<'c, 's> {
@@ -255,7 +258,12 @@ impl<'c, 's> Section<'c, 's> {
     }
 
     /// One of a fixed set of words, with a default.
-    pub(crate) fn choice(&self, key: &str, choices: &[&'static str], default: &'static str) -> &'static str {
+    pub(crate) fn choice(
+        &self,
+        key: &str,
+        choices: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
         let hint = format!("use one of: {}", choices.join(", "));
         let Some((s, line)) = self.opt_str(key, &hint) else {
             return default;

@@ -230,7 +230,12 @@ fn path_in(s: &Section<'_, '_>, key: &str, default: PathBuf) -> PathBuf {
         Some((p, line)) => {
             let p = PathBuf::from(p);
             if !p.is_absolute() {
-                s.error(key, line, format!("{} is not absolute", p.display()), PATH_HINT);
+                s.error(
+                    key,
+                    line,
+                    format!("{} is not absolute", p.display()),
+                    PATH_HINT,
+                );
             }
             p
         }
@@ -238,7 +243,9 @@ fn path_in(s: &Section<'_, '_>, key: &str, default: PathBuf) -> PathBuf {
 }
 
 fn addr(s: &Section<'_, '_>, key: &str, default: &str) -> SocketAddr {
-    let default = default.parse().expect("built-in default addresses are valid");
+    let default = default
+        .parse()
+        .expect("built-in default addresses are valid");
     s.parsed(key, default, "an IP address and port", ADDR_HINT)
 }
 
@@ -275,7 +282,11 @@ fn read_node(s: &Section<'_, '_>) -> NodeConfig {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node-1".to_string());
-    let name = s.string("name", &default_name, "write a short name such as \"vbank-a\"");
+    let name = s.string(
+        "name",
+        &default_name,
+        "write a short name such as \"vbank-a\"",
+    );
     let cfg = NodeConfig {
         data_dir: path_in(s, "data_dir", PathBuf::from("/var/lib/vbank")),
         dev_mode: s.boolean("dev_mode", false),
@@ -318,7 +329,10 @@ fn read_tls(s: &Section<'_, '_>) -> TlsConfig {
         pair
     };
     let public = pair("public");
-    let services = Service::ALL.iter().map(|svc| (*svc, pair(svc.name()))).collect();
+    let services = Service::ALL
+        .iter()
+        .map(|svc| (*svc, pair(svc.name())))
+        .collect();
     s.finish();
     TlsConfig {
         min_version,
@@ -355,8 +369,16 @@ fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
 
 fn read_hsm(s: &Section<'_, '_>) -> HsmConfig {
     let cfg = HsmConfig {
-        module: path_in(s, "module", PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")),
-        token_label: s.string("token_label", "vbank", "the label the token was initialised with"),
+        module: path_in(
+            s,
+            "module",
+            PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
+        ),
+        token_label: s.string(
+            "token_label",
+            "vbank",
+            "the label the token was initialised with",
+        ),
         pin: secret(s, "pin"),
         profile: s
             .choice("profile", &["softhsm", "sansec", "tass", "luna"], "softhsm")
@@ -372,7 +394,11 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
     let cfg = GatewayConfig {
         listen,
         admin_listen: addr(s, "admin_listen", "127.0.0.1:9101"),
-        public_url: s.string("public_url", &default_url, "write the https:// URL customers use"),
+        public_url: s.string(
+            "public_url",
+            &default_url,
+            "write the https:// URL customers use",
+        ),
     };
     s.finish();
     cfg

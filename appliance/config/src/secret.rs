@@ -67,7 +67,8 @@ impl SecretRef {
         let bytes = std::fs::read(&path).map_err(|e| ConfigError::Secret {
             what: self.to_string(),
             problem: format!("cannot read {}: {e}", path.display()),
-            fix: "create the file (mode 0400, owned by the service user) holding only the secret".to_string(),
+            fix: "create the file (mode 0400, owned by the service user) holding only the secret"
+                .to_string(),
         })?;
         let mut bytes = Zeroizing::new(bytes);
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {

@@ -85,7 +85,8 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     ctx.stop_on_signals();
     let public_tls = vbank_tls::public_server_config(&cfg.tls).map_err(ServiceError::from)?;
     let admin_tls =
-        vbank_tls::service_server_config(&cfg.tls, Service::Gateway, ClientAuth::Optional).map_err(ServiceError::from)?;
+        vbank_tls::service_server_config(&cfg.tls, Service::Gateway, ClientAuth::Optional)
+            .map_err(ServiceError::from)?;
     let public = vbank_service::bind(cfg.gateway.listen, "gateway.listen").await?;
     let admin_l = vbank_service::bind(cfg.gateway.admin_listen, "gateway.admin_listen").await?;
 
@@ -95,8 +96,16 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         dev: cfg.node.dev_mode,
     };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), ctx.clone()));
-    let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
-    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let public_task = tokio::spawn(serve_tls(
+        public,
+        public_tls,
+        ctx.observed(app(state), "public"),
+        ctx.shutdown(),
+    ));
+    let admin_app = ctx.observed(
+        admin::router(ctx.health.clone(), ctx.metrics.clone()),
+        "admin",
+    );
     let admin_task = tokio::spawn(serve_tls(admin_l, admin_tls, admin_app, ctx.shutdown()));
     log::info!(url = cfg.gateway.public_url.as_str(); "gateway started");
     let _ = public_task.await;
@@ -118,14 +127,24 @@ async fn heartbeat(cfg: Config, ctx: Context) {
             }
         }
         if let Some(s) = &store {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             let record = serde_json::json!({
                 "node": cfg.node.name,
                 "public_url": cfg.gateway.public_url,
                 "calls": 0,
                 "heartbeat_unix": now,
             });
-            let r = s.put(Table::Nodes, &cfg.node.name, record.to_string().as_bytes(), Expect::Any).await;
+            let r = s
+                .put(
+                    Table::Nodes,
+                    &cfg.node.name,
+                    record.to_string().as_bytes(),
+                    Expect::Any,
+                )
+                .await;
             ctx.health.set_result("store", &r.map(|_| ()));
         }
         tokio::select! {

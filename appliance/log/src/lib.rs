@@ -44,7 +44,9 @@ pub struct Identity {
 #[non_exhaustive]
 pub enum LogError {
     /// journald was required but could not be reached.
-    #[error("cannot reach journald: {0} (hint: set [log] target = \"stderr\" or \"auto\" when not running under systemd)")]
+    #[error(
+        "cannot reach journald: {0} (hint: set [log] target = \"stderr\" or \"auto\" when not running under systemd)"
+    )]
     Journald(std::io::Error),
     /// A logger was already installed in this process.
     #[error("a logger is already installed in this process")]
@@ -91,7 +93,11 @@ impl Logger {
             }
             None => Sink::Stderr(Mutex::new(Box::new(std::io::stderr()))),
         };
-        Ok(Logger { identity, level, sink })
+        Ok(Logger {
+            identity,
+            level,
+            sink,
+        })
     }
 
     /// A logger that writes stderr-format lines to `w` (for tests and tools).

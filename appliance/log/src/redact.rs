@@ -64,13 +64,22 @@ fn patterns() -> &'static Patterns {
     })
 }
 
+/// How one match is rewritten.
+type Mask = fn(&Captures) -> String;
+
 /// Mask ID numbers and phone numbers and strip secrets from free text.
 pub fn redact_text(text: &str) -> Cow<'_, str> {
     let p = patterns();
-    let rules: [(&Regex, fn(&Captures) -> String); 5] = [
-        (&p.id18, |c| format!("{}{}********{}{}{}", &c[1], &c[2], &c[4], &c[5], &c[6])),
-        (&p.id15, |c| format!("{}{}*****{}{}", &c[1], &c[2], &c[4], &c[5])),
-        (&p.mobile, |c| format!("{}{}****{}{}", &c[1], &c[2], &c[4], &c[5])),
+    let rules: [(&Regex, Mask); 5] = [
+        (&p.id18, |c| {
+            format!("{}{}********{}{}{}", &c[1], &c[2], &c[4], &c[5], &c[6])
+        }),
+        (&p.id15, |c| {
+            format!("{}{}*****{}{}", &c[1], &c[2], &c[4], &c[5])
+        }),
+        (&p.mobile, |c| {
+            format!("{}{}****{}{}", &c[1], &c[2], &c[4], &c[5])
+        }),
         (&p.bearer, |c| format!("{} <redacted>", &c[1])),
         (&p.secret_kv, |c| format!("{}{}<redacted>", &c[1], &c[2])),
     ];
@@ -123,14 +132,23 @@ mod tests {
 
     #[test]
     fn id_numbers_are_masked() {
-        assert_eq!(redact_text("id 110101199003078888 ok"), "id 110101********8888 ok");
+        assert_eq!(
+            redact_text("id 110101199003078888 ok"),
+            "id 110101********8888 ok"
+        );
         assert_eq!(redact_text("11010119900307123X"), "110101********123X");
-        assert_eq!(redact_text("/c?id=110101199003078888&x=1"), "/c?id=110101********8888&x=1");
+        assert_eq!(
+            redact_text("/c?id=110101199003078888&x=1"),
+            "/c?id=110101********8888&x=1"
+        );
         assert_eq!(
             redact_text("110101199003078888,110101199003071234"),
             "110101********8888,110101********1234"
         );
-        assert_eq!(redact_text("legacy 110101900307123"), "legacy 110101*****7123");
+        assert_eq!(
+            redact_text("legacy 110101900307123"),
+            "legacy 110101*****7123"
+        );
     }
 
     #[test]
@@ -141,9 +159,18 @@ mod tests {
 
     #[test]
     fn secrets_are_removed() {
-        assert_eq!(redact_text("Authorization: Bearer abc.def.ghi"), "Authorization: Bearer <redacted>");
-        assert_eq!(redact_text("login pin=123456 failed"), "login pin=<redacted> failed");
-        assert_eq!(redact_text(r#"password: "hunter2""#), "password: <redacted>");
+        assert_eq!(
+            redact_text("Authorization: Bearer abc.def.ghi"),
+            "Authorization: Bearer <redacted>"
+        );
+        assert_eq!(
+            redact_text("login pin=123456 failed"),
+            "login pin=<redacted> failed"
+        );
+        assert_eq!(
+            redact_text(r#"password: "hunter2""#),
+            "password: <redacted>"
+        );
         assert_eq!(redact_field("hsm_pin", "1234"), "<redacted>");
         assert_eq!(redact_field("token", "x"), "<redacted>");
     }
@@ -153,7 +180,10 @@ mod tests {
         assert_eq!(redact_field("name", "张三"), "张*");
         assert_eq!(redact_field("name", "张小三"), "张*三");
         assert_eq!(redact_field("customer_name", "欧阳小娜"), "欧*娜");
-        assert_eq!(redact_field("id_number", "110101199003078888"), "1101**********8888");
+        assert_eq!(
+            redact_field("id_number", "110101199003078888"),
+            "1101**********8888"
+        );
         assert_eq!(redact_field("room", "r-42"), "r-42");
     }
 

@@ -6,7 +6,12 @@ use log::Level;
 
 use crate::Identity;
 
-pub(crate) fn format_line(id: &Identity, level: Level, message: &str, fields: &[(String, String)]) -> String {
+pub(crate) fn format_line(
+    id: &Identity,
+    level: Level,
+    message: &str,
+    fields: &[(String, String)],
+) -> String {
     let mut line = format!(
         "{} {:5} {}@{}{} {message}",
         utc_now(),
@@ -28,7 +33,9 @@ pub(crate) fn format_line(id: &Identity, level: Level, message: &str, fields: &[
 
 /// RFC 3339 UTC with milliseconds, without a date crate.
 fn utc_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, day) = civil_from_days(days);

@@ -54,7 +54,11 @@ impl Metrics {
             ("version".into(), env!("CARGO_PKG_VERSION").into()),
         ])
         .set(1);
-        registry.register("build_info", "Service, node and version of this process", info);
+        registry.register(
+            "build_info",
+            "Service, node and version of this process",
+            info,
+        );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),
             requests,
@@ -82,7 +86,11 @@ impl Metrics {
 pub struct Listener(pub &'static str);
 
 /// Middleware: count, time and log every request. Paths are logged through the redacting logger.
-pub async fn observe(State((metrics, listener)): State<(Metrics, Listener)>, req: Request, next: Next) -> Response {
+pub async fn observe(
+    State((metrics, listener)): State<(Metrics, Listener)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -109,7 +117,10 @@ pub async fn observe(State((metrics, listener)): State<(Metrics, Listener)>, req
         .inc();
     metrics
         .latency
-        .get_or_create(&vec![("listener".into(), listener.0.into()), ("route".into(), route)])
+        .get_or_create(&vec![
+            ("listener".into(), listener.0.into()),
+            ("route".into(), route),
+        ])
         .observe(elapsed.as_secs_f64());
     // Probes would drown the log.
     if !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {

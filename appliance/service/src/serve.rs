@@ -55,7 +55,12 @@ pub async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ServiceErr
 /// Serve `app` on `listener` over TLS until `shutdown` turns true, then drain open connections.
 ///
 /// Every request carries a [`Peer`] (who the TLS client certificate says the caller is) and a [`RemoteAddr`].
-pub async fn serve_tls(listener: TcpListener, tls: Arc<ServerConfig>, app: Router, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let mut conns = JoinSet::new();
     loop {
@@ -78,9 +83,15 @@ pub async fn serve_tls(listener: TcpListener, tls: Arc<ServerConfig>, app: Route
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while conns.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        log::warn!("{} connection(s) still open after {DRAIN_TIMEOUT:?}; closing them", conns.len());
+        log::warn!(
+            "{} connection(s) still open after {DRAIN_TIMEOUT:?}; closing them",
+            conns.len()
+        );
         conns.abort_all();
     }
 }
@@ -110,7 +121,8 @@ async fn connection(
         req
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -100,7 +100,9 @@ pub enum StoreError {
         hint: String,
     },
     /// The stored schema is newer than this binary understands.
-    #[error("the store's schema is version {found}, newer than this vbank understands ({supported}) (hint: upgrade vbank on this node before starting it)")]
+    #[error(
+        "the store's schema is version {found}, newer than this vbank understands ({supported}) (hint: upgrade vbank on this node before starting it)"
+    )]
     SchemaTooNew {
         /// Version found.
         found: u32,
@@ -134,15 +136,31 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Read one value.
     async fn get(&self, table: Table, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Write one value if `expect` holds; returns the new version.
-    async fn put(&self, table: Table, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError>;
+    async fn put(
+        &self,
+        table: Table,
+        key: &str,
+        value: &[u8],
+        expect: Expect,
+    ) -> Result<u64, StoreError>;
     /// Delete one value if `expect` holds; returns whether a value was deleted.
     async fn delete(&self, table: Table, key: &str, expect: Expect) -> Result<bool, StoreError>;
     /// Values whose key starts with `prefix`, in key order, at most `limit`.
-    async fn list(&self, table: Table, prefix: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError>;
+    async fn list(
+        &self,
+        table: Table,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Versioned)>, StoreError>;
     /// Append to a stream; returns the entry's sequence number (1, 2, 3, … per stream).
     async fn append(&self, stream: &str, value: &[u8]) -> Result<u64, StoreError>;
     /// Entries of a stream with sequence ≥ `from`, in order, at most `limit`.
-    async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// The schema version in force.
     async fn schema_version(&self) -> Result<u32, StoreError>;
     /// A cheap round trip, for readiness checks.

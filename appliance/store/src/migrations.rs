@@ -15,11 +15,10 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "versioned key-value tables and append-only streams",
-        postgres: "
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "versioned key-value tables and append-only streams",
+    postgres: "
             CREATE TABLE vbank_kv (
                 tbl        TEXT        NOT NULL,
                 key        TEXT        NOT NULL,
@@ -40,8 +39,7 @@ pub const MIGRATIONS: &[Migration] = &[
                 PRIMARY KEY (stream, seq)
             );
         ",
-    },
-];
+}];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -46,7 +46,10 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
 
 impl PgStore {
     /// Connect, check the server answers, and migrate the schema.
-    pub async fn connect(cfg: &PostgresConfig, password: Option<&str>) -> Result<PgStore, StoreError> {
+    pub async fn connect(
+        cfg: &PostgresConfig,
+        password: Option<&str>,
+    ) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::new();
         pg.host(&cfg.host)
             .port(cfg.port)
@@ -89,7 +92,9 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(backend)?;
         // Nodes starting together must not migrate twice.
-        tx.execute("SELECT pg_advisory_xact_lock(7263531)", &[]).await.map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock(7263531)", &[])
+            .await
+            .map_err(backend)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS vbank_schema (
                 version     INTEGER     PRIMARY KEY,
@@ -151,7 +156,13 @@ impl Store for PgStore {
         }))
     }
 
-    async fn put(&self, table: Table, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        table: Table,
+        key: &str,
+        value: &[u8],
+        expect: Expect,
+    ) -> Result<u64, StoreError> {
         check_key("key", key)?;
         let c = self.client().await?;
         let t = table.as_str();
@@ -200,7 +211,10 @@ impl Store for PgStore {
         let t = table.as_str();
         let n = match expect {
             Expect::Any => c
-                .execute("DELETE FROM vbank_kv WHERE tbl = $1 AND key = $2", &[&t, &key])
+                .execute(
+                    "DELETE FROM vbank_kv WHERE tbl = $1 AND key = $2",
+                    &[&t, &key],
+                )
                 .await
                 .map_err(backend)?,
             Expect::Version(v) => c
@@ -229,7 +243,12 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
-    async fn list(&self, table: Table, prefix: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError> {
+    async fn list(
+        &self,
+        table: Table,
+        prefix: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Versioned)>, StoreError> {
         let c = self.client().await?;
         // Byte order (COLLATE "C"), as redb sorts; starts_with needs no escaping of '%' or '_'.
         let rows = c
@@ -278,7 +297,12 @@ impl Store for PgStore {
         Ok(seq as u64)
     }
 
-    async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         check_key("stream", stream)?;
         let c = self.client().await?;
         let rows = c
@@ -288,7 +312,10 @@ impl Store for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows.into_iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
+            .collect())
     }
 
     async fn schema_version(&self) -> Result<u32, StoreError> {

@@ -18,11 +18,16 @@ async fn data_survives_reopen() {
     let path = dir.path().join("sub/dir/s.redb");
     {
         let s = RedbStore::open(&path).unwrap();
-        s.put(Table::Calls, "c", b"kept", Expect::Absent).await.unwrap();
+        s.put(Table::Calls, "c", b"kept", Expect::Absent)
+            .await
+            .unwrap();
         s.append("events", b"e1").await.unwrap();
     }
     let s = RedbStore::open(&path).unwrap();
-    assert_eq!(s.get(Table::Calls, "c").await.unwrap().unwrap().value, b"kept");
+    assert_eq!(
+        s.get(Table::Calls, "c").await.unwrap().unwrap().value,
+        b"kept"
+    );
     assert_eq!(s.append("events", b"e2").await.unwrap(), 2);
 }
 
@@ -41,7 +46,10 @@ fn a_newer_schema_is_refused() {
         tx.commit().unwrap();
     }
     let e = RedbStore::open(&path).unwrap_err();
-    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, .. }), "{e}");
+    assert!(
+        matches!(e, StoreError::SchemaTooNew { found: 99, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("upgrade vbank"), "{e}");
 }
 
@@ -56,6 +64,8 @@ fn a_file_in_use_names_the_cause() {
 
 #[test]
 fn an_unwritable_directory_names_the_fix() {
-    let e = RedbStore::open(std::path::Path::new("/proc/vbank/s.redb")).unwrap_err().to_string();
+    let e = RedbStore::open(std::path::Path::new("/proc/vbank/s.redb"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("redb_dir"), "{e}");
 }

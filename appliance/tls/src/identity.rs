@@ -88,7 +88,8 @@ impl AccessPolicy {
 /// `/v1/keys` covers `/v1/keys` and `/v1/keys/x`, not `/v1/keysX`.
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
     path == prefix
-        || (path.starts_with(prefix) && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+        || (path.starts_with(prefix)
+            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
 }
 
 #[cfg(test)]

@@ -41,7 +41,9 @@ pub enum TlsError {
         what: String,
     },
     /// rustls refused the material (e.g. key does not match certificate).
-    #[error("TLS configuration refused: {0} (hint: check that each key belongs to its certificate)")]
+    #[error(
+        "TLS configuration refused: {0} (hint: check that each key belongs to its certificate)"
+    )]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built from the internal CA.
     #[error("cannot use the internal CA for client verification: {0}")]
@@ -128,7 +130,11 @@ pub fn public_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsErr
 }
 
 /// The server configuration for one service's own listeners, with its certificate and the internal CA.
-pub fn service_server_config(tls: &TlsConfig, svc: Service, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn service_server_config(
+    tls: &TlsConfig,
+    svc: Service,
+    auth: ClientAuth,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let roots = Arc::new(roots(&tls.internal_ca)?);
     let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
     let verifier = match auth {

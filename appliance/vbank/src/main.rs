@@ -15,7 +15,11 @@ use vbank_config::{Config, LogLevel, LogTarget};
 use vbank_service::exit;
 
 #[derive(Debug, Parser)]
-#[command(name = "vbank", version, about = "Video banking appliance: calls, 双录 recording, keys in the bank's HSM")]
+#[command(
+    name = "vbank",
+    version,
+    about = "Video banking appliance: calls, 双录 recording, keys in the bank's HSM"
+)]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = vbank_config::DEFAULT_PATH)]
@@ -71,10 +75,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Gateway => run_service("gateway", &cli.config, |cfg| async move {
-            vbank_gateway::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
+            vbank_gateway::run(cfg)
+                .await
+                .map_err(|e| (e.exit_code(), e.to_string()))
         }),
         Cmd::Keyd => run_service("keyd", &cli.config, |cfg| async move {
-            vbank_keyd::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
+            vbank_keyd::run(cfg)
+                .await
+                .map_err(|e| (e.exit_code(), e.to_string()))
         }),
         Cmd::Up {
             data_dir,

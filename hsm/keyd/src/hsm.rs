@@ -108,7 +108,14 @@ impl Hsm {
         let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, s)) = guard.as_ref() {
             match s.get_session_info() {
-                Ok(info) if matches!(info.session_state(), cryptoki::session::SessionState::RwUser) => return Ok(()),
+                Ok(info)
+                    if matches!(
+                        info.session_state(),
+                        cryptoki::session::SessionState::RwUser
+                    ) =>
+                {
+                    return Ok(());
+                }
                 Ok(_) | Err(_) => {
                     log::warn!("HSM session lost; opening a new one");
                     *guard = None;
@@ -133,11 +140,17 @@ impl Hsm {
         self.ensure_session()?;
         let lib = self.ctx.get_library_info().map_err(p11)?;
         let guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let (slot, _) = guard.as_ref().ok_or_else(|| KeydError::Hsm("no session".into()))?;
+        let (slot, _) = guard
+            .as_ref()
+            .ok_or_else(|| KeydError::Hsm("no session".into()))?;
         let token = self.ctx.get_token_info(*slot).map_err(p11)?;
         Ok(HsmStatus {
             module: self.module.clone(),
-            library: format!("{} {}", lib.manufacturer_id().trim_end(), lib.library_description().trim_end()),
+            library: format!(
+                "{} {}",
+                lib.manufacturer_id().trim_end(),
+                lib.library_description().trim_end()
+            ),
             library_version: lib.library_version().to_string(),
             token_label: self.label.clone(),
             manufacturer: token.manufacturer_id().trim_end().to_string(),

@@ -34,7 +34,9 @@ pub enum KeydError {
         detail: String,
     },
     /// No token with the configured label.
-    #[error("no HSM token labelled {label:?} (tokens present: {seen:?}) (hint: set [hsm] token_label, or initialise the token)")]
+    #[error(
+        "no HSM token labelled {label:?} (tokens present: {seen:?}) (hint: set [hsm] token_label, or initialise the token)"
+    )]
     TokenNotFound {
         /// Wanted label.
         label: String,
@@ -42,7 +44,9 @@ pub enum KeydError {
         seen: Vec<String>,
     },
     /// The user PIN was refused.
-    #[error("the HSM refused the user PIN (hint: fix the PIN credential named by [hsm] pin and restart keyd; keyd will not retry, as the token locks after repeated failures)")]
+    #[error(
+        "the HSM refused the user PIN (hint: fix the PIN credential named by [hsm] pin and restart keyd; keyd will not retry, as the token locks after repeated failures)"
+    )]
     PinIncorrect,
     /// The user PIN is locked.
     #[error("the HSM user PIN is locked (hint: a security officer must unlock it with the SO PIN)")]
@@ -63,9 +67,10 @@ impl KeydError {
     pub fn exit_code(&self) -> i32 {
         match self {
             KeydError::Service(e) => e.exit_code(),
-            KeydError::Module { .. } | KeydError::Config(_) | KeydError::PinIncorrect | KeydError::PinLocked => {
-                exit::CONFIG
-            }
+            KeydError::Module { .. }
+            | KeydError::Config(_)
+            | KeydError::PinIncorrect
+            | KeydError::PinLocked => exit::CONFIG,
             _ => exit::UNAVAILABLE,
         }
     }
@@ -75,7 +80,12 @@ impl KeydError {
 pub fn policy() -> AccessPolicy {
     AccessPolicy::new().allow(
         "/v1/hsm/status",
-        &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli],
+        &[
+            Service::Gateway,
+            Service::Recorder,
+            Service::Kyc,
+            Service::Cli,
+        ],
     )
 }
 
@@ -87,7 +97,10 @@ struct ApiState {
 fn api(hsm: Arc<Hsm>) -> Router {
     Router::new()
         .route("/v1/hsm/status", get(status))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(policy()), require_peer))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(policy()),
+            require_peer,
+        ))
         .with_state(ApiState { hsm })
 }
 
@@ -108,18 +121,27 @@ async fn status(State(s): State<ApiState>) -> Response {
 pub async fn run(cfg: Config) -> Result<(), KeydError> {
     let ctx = Context::new("keyd", &cfg.node.name, &["hsm"]);
     ctx.stop_on_signals();
-    let pin_ref = cfg
-        .hsm
-        .pin
-        .clone()
-        .ok_or_else(|| KeydError::Config("no PIN reference: add pin = \"credential:hsm-pin\" under [hsm]".into()))?;
-    let pin = pin_ref.load().map_err(|e| KeydError::Config(e.to_string()))?;
-    let pin = pin.expose_str().map_err(|e| KeydError::Config(e.to_string()))?.to_string();
+    let pin_ref = cfg.hsm.pin.clone().ok_or_else(|| {
+        KeydError::Config("no PIN reference: add pin = \"credential:hsm-pin\" under [hsm]".into())
+    })?;
+    let pin = pin_ref
+        .load()
+        .map_err(|e| KeydError::Config(e.to_string()))?;
+    let pin = pin
+        .expose_str()
+        .map_err(|e| KeydError::Config(e.to_string()))?
+        .to_string();
     let hsm = {
-        let (m, l, p) = (cfg.hsm.module.clone(), cfg.hsm.token_label.clone(), cfg.hsm.profile.clone());
-        let h = tokio::task::spawn_blocking(move || Hsm::load_module(&m).map(|ctx| Hsm::new(ctx, &m, &l, &p, &pin)))
-            .await
-            .map_err(|e| KeydError::Hsm(e.to_string()))??;
+        let (m, l, p) = (
+            cfg.hsm.module.clone(),
+            cfg.hsm.token_label.clone(),
+            cfg.hsm.profile.clone(),
+        );
+        let h = tokio::task::spawn_blocking(move || {
+            Hsm::load_module(&m).map(|ctx| Hsm::new(ctx, &m, &l, &p, &pin))
+        })
+        .await
+        .map_err(|e| KeydError::Hsm(e.to_string()))??;
         Arc::new(h)
     };
 
@@ -131,9 +153,22 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
         .map_err(ServiceError::from)?;
 
     let watcher = tokio::spawn(watch_hsm(hsm.clone(), ctx.clone()));
-    let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(api(hsm), "api"), ctx.shutdown()));
-    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
-    let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
+    let api_task = tokio::spawn(serve_tls(
+        api_listener,
+        api_tls,
+        ctx.observed(api(hsm), "api"),
+        ctx.shutdown(),
+    ));
+    let admin_app = ctx.observed(
+        admin::router(ctx.health.clone(), ctx.metrics.clone()),
+        "admin",
+    );
+    let admin_task = tokio::spawn(serve_tls(
+        admin_listener,
+        admin_tls,
+        admin_app,
+        ctx.shutdown(),
+    ));
     log::info!(listen = cfg.keyd.listen.to_string().as_str(); "keyd started");
     let _ = api_task.await;
     let _ = admin_task.await;
@@ -154,10 +189,13 @@ async fn watch_hsm(hsm: Arc<Hsm>, ctx: Context) {
         if let Err(e) = &r {
             log::error!("{e}");
         }
-        ctx.health.set("hsm", match r {
-            Ok(()) => Check::Ok,
-            Err(e) => Check::Failing(e.to_string()),
-        });
+        ctx.health.set(
+            "hsm",
+            match r {
+                Ok(()) => Check::Ok,
+                Err(e) => Check::Failing(e.to_string()),
+            },
+        );
         if stop_retrying {
             return;
         }

@@ -52,18 +52,21 @@ pub async fn run(opts: UpOptions) -> Result<()> {
     let cfg = env.config.clone();
     preflight(&cfg).await?;
 
-    let mut services: Vec<Service> = [("keyd", cfg.keyd.admin_listen), ("gateway", cfg.gateway.admin_listen)]
-        .into_iter()
-        .map(|(name, admin)| Service {
-            name,
-            admin,
-            policy: RestartPolicy::default(),
-            running: None,
-            restart_at: None,
-            generation: 0,
-            tail: Arc::default(),
-        })
-        .collect();
+    let mut services: Vec<Service> = [
+        ("keyd", cfg.keyd.admin_listen),
+        ("gateway", cfg.gateway.admin_listen),
+    ]
+    .into_iter()
+    .map(|(name, admin)| Service {
+        name,
+        admin,
+        policy: RestartPolicy::default(),
+        running: None,
+        restart_at: None,
+        generation: 0,
+        tail: Arc::default(),
+    })
+    .collect();
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Exit>();
     let spawn_env = process::SpawnEnv::new(&env)?;
@@ -134,7 +137,9 @@ pub async fn run(opts: UpOptions) -> Result<()> {
             eprintln!("vbank stopped.");
             Ok(())
         }
-        Err(e) => bail!("{e}\n  every other service was stopped; fix the cause and run `vbank up` again"),
+        Err(e) => {
+            bail!("{e}\n  every other service was stopped; fix the cause and run `vbank up` again")
+        }
     }
 }
 
@@ -145,7 +150,12 @@ fn describe(code: Option<i32>) -> String {
     }
 }
 
-fn start(index: usize, s: &mut Service, env: &process::SpawnEnv, tx: &mpsc::UnboundedSender<Exit>) -> Result<()> {
+fn start(
+    index: usize,
+    s: &mut Service,
+    env: &process::SpawnEnv,
+    tx: &mpsc::UnboundedSender<Exit>,
+) -> Result<()> {
     s.generation += 1;
     let running = process::spawn(index, s.generation, s.name, env, s.tail.clone(), tx.clone())?;
     s.policy.started(Instant::now());

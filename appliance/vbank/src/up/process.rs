@@ -42,7 +42,10 @@ impl SpawnEnv {
     /// The environment for the children of `dev`.
     pub fn new(dev: &DevEnv) -> Result<SpawnEnv> {
         let exe = std::env::current_exe().context("cannot find the vbank executable")?;
-        let mut env = vec![("CREDENTIALS_DIRECTORY".to_string(), dev.credentials.clone().into_os_string())];
+        let mut env = vec![(
+            "CREDENTIALS_DIRECTORY".to_string(),
+            dev.credentials.clone().into_os_string(),
+        )];
         if let Some(conf) = &dev.softhsm_conf {
             env.push(("SOFTHSM2_CONF".to_string(), conf.clone().into_os_string()));
         }
@@ -90,7 +93,9 @@ pub fn spawn(
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
     bind_to_parent(&mut cmd);
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {service}"))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {service}"))?;
     let pid = Pid::from_raw(child.id().context("child has no pid")? as i32);
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(async move {

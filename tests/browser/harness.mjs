@@ -1,0 +1,93 @@
+// Browser test harness: starts a real `vbank up` on free ports in a temp dir, launches Debian's Chromium headless
+// through playwright-core (never a downloaded browser), and saves a screenshot of every page a test leaves open when
+// it fails (tests/artifacts/).
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+export const ARTIFACTS = join(ROOT, 'tests/artifacts');
+const VBANK = process.env.VBANK_BIN
+  ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/vbank/target'), 'debug/vbank');
+
+// Flags from ../shared/reference/webrtc.md: without the background-networking ones Chromium floods the closed network.
+const CHROMIUM_FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+];
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
+  });
+}
+
+/** Start `vbank up --json`; resolves with the URLs once every service is ready. */
+export async function startVbank() {
+  const dir = mkdtempSync(join(tmpdir(), 'vbank-browser-'));
+  const port = await freePort();
+  let base = await freePort();
+  while (base > 65530 || (port > base && port <= base + 3)) base = await freePort();
+  const proc = spawn(VBANK, ['up', '--json', '--data-dir', join(dir, 'data'), '--port', String(port),
+    '--internal-port-base', String(base), '--ready-timeout', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  createInterface({ input: proc.stderr }).on('line', (l) => log.push(l));
+  const urls = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`vbank up not ready in 90 s:\n${log.join('\n')}`)), 90_000);
+    proc.once('exit', (code) => fail(new Error(`vbank up exited ${code}:\n${log.join('\n')}`)));
+    createInterface({ input: proc.stdout }).once('line', (line) => { clearTimeout(timer); ok(JSON.parse(line)); });
+  });
+  return {
+    urls,
+    log,
+    async stop() {
+      if (proc.exitCode === null) {
+        const exited = new Promise((ok) => proc.once('exit', ok));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Launch headless Chromium; `ignoreHTTPSErrors` because the page's certificate comes from the throw-away dev CA
+ * (the Rust end-to-end tests verify that chain against the CA file). */
+export async function launch() {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_FLAGS });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN' });
+  return { browser, context };
+}
+
+/** Screenshot every open page of `context` into tests/artifacts as `<name>-<n>.png`. */
+export async function screenshots(context, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const files = [];
+  for (const [i, page] of context.pages().entries()) {
+    const file = join(ARTIFACTS, `${name.replace(/[^\w-]+/g, '_')}-${i}.png`);
+    await page.screenshot({ path: file, fullPage: true }).catch(() => {});
+    files.push(file);
+  }
+  return files;
+}
+
+/** Run `body(context)`; on failure, save screenshots and rethrow with their paths. */
+export async function withBrowser(name, body) {
+  const { browser, context } = await launch();
+  try {
+    await body(context);
+    await screenshots(context, name);
+  } catch (e) {
+    const files = await screenshots(context, `FAILED-${name}`);
+    e.message += `\nscreenshots: ${files.join(', ')}`;
+    throw e;
+  } finally {
+    await browser.close();
+  }
+}

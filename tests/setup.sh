@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what vbank needs on Debian 12 to build, run (`vbank up`) and test: Debian packages, the Rust
+# components, and the browser-test npm package. Idempotent; installs only what is missing. Run as root (or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build: gcc/pkg-config for -sys crates. Run: softhsm2 (development HSM), opensc (pkcs11-tool), openssl (cross-checks).
+# Tests: postgresql (store backend), chromium (browser tests), a CJK font so pages render, util-linux (unshare), curl.
+PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
+          fonts-wqy-zenhei util-linux)
+# The machine image may ship Node.js outside Debian's packages: use it when present.
+command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: no Rust toolchain. Install one with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
+done
+
+if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ready"
