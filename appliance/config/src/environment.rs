@@ -66,11 +66,7 @@ fn check_secret(cfg: &Config, key: &str, secret: &SecretRef) -> Option<Diagnosti
         Ok(p) => p,
         // Outside systemd the credential directory may legitimately be absent (e.g. checking on a build host).
         Err(e) => {
-            return Some(diag(
-                Severity::Warning,
-                e.to_string(),
-                "check again under the service's unit",
-            ));
+            return Some(diag(Severity::Warning, e.to_string(), "check again under the service's unit"));
         }
     };
     match std::fs::metadata(&path) {
@@ -81,10 +77,7 @@ fn check_secret(cfg: &Config, key: &str, secret: &SecretRef) -> Option<Diagnosti
         )),
         Ok(m) if m.permissions().mode() & 0o077 != 0 => Some(diag(
             Severity::Warning,
-            format!(
-                "{secret} is readable by group or others (mode {:o})",
-                m.permissions().mode() & 0o777
-            ),
+            format!("{secret} is readable by group or others (mode {:o})", m.permissions().mode() & 0o777),
             "chmod 0400 the file",
         )),
         Ok(_) => None,

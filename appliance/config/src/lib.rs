@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use reader::{Diagnostic, Severity};
 pub use schema::{
-    CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, LogConfig, LogLevel, LogTarget,
-    NodeConfig, PostgresConfig, Service, StoreConfig, TlsConfig, TlsVersion,
+    CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, LogConfig, LogLevel, LogTarget, NodeConfig, PostgresConfig,
+    Service, StoreConfig, TlsConfig, TlsVersion,
 };
 pub use secret::{Secret, SecretRef};
 
@@ -58,10 +58,7 @@ fn errors(d: &[Diagnostic]) -> usize {
 }
 
 fn render(d: &[Diagnostic]) -> String {
-    d.iter()
-        .map(|d| format!("  {d}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    d.iter().map(|d| format!("  {d}")).collect::<Vec<_>>().join("\n")
 }
 
 /// Parse configuration text. On success the warnings come along; on failure, every diagnostic.
@@ -74,8 +71,7 @@ pub fn parse(src: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
                 key: String::new(),
                 line: e.span().map(|s| reader::line_at(src, s.start)),
                 message: format!("not valid TOML: {}", e.message().trim()),
-                hint: "fix the syntax at this line (quotes around strings, [section] headers, key = value)"
-                    .to_string(),
+                hint: "fix the syntax at this line (quotes around strings, [section] headers, key = value)".to_string(),
             }]);
         }
     };
@@ -87,31 +83,18 @@ pub fn parse(src: &str) -> Result<(Config, Vec<Diagnostic>), Vec<Diagnostic>> {
     let (mut diags, lines) = ctx.into_parts();
     diags.sort_by_key(|d| (d.line.unwrap_or(usize::MAX), d.key.clone()));
     cfg.lines = lines;
-    if errors(&diags) > 0 {
-        Err(diags)
-    } else {
-        Ok((cfg, diags))
-    }
+    if errors(&diags) > 0 { Err(diags) } else { Ok((cfg, diags)) }
 }
 
 /// Read and parse a configuration file.
 pub fn load(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
-    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&src).map_err(|diagnostics| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        diagnostics,
-    })
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(&src).map_err(|diagnostics| ConfigError::Invalid { path: path.to_path_buf(), diagnostics })
 }
 
 /// Everything `vbank config check` reports: schema findings, then what the file refers to.
 pub fn check(path: &Path) -> Result<Vec<Diagnostic>, ConfigError> {
-    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     Ok(match parse(&src) {
         Err(diags) => diags,
         Ok((cfg, mut diags)) => {

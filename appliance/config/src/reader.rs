@@ -46,11 +46,7 @@ impl fmt::Display for Diagnostic {
             Some(line) => write!(f, "line {line}: ")?,
             None => write!(f, "        ")?,
         }
-        let key = if self.key.is_empty() {
-            "(file)"
-        } else {
-            &self.key
-        };
+        let key = if self.key.is_empty() { "(file)" } else { &self.key };
         write!(f, "{sev}: {key}: {} (hint: {})", self.message, self.hint)
     }
 }
@@ -64,11 +60,7 @@ pub(crate) struct Ctx<'s> {
 
 impl<'s> Ctx<'s> {
     pub(crate) fn new(src: &'s str) -> Self {
-        Ctx {
-            src,
-            diags: RefCell::new(Vec::new()),
-            lines: RefCell::new(Vec::new()),
-        }
+        Ctx { src, diags: RefCell::new(Vec::new()), lines: RefCell::new(Vec::new()) }
     }
 
     pub(crate) fn line_of(&self, span: Option<Range<usize>>) -> Option<usize> {
@@ -86,11 +78,7 @@ impl<'s> Ctx<'s> {
 
 /// 1-based line number of a byte offset.
 pub(crate) fn line_at(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 /// One table of the document (possibly absent), read key by key.
@@ -103,20 +91,11 @@ pub(crate) struct Section<'c, 's> {
 
 impl<'c, 's> Section<'c, 's> {
     pub(crate) fn root(ctx: &'c Ctx<'s>, table: &'c dyn TableLike) -> Self {
-        Section {
-            ctx,
-            path: String::new(),
-            table: Some(table),
-            seen: RefCell::new(Vec::new()),
-        }
+        Section { ctx, path: String::new(), table: Some(table), seen: RefCell::new(Vec::new()) }
     }
 
     fn key_path(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.path)
-        }
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
     }
 
     /// The item at `key`, marking it as known.
@@ -157,12 +136,7 @@ impl<'c, 's> Section<'c, 's> {
                 }
             },
         };
-        Section {
-            ctx: self.ctx,
-            path: self.key_path(key),
-            table,
-            seen: RefCell::new(Vec::new()),
-        }
+        Section { ctx: self.ctx, path: self.key_path(key), table, seen: RefCell::new(Vec::new()) }
     }
 
     fn value(&self, key: &str, want: &str, hint: &str) -> Option<(&'c Value, Option<usize>)> {
@@ -170,12 +144,7 @@ impl<'c, 's> Section<'c, 's> {
         match item.as_value() {
             Some(v) => Some((v, line)),
             None => {
-                self.error(
-                    key,
-                    line,
-                    format!("expected {want}, found {}", item.type_name()),
-                    hint,
-                );
+                self.error(key, line, format!("expected {want}, found {}", item.type_name()), hint);
                 None
             }
         }
@@ -187,12 +156,7 @@ impl<'c, 's> Section<'c, 's> {
         match v.as_str() {
             Some(s) => Some((s.to_string(), line)),
             None => {
-                self.error(
-                    key,
-                    line,
-                    format!("expected a string, found {}", v.type_name()),
-                    hint,
-                );
+                self.error(key, line, format!("expected a string, found {}", v.type_name()), hint);
                 None
             }
         }
@@ -200,9 +164,7 @@ impl<'c, 's> Section<'c, 's> {
 
     /// A string with a default.
     pub(crate) fn string(&self, key: &str, default: &str, hint: &str) -> String {
-        self.opt_str(key, hint)
-            .map(|(s, _)| s)
-            .unwrap_or_else(|| default.to_string())
+        self.opt_str(key, hint).map(|(s, _)| s).unwrap_or_else(|| default.to_string())
     }
 
     /// A boolean with a default.
@@ -212,12 +174,7 @@ impl<'c, 's> Section<'c, 's> {
             return default;
         };
         v.as_bool().unwrap_or_else(|| {
-            self.error(
-                key,
-                line,
-                format!("expected a boolean, found {}", v.type_name()),
-                hint,
-            );
+            self.error(key, line, format!("expected a boolean, found {}", v.type_name()), hint);
             default
         })
     }
@@ -235,12 +192,7 @@ impl<'c, 's> Section<'c, 's> {
                 default
             }
             None => {
-                self.error(
-                    key,
-                    line,
-                    format!("expected an integer, found {}", v.type_name()),
-                    &hint,
-                );
+                self.error(key, line, format!("expected an integer, found {}", v.type_name()), &hint);
                 default
             }
         }
@@ -258,12 +210,7 @@ impl<'c, 's> Section<'c, 's> {
     }
 
     /// One of a fixed set of words, with a default.
-    pub(crate) fn choice(
-        &self,
-        key: &str,
-        choices: &[&'static str],
-        default: &'static str,
-    ) -> &'static str {
+    pub(crate) fn choice(&self, key: &str, choices: &[&'static str], default: &'static str) -> &'static str {
         let hint = format!("use one of: {}", choices.join(", "));
         let Some((s, line)) = self.opt_str(key, &hint) else {
             return default;
@@ -285,12 +232,7 @@ impl<'c, 's> Section<'c, 's> {
             if seen.iter().any(|s| s == key) {
                 continue;
             }
-            let line = self.ctx.line_of(
-                table
-                    .get_key_value(key)
-                    .and_then(|(k, _)| k.span())
-                    .or_else(|| item.span()),
-            );
+            let line = self.ctx.line_of(table.get_key_value(key).and_then(|(k, _)| k.span()).or_else(|| item.span()));
             let hint = match closest(key, &seen) {
                 Some(near) => format!("did you mean `{near}`? Remove or rename it"),
                 None if seen.is_empty() => "this section takes no keys; remove it".to_string(),

@@ -24,13 +24,7 @@ pub enum Service {
 
 impl Service {
     /// Every identity, in a stable order.
-    pub const ALL: [Service; 5] = [
-        Service::Gateway,
-        Service::Keyd,
-        Service::Recorder,
-        Service::Kyc,
-        Service::Cli,
-    ];
+    pub const ALL: [Service; 5] = [Service::Gateway, Service::Keyd, Service::Recorder, Service::Kyc, Service::Cli];
 
     /// The lowercase name used in certificates, units and file names.
     pub fn name(self) -> &'static str {
@@ -230,12 +224,7 @@ fn path_in(s: &Section<'_, '_>, key: &str, default: PathBuf) -> PathBuf {
         Some((p, line)) => {
             let p = PathBuf::from(p);
             if !p.is_absolute() {
-                s.error(
-                    key,
-                    line,
-                    format!("{} is not absolute", p.display()),
-                    PATH_HINT,
-                );
+                s.error(key, line, format!("{} is not absolute", p.display()), PATH_HINT);
             }
             p
         }
@@ -243,9 +232,7 @@ fn path_in(s: &Section<'_, '_>, key: &str, default: PathBuf) -> PathBuf {
 }
 
 fn addr(s: &Section<'_, '_>, key: &str, default: &str) -> SocketAddr {
-    let default = default
-        .parse()
-        .expect("built-in default addresses are valid");
+    let default = default.parse().expect("built-in default addresses are valid");
     s.parsed(key, default, "an IP address and port", ADDR_HINT)
 }
 
@@ -282,11 +269,7 @@ fn read_node(s: &Section<'_, '_>) -> NodeConfig {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node-1".to_string());
-    let name = s.string(
-        "name",
-        &default_name,
-        "write a short name such as \"vbank-a\"",
-    );
+    let name = s.string("name", &default_name, "write a short name such as \"vbank-a\"");
     let cfg = NodeConfig {
         data_dir: path_in(s, "data_dir", PathBuf::from("/var/lib/vbank")),
         dev_mode: s.boolean("dev_mode", false),
@@ -329,17 +312,9 @@ fn read_tls(s: &Section<'_, '_>) -> TlsConfig {
         pair
     };
     let public = pair("public");
-    let services = Service::ALL
-        .iter()
-        .map(|svc| (*svc, pair(svc.name())))
-        .collect();
+    let services = Service::ALL.iter().map(|svc| (*svc, pair(svc.name()))).collect();
     s.finish();
-    TlsConfig {
-        min_version,
-        internal_ca,
-        public,
-        services,
-    }
+    TlsConfig { min_version, internal_ca, public, services }
 }
 
 fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
@@ -347,11 +322,7 @@ fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
     let redb_dir = path_in(s, "redb_dir", data_dir.join("store"));
     let pg = s.section("postgres");
     let pg_cfg = PostgresConfig {
-        host: pg.string(
-            "host",
-            "/run/postgresql",
-            "a host name, an IP, or a socket directory",
-        ),
+        host: pg.string("host", "/run/postgresql", "a host name, an IP, or a socket directory"),
         port: pg.integer("port", 5432, 1, 65535) as u16,
         dbname: pg.string("dbname", "vbank", "a database name"),
         user: pg.string("user", "vbank", "a role name"),
@@ -369,20 +340,10 @@ fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
 
 fn read_hsm(s: &Section<'_, '_>) -> HsmConfig {
     let cfg = HsmConfig {
-        module: path_in(
-            s,
-            "module",
-            PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"),
-        ),
-        token_label: s.string(
-            "token_label",
-            "vbank",
-            "the label the token was initialised with",
-        ),
+        module: path_in(s, "module", PathBuf::from("/usr/lib/softhsm/libsofthsm2.so")),
+        token_label: s.string("token_label", "vbank", "the label the token was initialised with"),
         pin: secret(s, "pin"),
-        profile: s
-            .choice("profile", &["softhsm", "sansec", "tass", "luna"], "softhsm")
-            .to_string(),
+        profile: s.choice("profile", &["softhsm", "sansec", "tass", "luna"], "softhsm").to_string(),
     };
     s.finish();
     cfg
@@ -394,11 +355,7 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
     let cfg = GatewayConfig {
         listen,
         admin_listen: addr(s, "admin_listen", "127.0.0.1:9101"),
-        public_url: s.string(
-            "public_url",
-            &default_url,
-            "write the https:// URL customers use",
-        ),
+        public_url: s.string("public_url", &default_url, "write the https:// URL customers use"),
     };
     s.finish();
     cfg
@@ -418,8 +375,8 @@ fn check_ports(root: &Section<'_, '_>, cfg: &Config) {
     let listeners = cfg.listeners();
     for (i, (key_a, a)) in listeners.iter().enumerate() {
         for (key_b, b) in &listeners[i + 1..] {
-            let clash = a.port() == b.port()
-                && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified());
+            let clash =
+                a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified());
             if clash {
                 root.error(
                     key_b,

@@ -67,8 +67,7 @@ impl SecretRef {
         let bytes = std::fs::read(&path).map_err(|e| ConfigError::Secret {
             what: self.to_string(),
             problem: format!("cannot read {}: {e}", path.display()),
-            fix: "create the file (mode 0400, owned by the service user) holding only the secret"
-                .to_string(),
+            fix: "create the file (mode 0400, owned by the service user) holding only the secret".to_string(),
         })?;
         let mut bytes = Zeroizing::new(bytes);
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -125,14 +124,8 @@ mod tests {
 
     #[test]
     fn parses_references_and_refuses_literals() {
-        assert_eq!(
-            SecretRef::parse("credential:hsm-pin"),
-            Ok(SecretRef::Credential("hsm-pin".into()))
-        );
-        assert_eq!(
-            SecretRef::parse("file:/etc/vbank/pin"),
-            Ok(SecretRef::File("/etc/vbank/pin".into()))
-        );
+        assert_eq!(SecretRef::parse("credential:hsm-pin"), Ok(SecretRef::Credential("hsm-pin".into())));
+        assert_eq!(SecretRef::parse("file:/etc/vbank/pin"), Ok(SecretRef::File("/etc/vbank/pin".into())));
         let err = SecretRef::parse("123456").unwrap_err();
         assert!(!err.contains("123456"), "the literal must not be echoed");
         assert!(SecretRef::parse("file:relative").is_err());
@@ -156,10 +149,7 @@ mod tests {
         std::fs::write(&p, "\n").unwrap();
         let e = SecretRef::File(p).load().unwrap_err().to_string();
         assert!(e.contains("is empty"), "{e}");
-        let e = SecretRef::File(dir.path().join("nope"))
-            .load()
-            .unwrap_err()
-            .to_string();
+        let e = SecretRef::File(dir.path().join("nope")).load().unwrap_err().to_string();
         assert!(e.contains("create the file"), "{e}");
     }
 }

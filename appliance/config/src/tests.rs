@@ -6,16 +6,8 @@ fn empty_file_gives_defaults() {
     assert!(warnings.is_empty());
     assert_eq!(cfg.gateway.listen.port(), 8443);
     assert_eq!(cfg.tls.min_version, TlsVersion::V1_3);
-    assert_eq!(
-        cfg.store,
-        StoreConfig::Redb {
-            dir: "/var/lib/vbank/store".into()
-        }
-    );
-    assert_eq!(
-        cfg.tls.service(Service::Keyd).cert,
-        PathBuf::from("/etc/vbank/tls/keyd.crt")
-    );
+    assert_eq!(cfg.store, StoreConfig::Redb { dir: "/var/lib/vbank/store".into() });
+    assert_eq!(cfg.tls.service(Service::Keyd).cert, PathBuf::from("/etc/vbank/tls/keyd.crt"));
 }
 
 #[test]
@@ -38,8 +30,7 @@ pin = "123456"
 x = 1
 "#;
     let diags = parse(src).unwrap_err();
-    let found: Vec<(String, Option<usize>)> =
-        diags.iter().map(|d| (d.key.clone(), d.line)).collect();
+    let found: Vec<(String, Option<usize>)> = diags.iter().map(|d| (d.key.clone(), d.line)).collect();
     assert_eq!(
         found,
         vec![
@@ -51,30 +42,19 @@ x = 1
         ],
         "{diags:#?}"
     );
-    assert!(
-        diags[0].hint.contains("did you mean `data_dir`"),
-        "{}",
-        diags[0].hint
-    );
+    assert!(diags[0].hint.contains("did you mean `data_dir`"), "{}", diags[0].hint);
     assert!(diags[1].hint.contains("IP and port"));
     assert!(diags[2].hint.contains("error, warn, info, debug"));
-    assert!(
-        !diags[3].message.contains("123456"),
-        "a literal secret must never be echoed"
-    );
+    assert!(!diags[3].message.contains("123456"), "a literal secret must never be echoed");
     assert!(diags[3].hint.contains("credential:NAME"));
 }
 
 #[test]
 fn wrong_types_and_ranges() {
-    let src =
-        "[node]\ndev_mode = \"yes\"\n[store.postgres]\nport = 99999\n[gateway]\nlisten = 8443\n";
+    let src = "[node]\ndev_mode = \"yes\"\n[store.postgres]\nport = 99999\n[gateway]\nlisten = 8443\n";
     let diags = parse(src).unwrap_err();
     let keys: Vec<&str> = diags.iter().map(|d| d.key.as_str()).collect();
-    assert_eq!(
-        keys,
-        ["node.dev_mode", "store.postgres.port", "gateway.listen"]
-    );
+    assert_eq!(keys, ["node.dev_mode", "store.postgres.port", "gateway.listen"]);
     assert!(diags[0].message.contains("expected a boolean"));
     assert!(diags[1].message.contains("out of range"));
 }
@@ -108,9 +88,7 @@ fn postgres_backend_and_relative_paths() {
     let diags = parse(src).unwrap_err();
     assert_eq!(diags.len(), 1);
     assert_eq!(diags[0].key, "tls.dir");
-    let (cfg, _) =
-        parse("[store]\nbackend = \"postgres\"\n[store.postgres]\npassword = \"credential:db\"\n")
-            .unwrap();
+    let (cfg, _) = parse("[store]\nbackend = \"postgres\"\n[store.postgres]\npassword = \"credential:db\"\n").unwrap();
     match cfg.store {
         StoreConfig::Postgres(pg) => {
             assert_eq!(pg.password, Some(SecretRef::Credential("db".into())))

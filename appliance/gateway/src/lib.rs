@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use vbank_config::{Config, Service};
-use vbank_service::{Check, Context, ServiceError, admin, serve_tls};
+use vbank_service::{Context, ServiceError, admin, serve_tls};
 use vbank_store::{Expect, Store, Table};
 use vbank_tls::ClientAuth;
 
@@ -26,6 +26,9 @@ pub enum GatewayError {
     /// A listener or TLS failure.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// The store could not be opened at start.
+    #[error(transparent)]
+    Store(#[from] vbank_store::StoreError),
 }
 
 impl GatewayError {
@@ -33,6 +36,7 @@ impl GatewayError {
     pub fn exit_code(&self) -> i32 {
         match self {
             GatewayError::Service(e) => e.exit_code(),
+            GatewayError::Store(_) => vbank_service::exit::UNAVAILABLE,
         }
     }
 }
@@ -84,28 +88,17 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let ctx = Context::new("gateway", &cfg.node.name, &["store"]);
     ctx.stop_on_signals();
     let public_tls = vbank_tls::public_server_config(&cfg.tls).map_err(ServiceError::from)?;
-    let admin_tls =
-        vbank_tls::service_server_config(&cfg.tls, Service::Gateway, ClientAuth::Optional)
-            .map_err(ServiceError::from)?;
+    let admin_tls = vbank_tls::service_server_config(&cfg.tls, Service::Gateway, ClientAuth::Optional)
+        .map_err(ServiceError::from)?;
+    // At start an unreachable store is an error (one line, non-zero exit); later outages only fail /readyz.
+    let store = vbank_store::open(&cfg, "gateway").await?;
     let public = vbank_service::bind(cfg.gateway.listen, "gateway.listen").await?;
     let admin_l = vbank_service::bind(cfg.gateway.admin_listen, "gateway.admin_listen").await?;
 
-    let state = AppState {
-        ctx: ctx.clone(),
-        node: cfg.node.name.clone(),
-        dev: cfg.node.dev_mode,
-    };
-    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), ctx.clone()));
-    let public_task = tokio::spawn(serve_tls(
-        public,
-        public_tls,
-        ctx.observed(app(state), "public"),
-        ctx.shutdown(),
-    ));
-    let admin_app = ctx.observed(
-        admin::router(ctx.health.clone(), ctx.metrics.clone()),
-        "admin",
-    );
+    let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode };
+    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone()));
+    let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
+    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
     let admin_task = tokio::spawn(serve_tls(admin_l, admin_tls, admin_app, ctx.shutdown()));
     log::info!(url = cfg.gateway.public_url.as_str(); "gateway started");
     let _ = public_task.await;
@@ -115,38 +108,19 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     Ok(())
 }
 
-/// Open the store (retrying while it is unavailable) and record this node's heartbeat every few seconds.
-async fn heartbeat(cfg: Config, ctx: Context) {
+/// Record this node's heartbeat in the store every few seconds; the store check follows the outcome.
+async fn heartbeat(cfg: Config, store: Arc<dyn Store>, ctx: Context) {
     let mut shutdown = ctx.shutdown();
-    let mut store: Option<Arc<dyn Store>> = None;
     loop {
-        if store.is_none() {
-            match vbank_store::open(&cfg, "gateway").await {
-                Ok(s) => store = Some(s),
-                Err(e) => ctx.health.set("store", Check::Failing(e.to_string())),
-            }
-        }
-        if let Some(s) = &store {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let record = serde_json::json!({
-                "node": cfg.node.name,
-                "public_url": cfg.gateway.public_url,
-                "calls": 0,
-                "heartbeat_unix": now,
-            });
-            let r = s
-                .put(
-                    Table::Nodes,
-                    &cfg.node.name,
-                    record.to_string().as_bytes(),
-                    Expect::Any,
-                )
-                .await;
-            ctx.health.set_result("store", &r.map(|_| ()));
-        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let record = serde_json::json!({
+            "node": cfg.node.name,
+            "public_url": cfg.gateway.public_url,
+            "calls": 0,
+            "heartbeat_unix": now,
+        });
+        let r = store.put(Table::Nodes, &cfg.node.name, record.to_string().as_bytes(), Expect::Any).await;
+        ctx.health.set_result("store", &r.map(|_| ()));
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = shutdown.changed() => return,

@@ -2,29 +2,19 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
+use vbank_service::Check;
 
 use super::*;
 
 fn state(dev: bool) -> AppState {
-    AppState {
-        ctx: Context::new("gateway", "n1", &["store"]),
-        node: "n1".into(),
-        dev,
-    }
+    AppState { ctx: Context::new("gateway", "n1", &["store"]), node: "n1".into(), dev }
 }
 
 async fn get(app: Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
-    let resp = app
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let resp = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
+    (parts.status, parts.headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 #[tokio::test]
@@ -32,24 +22,14 @@ async fn pages_are_served_with_security_headers() {
     let (s, h, body) = get(app(state(false)), "/").await;
     assert_eq!(s, StatusCode::OK);
     assert!(body.contains("视频银行") && body.contains("/assets/status.js"));
-    assert!(
-        h["content-security-policy"]
-            .to_str()
-            .unwrap()
-            .contains("default-src 'self'")
-    );
+    assert!(h["content-security-policy"].to_str().unwrap().contains("default-src 'self'"));
     assert_eq!(h["x-frame-options"], "DENY");
     let (s, _, body) = get(app(state(false)), "/teller").await;
     assert_eq!(s, StatusCode::OK);
     assert!(body.contains("柜员工作台"));
     let (s, h, _) = get(app(state(false)), "/assets/status.js").await;
     assert_eq!(s, StatusCode::OK);
-    assert!(
-        h["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/javascript")
-    );
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/javascript"));
 }
 
 #[tokio::test]
@@ -57,10 +37,7 @@ async fn status_reflects_readiness_and_dev_mode() {
     let st = state(true);
     let (_, _, body) = get(app(st.clone()), "/api/status").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        (v["ready"].as_bool(), v["dev"].as_bool()),
-        (Some(false), Some(true))
-    );
+    assert_eq!((v["ready"].as_bool(), v["dev"].as_bool()), (Some(false), Some(true)));
     assert_eq!(v["checks"]["store"]["state"], "pending");
     st.ctx.health.set("store", Check::Ok);
     let (_, _, body) = get(app(st), "/api/status").await;

@@ -11,16 +11,8 @@ const TELLER: &str = include_str!("../../web/teller/index.html");
 
 /// Static assets by file name: (bytes, content type).
 const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "app.css",
-        include_str!("../../web/assets/app.css"),
-        "text/css; charset=utf-8",
-    ),
-    (
-        "status.js",
-        include_str!("../../web/assets/status.js"),
-        "text/javascript; charset=utf-8",
-    ),
+    ("app.css", include_str!("../../web/assets/app.css"), "text/css; charset=utf-8"),
+    ("status.js", include_str!("../../web/assets/status.js"), "text/javascript; charset=utf-8"),
 ];
 
 /// Routes for the pages and their assets.
@@ -50,10 +42,7 @@ async fn asset(Path(file): Path<String>) -> Response {
 }
 
 /// Headers on every response of the public listener: no framing, no sniffing, no referrers, same-origin only.
-pub async fn security_headers(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+pub async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(
@@ -63,24 +52,13 @@ pub async fn security_headers(
              frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::STRICT_TRANSPORT_SECURITY,
-        HeaderValue::from_static("max-age=31536000"),
-    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
     h.insert(
         "permissions-policy",
-        HeaderValue::from_static(
-            "camera=(self), microphone=(self), geolocation=(self), display-capture=(self)",
-        ),
+        HeaderValue::from_static("camera=(self), microphone=(self), geolocation=(self), display-capture=(self)"),
     );
     resp
 }

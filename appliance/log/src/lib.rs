@@ -86,27 +86,16 @@ impl Logger {
                 if identity.dev {
                     extra.push(("VBANK_DEV".to_string(), "1".to_string()));
                 }
-                Sink::Journal(
-                    j.with_syslog_identifier(format!("vbank-{}", identity.service))
-                        .with_extra_fields(extra),
-                )
+                Sink::Journal(j.with_syslog_identifier(format!("vbank-{}", identity.service)).with_extra_fields(extra))
             }
             None => Sink::Stderr(Mutex::new(Box::new(std::io::stderr()))),
         };
-        Ok(Logger {
-            identity,
-            level,
-            sink,
-        })
+        Ok(Logger { identity, level, sink })
     }
 
     /// A logger that writes stderr-format lines to `w` (for tests and tools).
     pub fn to_writer(identity: Identity, level: LevelFilter, w: Box<dyn Write + Send>) -> Logger {
-        Logger {
-            identity,
-            level,
-            sink: Sink::Stderr(Mutex::new(w)),
-        }
+        Logger { identity, level, sink: Sink::Stderr(Mutex::new(w)) }
     }
 
     /// Whether records go to journald.
@@ -160,11 +149,7 @@ impl Log for Logger {
         let _ = record.key_values().visit(&mut fields);
         match &self.sink {
             Sink::Journal(j) => {
-                let shown = if self.identity.dev {
-                    format!("[DEV] {message}")
-                } else {
-                    message.into_owned()
-                };
+                let shown = if self.identity.dev { format!("[DEV] {message}") } else { message.into_owned() };
                 // journald being briefly unavailable must not take the service down; the record is lost.
                 let _ = j.journal_send(
                     &Record::builder()

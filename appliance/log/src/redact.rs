@@ -24,16 +24,8 @@ const SECRET_FIELDS: &[&str] = &[
 ];
 
 /// Field names whose values are personal data: masked.
-const PERSONAL_FIELDS: &[&str] = &[
-    "name",
-    "customer_name",
-    "id_number",
-    "id_no",
-    "phone",
-    "mobile",
-    "address",
-    "email",
-];
+const PERSONAL_FIELDS: &[&str] =
+    &["name", "customer_name", "id_number", "id_no", "phone", "mobile", "address", "email"];
 
 struct Patterns {
     /// GB 11643 citizen ID: 6-digit region, 8-digit birth date, 3-digit sequence, check digit or X.
@@ -51,8 +43,7 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static P: OnceLock<Patterns> = OnceLock::new();
     P.get_or_init(|| Patterns {
-        id18: Regex::new(r"(^|[^0-9])([0-9]{6})([0-9]{8})([0-9]{3})([0-9Xx])($|[^0-9A-Za-z])")
-            .expect("static regex"),
+        id18: Regex::new(r"(^|[^0-9])([0-9]{6})([0-9]{8})([0-9]{3})([0-9Xx])($|[^0-9A-Za-z])").expect("static regex"),
         id15: Regex::new(r"(^|[^0-9])([0-9]{6})([0-9]{5})([0-9]{4})($|[^0-9])").expect("static regex"),
         mobile: Regex::new(r"(^|[^0-9])((?:\+?86[- ]?)?1[3-9][0-9])([0-9]{4})([0-9]{4})($|[^0-9])")
             .expect("static regex"),
@@ -71,15 +62,9 @@ type Mask = fn(&Captures) -> String;
 pub fn redact_text(text: &str) -> Cow<'_, str> {
     let p = patterns();
     let rules: [(&Regex, Mask); 5] = [
-        (&p.id18, |c| {
-            format!("{}{}********{}{}{}", &c[1], &c[2], &c[4], &c[5], &c[6])
-        }),
-        (&p.id15, |c| {
-            format!("{}{}*****{}{}", &c[1], &c[2], &c[4], &c[5])
-        }),
-        (&p.mobile, |c| {
-            format!("{}{}****{}{}", &c[1], &c[2], &c[4], &c[5])
-        }),
+        (&p.id18, |c| format!("{}{}********{}{}{}", &c[1], &c[2], &c[4], &c[5], &c[6])),
+        (&p.id15, |c| format!("{}{}*****{}{}", &c[1], &c[2], &c[4], &c[5])),
+        (&p.mobile, |c| format!("{}{}****{}{}", &c[1], &c[2], &c[4], &c[5])),
         (&p.bearer, |c| format!("{} <redacted>", &c[1])),
         (&p.secret_kv, |c| format!("{}{}<redacted>", &c[1], &c[2])),
     ];
@@ -132,23 +117,11 @@ mod tests {
 
     #[test]
     fn id_numbers_are_masked() {
-        assert_eq!(
-            redact_text("id 110101199003078888 ok"),
-            "id 110101********8888 ok"
-        );
+        assert_eq!(redact_text("id 110101199003078888 ok"), "id 110101********8888 ok");
         assert_eq!(redact_text("11010119900307123X"), "110101********123X");
-        assert_eq!(
-            redact_text("/c?id=110101199003078888&x=1"),
-            "/c?id=110101********8888&x=1"
-        );
-        assert_eq!(
-            redact_text("110101199003078888,110101199003071234"),
-            "110101********8888,110101********1234"
-        );
-        assert_eq!(
-            redact_text("legacy 110101900307123"),
-            "legacy 110101*****7123"
-        );
+        assert_eq!(redact_text("/c?id=110101199003078888&x=1"), "/c?id=110101********8888&x=1");
+        assert_eq!(redact_text("110101199003078888,110101199003071234"), "110101********8888,110101********1234");
+        assert_eq!(redact_text("legacy 110101900307123"), "legacy 110101*****7123");
     }
 
     #[test]
@@ -159,18 +132,9 @@ mod tests {
 
     #[test]
     fn secrets_are_removed() {
-        assert_eq!(
-            redact_text("Authorization: Bearer abc.def.ghi"),
-            "Authorization: Bearer <redacted>"
-        );
-        assert_eq!(
-            redact_text("login pin=123456 failed"),
-            "login pin=<redacted> failed"
-        );
-        assert_eq!(
-            redact_text(r#"password: "hunter2""#),
-            "password: <redacted>"
-        );
+        assert_eq!(redact_text("Authorization: Bearer abc.def.ghi"), "Authorization: Bearer <redacted>");
+        assert_eq!(redact_text("login pin=123456 failed"), "login pin=<redacted> failed");
+        assert_eq!(redact_text(r#"password: "hunter2""#), "password: <redacted>");
         assert_eq!(redact_field("hsm_pin", "1234"), "<redacted>");
         assert_eq!(redact_field("token", "x"), "<redacted>");
     }
@@ -180,10 +144,7 @@ mod tests {
         assert_eq!(redact_field("name", "张三"), "张*");
         assert_eq!(redact_field("name", "张小三"), "张*三");
         assert_eq!(redact_field("customer_name", "欧阳小娜"), "欧*娜");
-        assert_eq!(
-            redact_field("id_number", "110101199003078888"),
-            "1101**********8888"
-        );
+        assert_eq!(redact_field("id_number", "110101199003078888"), "1101**********8888");
         assert_eq!(redact_field("room", "r-42"), "r-42");
     }
 

@@ -6,12 +6,7 @@ use log::Level;
 
 use crate::Identity;
 
-pub(crate) fn format_line(
-    id: &Identity,
-    level: Level,
-    message: &str,
-    fields: &[(String, String)],
-) -> String {
+pub(crate) fn format_line(id: &Identity, level: Level, message: &str, fields: &[(String, String)]) -> String {
     let mut line = format!(
         "{} {:5} {}@{}{} {message}",
         utc_now(),
@@ -33,19 +28,11 @@ pub(crate) fn format_line(
 
 /// RFC 3339 UTC with milliseconds, without a date crate.
 fn utc_now() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).

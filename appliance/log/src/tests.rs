@@ -17,25 +17,12 @@ impl Write for Buf {
 
 fn logger(dev: bool) -> (Logger, Buf) {
     let buf = Buf::default();
-    let id = Identity {
-        service: "gateway".into(),
-        node: "n1".into(),
-        dev,
-    };
-    (
-        Logger::to_writer(id, LevelFilter::Info, Box::new(buf.clone())),
-        buf,
-    )
+    let id = Identity { service: "gateway".into(), node: "n1".into(), dev };
+    (Logger::to_writer(id, LevelFilter::Info, Box::new(buf.clone())), buf)
 }
 
 fn emit(l: &Logger, level: log::Level, msg: std::fmt::Arguments<'_>, kv: &[(&str, &str)]) {
-    l.log(
-        &Record::builder()
-            .args(msg)
-            .level(level)
-            .key_values(&kv)
-            .build(),
-    );
+    l.log(&Record::builder().args(msg).level(level).key_values(&kv).build());
 }
 
 #[test]
@@ -48,17 +35,11 @@ fn messages_and_fields_are_redacted() {
         &[("name", "张小三"), ("pin", "123456"), ("room", "r1")],
     );
     let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        out.contains("gateway@n1 [DEV] customer 110101********8888 rang from 138****5678"),
-        "{out}"
-    );
+    assert!(out.contains("gateway@n1 [DEV] customer 110101********8888 rang from 138****5678"), "{out}");
     assert!(out.contains("name=张*三"), "{out}");
     assert!(out.contains("pin=<redacted>"), "{out}");
     assert!(out.contains("room=r1"), "{out}");
-    assert!(
-        !out.contains("123456") && !out.contains("199003078888"),
-        "{out}"
-    );
+    assert!(!out.contains("123456") && !out.contains("199003078888"), "{out}");
 }
 
 #[test]
@@ -73,18 +54,8 @@ fn required_journald_fails_clearly_without_socket() {
     if std::path::Path::new("/run/systemd/journal/socket").exists() {
         return; // this host has a journal; the integration test covers the journald path
     }
-    let id = Identity {
-        service: "t".into(),
-        node: "n".into(),
-        dev: false,
-    };
-    let err = Logger::new(id.clone(), LevelFilter::Info, Target::Journald)
-        .err()
-        .unwrap();
+    let id = Identity { service: "t".into(), node: "n".into(), dev: false };
+    let err = Logger::new(id.clone(), LevelFilter::Info, Target::Journald).err().unwrap();
     assert!(err.to_string().contains("target = \"stderr\""), "{err}");
-    assert!(
-        !Logger::new(id, LevelFilter::Info, Target::Auto)
-            .unwrap()
-            .is_journald()
-    );
+    assert!(!Logger::new(id, LevelFilter::Info, Target::Auto).unwrap().is_journald());
 }

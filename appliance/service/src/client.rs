@@ -57,42 +57,23 @@ pub async fn call(
     let fut = async {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| CallError::Connect {
-                addr,
-                detail: e.to_string(),
-            })?;
-        let name = ServerName::try_from(server_name.to_string()).map_err(|e| CallError::Tls {
-            addr,
-            detail: e.to_string(),
-        })?;
+            .map_err(|e| CallError::Connect { addr, detail: e.to_string() })?;
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| CallError::Tls { addr, detail: e.to_string() })?;
         let stream = TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| CallError::Tls {
-                addr,
-                detail: e.to_string(),
-            })?;
-        let http = |e: hyper::Error| CallError::Http {
-            addr,
-            detail: e.to_string(),
-        };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(http)?;
+            .map_err(|e| CallError::Tls { addr, detail: e.to_string() })?;
+        let http = |e: hyper::Error| CallError::Http { addr, detail: e.to_string() };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
         tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, server_name);
+        let mut req = Request::builder().method(method).uri(path).header(hyper::header::HOST, server_name);
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         let req = req
             .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| CallError::Http {
-                addr,
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| CallError::Http { addr, detail: e.to_string() })?;
         let resp = sender.send_request(req).await.map_err(http)?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
@@ -100,8 +81,5 @@ pub async fn call(
     };
     tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|_| CallError::Connect {
-            addr,
-            detail: format!("no answer within {timeout:?}"),
-        })?
+        .map_err(|_| CallError::Connect { addr, detail: format!("no answer within {timeout:?}") })?
 }

@@ -66,15 +66,8 @@ impl Health {
 
     /// The current report.
     pub fn report(&self) -> Report {
-        let checks = self
-            .checks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        Report {
-            ready: checks.values().all(|c| *c == Check::Ok),
-            checks,
-        }
+        let checks = self.checks.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Report { ready: checks.values().all(|c| *c == Check::Ok), checks }
     }
 }
 

@@ -105,14 +105,13 @@ impl Context {
     pub fn stop_on_signals(&self) {
         let ctx = self.clone();
         tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::error!("cannot watch SIGTERM: {e}");
-                        return;
-                    }
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("cannot watch SIGTERM: {e}");
+                    return;
+                }
+            };
             tokio::select! {
                 _ = term.recv() => log::info!("SIGTERM: stopping"),
                 _ = tokio::signal::ctrl_c() => log::info!("SIGINT: stopping"),
@@ -123,26 +122,15 @@ impl Context {
 
     /// Wrap a router with metrics and access logging for `listener`.
     pub fn observed(&self, router: axum::Router, listener: &'static str) -> axum::Router {
-        router.layer(axum::middleware::from_fn_with_state(
-            (self.metrics.clone(), Listener(listener)),
-            observe,
-        ))
+        router.layer(axum::middleware::from_fn_with_state((self.metrics.clone(), Listener(listener)), observe))
     }
 }
 
 /// Middleware: refuse a request unless the caller's mTLS identity may call this path.
 ///
 /// Use with `axum::middleware::from_fn_with_state(Arc::new(policy), require_peer)`.
-pub async fn require_peer(
-    State(policy): State<Arc<AccessPolicy>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let peer = req
-        .extensions()
-        .get::<Peer>()
-        .cloned()
-        .unwrap_or(Peer::Anonymous);
+pub async fn require_peer(State(policy): State<Arc<AccessPolicy>>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().cloned().unwrap_or(Peer::Anonymous);
     let path = req.uri().path().to_string();
     if policy.permits(&peer, &path) {
         next.run(req).await

@@ -34,14 +34,9 @@ impl Metrics {
     pub fn new(service: &str, node: &str) -> Metrics {
         let mut registry = Registry::with_prefix("vbank");
         let requests = Family::<Labels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests served, by listener, route and status",
-            requests.clone(),
-        );
-        let latency = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-        });
+        registry.register("http_requests", "HTTP requests served, by listener, route and status", requests.clone());
+        let latency =
+            Family::<Labels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 16)));
         registry.register(
             "http_request_duration_seconds",
             "Time to produce a response, by listener and route",
@@ -54,16 +49,8 @@ impl Metrics {
             ("version".into(), env!("CARGO_PKG_VERSION").into()),
         ])
         .set(1);
-        registry.register(
-            "build_info",
-            "Service, node and version of this process",
-            info,
-        );
-        Metrics {
-            registry: Arc::new(Mutex::new(registry)),
-            requests,
-            latency,
-        }
+        registry.register("build_info", "Service, node and version of this process", info);
+        Metrics { registry: Arc::new(Mutex::new(registry)), requests, latency }
     }
 
     /// Add service-specific metrics.
@@ -86,11 +73,7 @@ impl Metrics {
 pub struct Listener(pub &'static str);
 
 /// Middleware: count, time and log every request. Paths are logged through the redacting logger.
-pub async fn observe(
-    State((metrics, listener)): State<(Metrics, Listener)>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn observe(State((metrics, listener)): State<(Metrics, Listener)>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
@@ -99,11 +82,7 @@ pub async fn observe(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let peer = req
-        .extensions()
-        .get::<vbank_tls::Peer>()
-        .map(|p| p.describe())
-        .unwrap_or_default();
+    let peer = req.extensions().get::<vbank_tls::Peer>().map(|p| p.describe()).unwrap_or_default();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
@@ -117,10 +96,7 @@ pub async fn observe(
         .inc();
     metrics
         .latency
-        .get_or_create(&vec![
-            ("listener".into(), listener.0.into()),
-            ("route".into(), route),
-        ])
+        .get_or_create(&vec![("listener".into(), listener.0.into()), ("route".into(), route)])
         .observe(elapsed.as_secs_f64());
     // Probes would drown the log.
     if !matches!(path.as_str(), "/healthz" | "/readyz" | "/metrics") {

@@ -83,15 +83,9 @@ pub async fn serve_tls(
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        log::warn!(
-            "{} connection(s) still open after {DRAIN_TIMEOUT:?}; closing them",
-            conns.len()
-        );
+        log::warn!("{} connection(s) still open after {DRAIN_TIMEOUT:?}; closing them", conns.len());
         conns.abort_all();
     }
 }
@@ -121,8 +115,7 @@ async fn connection(
         req
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn =
-        builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc));
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

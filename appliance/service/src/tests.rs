@@ -12,8 +12,7 @@ use super::*;
 
 fn pki() -> (tempfile::TempDir, vbank_config::TlsConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, _) =
-        vbank_config::parse(&format!("[tls]\ndir = \"{}\"\n", dir.path().display())).unwrap();
+    let (cfg, _) = vbank_config::parse(&format!("[tls]\ndir = \"{}\"\n", dir.path().display())).unwrap();
     devca::ensure_dev_pki(&cfg.tls, &["localhost".into()]).unwrap();
     (dir, cfg.tls)
 }
@@ -23,9 +22,7 @@ async fn start(
     tls: Arc<rustls::ServerConfig>,
     ctx: &Context,
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = bind("127.0.0.1:0".parse().unwrap(), "test.listen")
-        .await
-        .unwrap();
+    let l = bind("127.0.0.1:0".parse().unwrap(), "test.listen").await.unwrap();
     let addr = l.local_addr().unwrap();
     (addr, tokio::spawn(serve_tls(l, tls, app, ctx.shutdown())))
 }
@@ -34,55 +31,32 @@ async fn start(
 async fn admin_routes_report_health_readiness_and_metrics() {
     let (_d, tls) = pki();
     let ctx = Context::new("keyd", "n1", &["hsm"]);
-    let app = ctx.observed(
-        admin::router(ctx.health.clone(), ctx.metrics.clone()),
-        "admin",
-    );
-    let server_tls =
-        vbank_tls::service_server_config(&tls, Service::Keyd, ClientAuth::Optional).unwrap();
+    let app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let server_tls = vbank_tls::service_server_config(&tls, Service::Keyd, ClientAuth::Optional).unwrap();
     let (addr, task) = start(app, server_tls, &ctx).await;
     let client = vbank_tls::anonymous_client_config(&tls).unwrap();
     let get = |path: &'static str| {
-        client::call(
-            client.clone(),
-            addr,
-            "localhost",
-            Method::GET,
-            path,
-            None,
-            Duration::from_secs(5),
-        )
+        client::call(client.clone(), addr, "localhost", Method::GET, path, None, Duration::from_secs(5))
     };
 
     let (s, body) = get("/healthz").await.unwrap();
     assert_eq!((s, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
     let (s, body) = get("/readyz").await.unwrap();
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        String::from_utf8_lossy(&body).contains("\"hsm\":{\"state\":\"pending\"}"),
-        "{body:?}"
-    );
+    assert!(String::from_utf8_lossy(&body).contains("\"hsm\":{\"state\":\"pending\"}"), "{body:?}");
     ctx.health.set("hsm", Check::Ok);
     assert_eq!(get("/readyz").await.unwrap().0, StatusCode::OK);
     let (s, body) = get("/metrics").await.unwrap();
     let text = String::from_utf8_lossy(&body);
     assert_eq!(s, StatusCode::OK);
+    assert!(text.contains("vbank_build_info{service=\"keyd\",node=\"n1\""), "{text}");
     assert!(
-        text.contains("vbank_build_info{service=\"keyd\",node=\"n1\""),
-        "{text}"
-    );
-    assert!(
-        text.contains(
-            "vbank_http_requests_total{listener=\"admin\",route=\"/readyz\",status=\"503\"} 1"
-        ),
+        text.contains("vbank_http_requests_total{listener=\"admin\",route=\"/readyz\",status=\"503\"} 1"),
         "{text}"
     );
 
     ctx.stop();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
     assert!(get("/healthz").await.is_err(), "listener closed after stop");
 }
 
@@ -94,37 +68,17 @@ async fn internal_routes_admit_only_permitted_services() {
     let app = axum::Router::new()
         .route("/v1/dek", get(|| async { "dek" }))
         .layer(axum::middleware::from_fn_with_state(policy, require_peer));
-    let server_tls =
-        vbank_tls::service_server_config(&tls, Service::Keyd, ClientAuth::Required).unwrap();
+    let server_tls = vbank_tls::service_server_config(&tls, Service::Keyd, ClientAuth::Required).unwrap();
     let (addr, _task) = start(app, server_tls, &ctx).await;
     let name = service_dns_name(Service::Keyd);
     let as_svc = |svc| vbank_tls::service_client_config(&tls, svc).unwrap();
     let t = Duration::from_secs(5);
 
-    let (s, body) = client::call(
-        as_svc(Service::Recorder),
-        addr,
-        &name,
-        Method::GET,
-        "/v1/dek",
-        None,
-        t,
-    )
-    .await
-    .unwrap();
+    let (s, body) =
+        client::call(as_svc(Service::Recorder), addr, &name, Method::GET, "/v1/dek", None, t).await.unwrap();
     assert_eq!((s, &body[..]), (StatusCode::OK, &b"dek"[..]));
 
-    let (s, body) = client::call(
-        as_svc(Service::Gateway),
-        addr,
-        &name,
-        Method::GET,
-        "/v1/dek",
-        None,
-        t,
-    )
-    .await
-    .unwrap();
+    let (s, body) = client::call(as_svc(Service::Gateway), addr, &name, Method::GET, "/v1/dek", None, t).await.unwrap();
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(String::from_utf8_lossy(&body).contains("gateway may not call /v1/dek"));
 
@@ -140,9 +94,6 @@ async fn a_port_in_use_names_the_key_and_the_fix() {
     let addr = held.local_addr().unwrap();
     let e = bind(addr, "gateway.listen").await.unwrap_err();
     let text = e.to_string();
-    assert!(
-        text.contains("gateway.listen") && text.contains("another process"),
-        "{text}"
-    );
+    assert!(text.contains("gateway.listen") && text.contains("another process"), "{text}");
     assert_eq!(e.exit_code(), exit::CONFIG);
 }

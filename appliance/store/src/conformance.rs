@@ -27,67 +27,27 @@ async fn schema_is_current(s: &dyn Store) {
 
 async fn put_get_versions(s: &dyn Store) {
     assert_eq!(s.get(Table::Calls, "c1").await.unwrap(), None);
-    assert_eq!(
-        s.put(Table::Calls, "c1", b"one", Expect::Any)
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        s.put(Table::Calls, "c1", b"two", Expect::Any)
-            .await
-            .unwrap(),
-        2
-    );
+    assert_eq!(s.put(Table::Calls, "c1", b"one", Expect::Any).await.unwrap(), 1);
+    assert_eq!(s.put(Table::Calls, "c1", b"two", Expect::Any).await.unwrap(), 2);
     let v = s.get(Table::Calls, "c1").await.unwrap().unwrap();
     assert_eq!((v.value.as_slice(), v.version), (&b"two"[..], 2));
     // Binary values round-trip untouched.
     let bin: Vec<u8> = (0..=255).collect();
     s.put(Table::Calls, "bin", &bin, Expect::Any).await.unwrap();
-    assert_eq!(
-        s.get(Table::Calls, "bin").await.unwrap().unwrap().value,
-        bin
-    );
+    assert_eq!(s.get(Table::Calls, "bin").await.unwrap().unwrap().value, bin);
     // Unicode keys.
-    s.put(Table::Accounts, "柜员-张三", b"x", Expect::Absent)
-        .await
-        .unwrap();
+    s.put(Table::Accounts, "柜员-张三", b"x", Expect::Absent).await.unwrap();
     assert!(s.get(Table::Accounts, "柜员-张三").await.unwrap().is_some());
 }
 
 async fn compare_and_set(s: &dyn Store) {
-    assert_eq!(
-        s.put(Table::Queue, "q", b"a", Expect::Absent)
-            .await
-            .unwrap(),
-        1
-    );
-    let e = s
-        .put(Table::Queue, "q", b"b", Expect::Absent)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, StoreError::Conflict { found: Some(1), .. }),
-        "{e}"
-    );
-    assert_eq!(
-        s.put(Table::Queue, "q", b"b", Expect::Version(1))
-            .await
-            .unwrap(),
-        2
-    );
-    let e = s
-        .put(Table::Queue, "q", b"c", Expect::Version(1))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, StoreError::Conflict { found: Some(2), .. }),
-        "{e}"
-    );
-    let e = s
-        .put(Table::Queue, "nope", b"c", Expect::Version(1))
-        .await
-        .unwrap_err();
+    assert_eq!(s.put(Table::Queue, "q", b"a", Expect::Absent).await.unwrap(), 1);
+    let e = s.put(Table::Queue, "q", b"b", Expect::Absent).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { found: Some(1), .. }), "{e}");
+    assert_eq!(s.put(Table::Queue, "q", b"b", Expect::Version(1)).await.unwrap(), 2);
+    let e = s.put(Table::Queue, "q", b"c", Expect::Version(1)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { found: Some(2), .. }), "{e}");
+    let e = s.put(Table::Queue, "nope", b"c", Expect::Version(1)).await.unwrap_err();
     assert!(matches!(e, StoreError::Conflict { found: None, .. }), "{e}");
     // A failed write changed nothing.
     assert_eq!(s.get(Table::Queue, "q").await.unwrap().unwrap().value, b"b");
@@ -95,65 +55,28 @@ async fn compare_and_set(s: &dyn Store) {
 }
 
 async fn delete_semantics(s: &dyn Store) {
-    s.put(Table::Settings, "d", b"x", Expect::Any)
-        .await
-        .unwrap();
-    let e = s
-        .delete(Table::Settings, "d", Expect::Version(9))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, StoreError::Conflict { found: Some(1), .. }),
-        "{e}"
-    );
-    assert!(
-        s.delete(Table::Settings, "d", Expect::Version(1))
-            .await
-            .unwrap()
-    );
+    s.put(Table::Settings, "d", b"x", Expect::Any).await.unwrap();
+    let e = s.delete(Table::Settings, "d", Expect::Version(9)).await.unwrap_err();
+    assert!(matches!(e, StoreError::Conflict { found: Some(1), .. }), "{e}");
+    assert!(s.delete(Table::Settings, "d", Expect::Version(1)).await.unwrap());
     assert!(!s.delete(Table::Settings, "d", Expect::Any).await.unwrap());
     assert!(s.get(Table::Settings, "d").await.unwrap().is_none());
     // Re-creating after delete starts again at version 1.
-    assert_eq!(
-        s.put(Table::Settings, "d", b"y", Expect::Absent)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(s.put(Table::Settings, "d", b"y", Expect::Absent).await.unwrap(), 1);
 }
 
 async fn tables_are_separate(s: &dyn Store) {
-    s.put(Table::Nodes, "same", b"nodes", Expect::Any)
-        .await
-        .unwrap();
-    s.put(Table::Settings, "same", b"settings", Expect::Any)
-        .await
-        .unwrap();
-    assert_eq!(
-        s.get(Table::Nodes, "same").await.unwrap().unwrap().value,
-        b"nodes"
-    );
-    assert_eq!(
-        s.get(Table::Settings, "same").await.unwrap().unwrap().value,
-        b"settings"
-    );
+    s.put(Table::Nodes, "same", b"nodes", Expect::Any).await.unwrap();
+    s.put(Table::Settings, "same", b"settings", Expect::Any).await.unwrap();
+    assert_eq!(s.get(Table::Nodes, "same").await.unwrap().unwrap().value, b"nodes");
+    assert_eq!(s.get(Table::Settings, "same").await.unwrap().unwrap().value, b"settings");
 }
 
 async fn list_by_prefix(s: &dyn Store) {
-    for k in [
-        "room/b", "room/a", "room/c", "roomx", "other", "room/%", "room/_",
-    ] {
-        s.put(Table::Calls, k, k.as_bytes(), Expect::Any)
-            .await
-            .unwrap();
+    for k in ["room/b", "room/a", "room/c", "roomx", "other", "room/%", "room/_"] {
+        s.put(Table::Calls, k, k.as_bytes(), Expect::Any).await.unwrap();
     }
-    let keys: Vec<String> = s
-        .list(Table::Calls, "room/", 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
+    let keys: Vec<String> = s.list(Table::Calls, "room/", 100).await.unwrap().into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, ["room/%", "room/_", "room/a", "room/b", "room/c"]);
     assert_eq!(s.list(Table::Calls, "room/", 2).await.unwrap().len(), 2);
     assert_eq!(s.list(Table::Nodes, "room/", 100).await.unwrap().len(), 0);
@@ -161,28 +84,15 @@ async fn list_by_prefix(s: &dyn Store) {
 
 async fn streams_are_gapless_and_ordered(s: &dyn Store) {
     for i in 1..=5u64 {
-        assert_eq!(
-            s.append("call-1/events", format!("e{i}").as_bytes())
-                .await
-                .unwrap(),
-            i
-        );
+        assert_eq!(s.append("call-1/events", format!("e{i}").as_bytes()).await.unwrap(), i);
     }
     assert_eq!(s.append("call-2/events", b"other").await.unwrap(), 1);
     let all = s.read_stream("call-1/events", 1, 100).await.unwrap();
-    assert_eq!(
-        all.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(all.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
     assert_eq!(all[4].1, b"e5");
     let tail = s.read_stream("call-1/events", 4, 1).await.unwrap();
     assert_eq!(tail, vec![(4, b"e4".to_vec())]);
-    assert!(
-        s.read_stream("call-1/events", 6, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(s.read_stream("call-1/events", 6, 10).await.unwrap().is_empty());
 }
 
 async fn exactly_one_creator_wins(s: Arc<dyn Store>) {
@@ -190,13 +100,7 @@ async fn exactly_one_creator_wins(s: Arc<dyn Store>) {
     for i in 0..16 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.put(
-                Table::Calls,
-                "answer/customer-9",
-                format!("teller-{i}").as_bytes(),
-                Expect::Absent,
-            )
-            .await
+            s.put(Table::Calls, "answer/customer-9", format!("teller-{i}").as_bytes(), Expect::Absent).await
         }));
     }
     let mut wins = 0;
@@ -211,9 +115,7 @@ async fn exactly_one_creator_wins(s: Arc<dyn Store>) {
 }
 
 async fn concurrent_increments_lose_nothing(s: Arc<dyn Store>) {
-    s.put(Table::Settings, "counter", b"0", Expect::Any)
-        .await
-        .unwrap();
+    s.put(Table::Settings, "counter", b"0", Expect::Any).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = s.clone();
@@ -223,15 +125,7 @@ async fn concurrent_increments_lose_nothing(s: Arc<dyn Store>) {
                     let cur = s.get(Table::Settings, "counter").await.unwrap().unwrap();
                     let n: u64 = std::str::from_utf8(&cur.value).unwrap().parse().unwrap();
                     let next = (n + 1).to_string();
-                    match s
-                        .put(
-                            Table::Settings,
-                            "counter",
-                            next.as_bytes(),
-                            Expect::Version(cur.version),
-                        )
-                        .await
-                    {
+                    match s.put(Table::Settings, "counter", next.as_bytes(), Expect::Version(cur.version)).await {
                         Ok(_) => break,
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => panic!("{e}"),
@@ -243,14 +137,7 @@ async fn concurrent_increments_lose_nothing(s: Arc<dyn Store>) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(
-        s.get(Table::Settings, "counter")
-            .await
-            .unwrap()
-            .unwrap()
-            .value,
-        b"40"
-    );
+    assert_eq!(s.get(Table::Settings, "counter").await.unwrap().unwrap().value, b"40");
 }
 
 async fn concurrent_appends_are_gapless(s: Arc<dyn Store>) {
@@ -260,11 +147,7 @@ async fn concurrent_appends_are_gapless(s: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for j in 0..5 {
-                seqs.push(
-                    s.append("audit", format!("{i}-{j}").as_bytes())
-                        .await
-                        .unwrap(),
-                );
+                seqs.push(s.append("audit", format!("{i}-{j}").as_bytes()).await.unwrap());
             }
             seqs
         }));
@@ -280,19 +163,10 @@ async fn concurrent_appends_are_gapless(s: Arc<dyn Store>) {
 
 async fn bad_keys_are_refused(s: &dyn Store) {
     for bad in ["", "a\0b"] {
-        let e = s
-            .put(Table::Calls, bad, b"x", Expect::Any)
-            .await
-            .unwrap_err();
+        let e = s.put(Table::Calls, bad, b"x", Expect::Any).await.unwrap_err();
         assert!(matches!(e, StoreError::Invalid { .. }), "{e}");
     }
     let long = "k".repeat(513);
-    assert!(matches!(
-        s.get(Table::Calls, &long).await,
-        Err(StoreError::Invalid { .. })
-    ));
-    assert!(matches!(
-        s.append("", b"x").await,
-        Err(StoreError::Invalid { .. })
-    ));
+    assert!(matches!(s.get(Table::Calls, &long).await, Err(StoreError::Invalid { .. })));
+    assert!(matches!(s.append("", b"x").await, Err(StoreError::Invalid { .. })));
 }

@@ -136,31 +136,15 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Read one value.
     async fn get(&self, table: Table, key: &str) -> Result<Option<Versioned>, StoreError>;
     /// Write one value if `expect` holds; returns the new version.
-    async fn put(
-        &self,
-        table: Table,
-        key: &str,
-        value: &[u8],
-        expect: Expect,
-    ) -> Result<u64, StoreError>;
+    async fn put(&self, table: Table, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError>;
     /// Delete one value if `expect` holds; returns whether a value was deleted.
     async fn delete(&self, table: Table, key: &str, expect: Expect) -> Result<bool, StoreError>;
     /// Values whose key starts with `prefix`, in key order, at most `limit`.
-    async fn list(
-        &self,
-        table: Table,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError>;
+    async fn list(&self, table: Table, prefix: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError>;
     /// Append to a stream; returns the entry's sequence number (1, 2, 3, … per stream).
     async fn append(&self, stream: &str, value: &[u8]) -> Result<u64, StoreError>;
     /// Entries of a stream with sequence ≥ `from`, in order, at most `limit`.
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// The schema version in force.
     async fn schema_version(&self) -> Result<u32, StoreError>;
     /// A cheap round trip, for readiness checks.
@@ -171,10 +155,7 @@ pub trait Store: Send + Sync + fmt::Debug {
 
 pub(crate) fn check_key(what: &'static str, key: &str) -> Result<(), StoreError> {
     if key.is_empty() || key.len() > 512 || key.contains('\0') {
-        return Err(StoreError::Invalid {
-            what,
-            why: "must be 1–512 bytes without NUL".to_string(),
-        });
+        return Err(StoreError::Invalid { what, why: "must be 1–512 bytes without NUL".to_string() });
     }
     Ok(())
 }
@@ -189,10 +170,7 @@ pub async fn open(cfg: &vbank_config::Config, service: &str) -> Result<Arc<dyn S
             let path = dir.join(format!("{service}.redb"));
             let store = tokio::task::spawn_blocking(move || RedbStore::open(&path))
                 .await
-                .map_err(|e| StoreError::Backend {
-                    backend: "redb",
-                    detail: e.to_string(),
-                })??;
+                .map_err(|e| StoreError::Backend { backend: "redb", detail: e.to_string() })??;
             Ok(Arc::new(store))
         }
         vbank_config::StoreConfig::Postgres(pg) => {

@@ -38,18 +38,12 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn backend(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Backend {
-        backend: "postgres",
-        detail: chain(&e),
-    }
+    StoreError::Backend { backend: "postgres", detail: chain(&e) }
 }
 
 impl PgStore {
     /// Connect, check the server answers, and migrate the schema.
-    pub async fn connect(
-        cfg: &PostgresConfig,
-        password: Option<&str>,
-    ) -> Result<PgStore, StoreError> {
+    pub async fn connect(cfg: &PostgresConfig, password: Option<&str>) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::new();
         pg.host(&cfg.host)
             .port(cfg.port)
@@ -61,20 +55,11 @@ impl PgStore {
             pg.password(p);
         }
         let target = format!("{}@{}:{}/{}", cfg.user, cfg.host, cfg.port, cfg.dbname);
-        let mgr = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size as usize)
             .build()
-            .map_err(|e| StoreError::Backend {
-                backend: "postgres",
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| StoreError::Backend { backend: "postgres", detail: e.to_string() })?;
         let store = PgStore { pool, target };
         store.migrate().await?;
         Ok(store)
@@ -92,9 +77,7 @@ impl PgStore {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(backend)?;
         // Nodes starting together must not migrate twice.
-        tx.execute("SELECT pg_advisory_xact_lock(7263531)", &[])
-            .await
-            .map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock(7263531)", &[]).await.map_err(backend)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS vbank_schema (
                 version     INTEGER     PRIMARY KEY,
@@ -103,16 +86,10 @@ impl PgStore {
         )
         .await
         .map_err(backend)?;
-        let row = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM vbank_schema", &[])
-            .await
-            .map_err(backend)?;
+        let row = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM vbank_schema", &[]).await.map_err(backend)?;
         let found = row.get::<_, i32>(0) as u32;
         if found > SCHEMA_VERSION {
-            return Err(StoreError::SchemaTooNew {
-                found,
-                supported: SCHEMA_VERSION,
-            });
+            return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
             tx.batch_execute(m.postgres).await.map_err(backend)?;
@@ -128,10 +105,7 @@ impl PgStore {
 
     async fn version_of(c: &Object, table: Table, key: &str) -> Result<Option<u64>, StoreError> {
         let row = c
-            .query_opt(
-                "SELECT version FROM vbank_kv WHERE tbl = $1 AND key = $2",
-                &[&table.as_str(), &key],
-            )
+            .query_opt("SELECT version FROM vbank_kv WHERE tbl = $1 AND key = $2", &[&table.as_str(), &key])
             .await
             .map_err(backend)?;
         Ok(row.map(|r| r.get::<_, i64>(0) as u64))
@@ -144,25 +118,13 @@ impl Store for PgStore {
         check_key("key", key)?;
         let c = self.client().await?;
         let row = c
-            .query_opt(
-                "SELECT value, version FROM vbank_kv WHERE tbl = $1 AND key = $2",
-                &[&table.as_str(), &key],
-            )
+            .query_opt("SELECT value, version FROM vbank_kv WHERE tbl = $1 AND key = $2", &[&table.as_str(), &key])
             .await
             .map_err(backend)?;
-        Ok(row.map(|r| Versioned {
-            value: r.get(0),
-            version: r.get::<_, i64>(1) as u64,
-        }))
+        Ok(row.map(|r| Versioned { value: r.get(0), version: r.get::<_, i64>(1) as u64 }))
     }
 
-    async fn put(
-        &self,
-        table: Table,
-        key: &str,
-        value: &[u8],
-        expect: Expect,
-    ) -> Result<u64, StoreError> {
+    async fn put(&self, table: Table, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
         check_key("key", key)?;
         let c = self.client().await?;
         let t = table.as_str();
@@ -210,18 +172,11 @@ impl Store for PgStore {
         let c = self.client().await?;
         let t = table.as_str();
         let n = match expect {
-            Expect::Any => c
-                .execute(
-                    "DELETE FROM vbank_kv WHERE tbl = $1 AND key = $2",
-                    &[&t, &key],
-                )
-                .await
-                .map_err(backend)?,
+            Expect::Any => {
+                c.execute("DELETE FROM vbank_kv WHERE tbl = $1 AND key = $2", &[&t, &key]).await.map_err(backend)?
+            }
             Expect::Version(v) => c
-                .execute(
-                    "DELETE FROM vbank_kv WHERE tbl = $1 AND key = $2 AND version = $3",
-                    &[&t, &key, &(v as i64)],
-                )
+                .execute("DELETE FROM vbank_kv WHERE tbl = $1 AND key = $2 AND version = $3", &[&t, &key, &(v as i64)])
                 .await
                 .map_err(backend)?,
             Expect::Absent => {
@@ -243,12 +198,7 @@ impl Store for PgStore {
         Ok(n > 0)
     }
 
-    async fn list(
-        &self,
-        table: Table,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError> {
+    async fn list(&self, table: Table, prefix: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError> {
         let c = self.client().await?;
         // Byte order (COLLATE "C"), as redb sorts; starts_with needs no escaping of '%' or '_'.
         let rows = c
@@ -262,15 +212,7 @@ impl Store for PgStore {
             .map_err(backend)?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    Versioned {
-                        value: r.get(1),
-                        version: r.get::<_, i64>(2) as u64,
-                    },
-                )
-            })
+            .map(|r| (r.get(0), Versioned { value: r.get(1), version: r.get::<_, i64>(2) as u64 }))
             .collect())
     }
 
@@ -287,22 +229,14 @@ impl Store for PgStore {
             .await
             .map_err(backend)?
             .get(0);
-        tx.execute(
-            "INSERT INTO vbank_stream (stream, seq, value) VALUES ($1, $2, $3)",
-            &[&stream, &seq, &value],
-        )
-        .await
-        .map_err(backend)?;
+        tx.execute("INSERT INTO vbank_stream (stream, seq, value) VALUES ($1, $2, $3)", &[&stream, &seq, &value])
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(seq as u64)
     }
 
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         check_key("stream", stream)?;
         let c = self.client().await?;
         let rows = c
@@ -312,18 +246,12 @@ impl Store for PgStore {
             )
             .await
             .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
-            .collect())
+        Ok(rows.into_iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
     }
 
     async fn schema_version(&self) -> Result<u32, StoreError> {
         let c = self.client().await?;
-        let row = c
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM vbank_schema", &[])
-            .await
-            .map_err(backend)?;
+        let row = c.query_one("SELECT COALESCE(MAX(version), 0) FROM vbank_schema", &[]).await.map_err(backend)?;
         Ok(row.get::<_, i32>(0) as u32)
     }
 

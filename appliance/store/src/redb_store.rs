@@ -33,10 +33,7 @@ impl std::fmt::Debug for RedbStore {
 }
 
 fn backend<E: std::fmt::Display>(e: E) -> StoreError {
-    StoreError::Backend {
-        backend: "redb",
-        detail: e.to_string(),
-    }
+    StoreError::Backend { backend: "redb", detail: e.to_string() }
 }
 
 fn kv_key(table: Table, key: &str) -> String {
@@ -77,24 +74,16 @@ impl RedbStore {
         let tx = self.db.begin_write().map_err(backend)?;
         {
             let mut meta = tx.open_table(META).map_err(backend)?;
-            let found = meta
-                .get("schema_version")
-                .map_err(backend)?
-                .map(|v| v.value())
-                .unwrap_or(0);
+            let found = meta.get("schema_version").map_err(backend)?.map(|v| v.value()).unwrap_or(0);
             if found > SCHEMA_VERSION {
-                return Err(StoreError::SchemaTooNew {
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
+                return Err(StoreError::SchemaTooNew { found, supported: SCHEMA_VERSION });
             }
             if found < 1 {
                 tx.open_table(KV).map_err(backend)?;
                 tx.open_table(STREAM).map_err(backend)?;
                 tx.open_table(STREAM_HEAD).map_err(backend)?;
             }
-            meta.insert("schema_version", SCHEMA_VERSION)
-                .map_err(backend)?;
+            meta.insert("schema_version", SCHEMA_VERSION).map_err(backend)?;
         }
         tx.commit().map_err(backend)
     }
@@ -105,18 +94,11 @@ impl RedbStore {
         F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(backend)?
+        tokio::task::spawn_blocking(move || f(&db)).await.map_err(backend)?
     }
 }
 
-fn check_expect(
-    table: Table,
-    key: &str,
-    expect: Expect,
-    found: Option<u64>,
-) -> Result<(), StoreError> {
+fn check_expect(table: Table, key: &str, expect: Expect, found: Option<u64>) -> Result<(), StoreError> {
     let ok = match expect {
         Expect::Any => true,
         Expect::Absent => found.is_none(),
@@ -125,12 +107,7 @@ fn check_expect(
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Conflict {
-            table: table.as_str(),
-            key: key.to_string(),
-            expected: expect,
-            found,
-        })
+        Err(StoreError::Conflict { table: table.as_str(), key: key.to_string(), expected: expect, found })
     }
 }
 
@@ -144,22 +121,13 @@ impl Store for RedbStore {
             let t = tx.open_table(KV).map_err(backend)?;
             Ok(t.get(k.as_str()).map_err(backend)?.map(|g| {
                 let (version, value) = g.value();
-                Versioned {
-                    value: value.to_vec(),
-                    version,
-                }
+                Versioned { value: value.to_vec(), version }
             }))
         })
         .await
     }
 
-    async fn put(
-        &self,
-        table: Table,
-        key: &str,
-        value: &[u8],
-        expect: Expect,
-    ) -> Result<u64, StoreError> {
+    async fn put(&self, table: Table, key: &str, value: &[u8], expect: Expect) -> Result<u64, StoreError> {
         check_key("key", key)?;
         let (k, key, value) = (kv_key(table, key), key.to_string(), value.to_vec());
         self.blocking(move |db| {
@@ -169,8 +137,7 @@ impl Store for RedbStore {
                 let found = t.get(k.as_str()).map_err(backend)?.map(|g| g.value().0);
                 check_expect(table, &key, expect, found)?;
                 let version = found.unwrap_or(0) + 1;
-                t.insert(k.as_str(), (version, value.as_slice()))
-                    .map_err(backend)?;
+                t.insert(k.as_str(), (version, value.as_slice())).map_err(backend)?;
                 version
             };
             tx.commit().map_err(backend)?;
@@ -196,12 +163,7 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn list(
-        &self,
-        table: Table,
-        prefix: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError> {
+    async fn list(&self, table: Table, prefix: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError> {
         let start = kv_key(table, prefix);
         let strip = table.as_str().len() + 1;
         self.blocking(move |db| {
@@ -215,13 +177,7 @@ impl Store for RedbStore {
                     break;
                 }
                 let (version, value) = v.value();
-                out.push((
-                    k[strip..].to_string(),
-                    Versioned {
-                        value: value.to_vec(),
-                        version,
-                    },
-                ));
+                out.push((k[strip..].to_string(), Versioned { value: value.to_vec(), version }));
             }
             Ok(out)
         })
@@ -235,16 +191,10 @@ impl Store for RedbStore {
             let tx = db.begin_write().map_err(backend)?;
             let seq = {
                 let mut head = tx.open_table(STREAM_HEAD).map_err(backend)?;
-                let seq = head
-                    .get(stream.as_str())
-                    .map_err(backend)?
-                    .map(|g| g.value())
-                    .unwrap_or(0)
-                    + 1;
+                let seq = head.get(stream.as_str()).map_err(backend)?.map(|g| g.value()).unwrap_or(0) + 1;
                 head.insert(stream.as_str(), seq).map_err(backend)?;
                 let mut s = tx.open_table(STREAM).map_err(backend)?;
-                s.insert((stream.as_str(), seq), value.as_slice())
-                    .map_err(backend)?;
+                s.insert((stream.as_str(), seq), value.as_slice()).map_err(backend)?;
                 seq
             };
             tx.commit().map_err(backend)?;
@@ -253,22 +203,14 @@ impl Store for RedbStore {
         .await
     }
 
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         check_key("stream", stream)?;
         let stream = stream.to_string();
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(backend)?;
             let s = tx.open_table(STREAM).map_err(backend)?;
             let mut out = Vec::new();
-            for entry in s
-                .range((stream.as_str(), from)..=(stream.as_str(), u64::MAX))
-                .map_err(backend)?
-            {
+            for entry in s.range((stream.as_str(), from)..=(stream.as_str(), u64::MAX)).map_err(backend)? {
                 if out.len() >= limit {
                     break;
                 }
@@ -284,11 +226,7 @@ impl Store for RedbStore {
         self.blocking(|db| {
             let tx = db.begin_read().map_err(backend)?;
             let meta = tx.open_table(META).map_err(backend)?;
-            Ok(meta
-                .get("schema_version")
-                .map_err(backend)?
-                .map(|v| v.value())
-                .unwrap_or(0))
+            Ok(meta.get("schema_version").map_err(backend)?.map(|v| v.value()).unwrap_or(0))
         })
         .await
     }

@@ -41,10 +41,7 @@ async fn an_unreachable_server_names_the_fix() {
     let e = PgStore::connect(&c, None).await.unwrap_err();
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
     let text = e.to_string();
-    assert!(
-        text.contains("[store.postgres]") && text.contains(&server.port.to_string()),
-        "{text}"
-    );
+    assert!(text.contains("[store.postgres]") && text.contains(&server.port.to_string()), "{text}");
 }
 
 #[tokio::test]

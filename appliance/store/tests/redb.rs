@@ -18,16 +18,11 @@ async fn data_survives_reopen() {
     let path = dir.path().join("sub/dir/s.redb");
     {
         let s = RedbStore::open(&path).unwrap();
-        s.put(Table::Calls, "c", b"kept", Expect::Absent)
-            .await
-            .unwrap();
+        s.put(Table::Calls, "c", b"kept", Expect::Absent).await.unwrap();
         s.append("events", b"e1").await.unwrap();
     }
     let s = RedbStore::open(&path).unwrap();
-    assert_eq!(
-        s.get(Table::Calls, "c").await.unwrap().unwrap().value,
-        b"kept"
-    );
+    assert_eq!(s.get(Table::Calls, "c").await.unwrap().unwrap().value, b"kept");
     assert_eq!(s.append("events", b"e2").await.unwrap(), 2);
 }
 
@@ -39,17 +34,11 @@ fn a_newer_schema_is_refused() {
     {
         let db = Database::create(&path).unwrap();
         let tx = db.begin_write().unwrap();
-        tx.open_table(TableDefinition::<&str, u32>::new("meta"))
-            .unwrap()
-            .insert("schema_version", 99)
-            .unwrap();
+        tx.open_table(TableDefinition::<&str, u32>::new("meta")).unwrap().insert("schema_version", 99).unwrap();
         tx.commit().unwrap();
     }
     let e = RedbStore::open(&path).unwrap_err();
-    assert!(
-        matches!(e, StoreError::SchemaTooNew { found: 99, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, .. }), "{e}");
     assert!(e.to_string().contains("upgrade vbank"), "{e}");
 }
 
@@ -64,8 +53,6 @@ fn a_file_in_use_names_the_cause() {
 
 #[test]
 fn an_unwritable_directory_names_the_fix() {
-    let e = RedbStore::open(std::path::Path::new("/proc/vbank/s.redb"))
-        .unwrap_err()
-        .to_string();
+    let e = RedbStore::open(std::path::Path::new("/proc/vbank/s.redb")).unwrap_err().to_string();
     assert!(e.contains("redb_dir"), "{e}");
 }

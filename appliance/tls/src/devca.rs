@@ -8,9 +8,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType,
-    date_time_ymd,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, date_time_ymd,
 };
 use vbank_config::{Service, TlsConfig};
 
@@ -26,20 +25,14 @@ pub enum DevPki {
 }
 
 fn current_year() -> i32 {
-    let days = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0);
+    let days = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
     1970 + (days as f64 / 365.2425) as i32
 }
 
 fn params(cn: &str, sans: Vec<SanType>, years: i32) -> CertificateParams {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(
-        DnType::OrganizationName,
-        "vbank development (NOT FOR PRODUCTION)",
-    );
+    dn.push(DnType::OrganizationName, "vbank development (NOT FOR PRODUCTION)");
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
     p.subject_alt_names = sans;
@@ -57,8 +50,7 @@ fn write_private(path: &Path, pem: &str) -> Result<(), TlsError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| TlsError::io(path, e))?;
-    f.write_all(pem.as_bytes())
-        .map_err(|e| TlsError::io(path, e))
+    f.write_all(pem.as_bytes()).map_err(|e| TlsError::io(path, e))
 }
 
 fn write_public(path: &Path, pem: &str) -> Result<(), TlsError> {
@@ -69,11 +61,7 @@ fn write_public(path: &Path, pem: &str) -> Result<(), TlsError> {
 ///
 /// `public_names` are the DNS names and IPs the public certificate must cover (e.g. `localhost`, `127.0.0.1`).
 pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki, TlsError> {
-    let mut all = vec![
-        tls.internal_ca.clone(),
-        tls.public.cert.clone(),
-        tls.public.key.clone(),
-    ];
+    let mut all = vec![tls.internal_ca.clone(), tls.public.cert.clone(), tls.public.key.clone()];
     for (_, pair) in &tls.services {
         all.push(pair.cert.clone());
         all.push(pair.key.clone());
@@ -112,11 +100,7 @@ pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki
             Err(_) => SanType::DnsName(n.clone().try_into().map_err(gen_err)?),
         });
     }
-    let (cert, key) = leaf(
-        "vbank public endpoint",
-        public_sans,
-        vec![ExtendedKeyUsagePurpose::ServerAuth],
-    )?;
+    let (cert, key) = leaf("vbank public endpoint", public_sans, vec![ExtendedKeyUsagePurpose::ServerAuth])?;
     write_public(&tls.public.cert, &cert)?;
     write_private(&tls.public.key, &key)?;
 
@@ -127,10 +111,7 @@ pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki
             SanType::DnsName("localhost".try_into().map_err(gen_err)?),
             SanType::IpAddress([127, 0, 0, 1].into()),
         ];
-        let eku = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        let eku = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let (cert, key) = leaf(&dns, sans, eku)?;
         let pair = tls.service(svc);
         write_public(&pair.cert, &cert)?;

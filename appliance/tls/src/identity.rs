@@ -34,9 +34,7 @@ impl Peer {
         };
         for name in &san.value.general_names {
             if let GeneralName::DNSName(dns) = name
-                && let Some(svc) = dns
-                    .strip_suffix(".vbank.internal")
-                    .and_then(Service::from_name)
+                && let Some(svc) = dns.strip_suffix(".vbank.internal").and_then(Service::from_name)
             {
                 return Peer::Service(svc);
             }
@@ -88,8 +86,7 @@ impl AccessPolicy {
 /// `/v1/keys` covers `/v1/keys` and `/v1/keys/x`, not `/v1/keysX`.
 fn path_has_prefix(path: &str, prefix: &str) -> bool {
     path == prefix
-        || (path.starts_with(prefix)
-            && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
+        || (path.starts_with(prefix) && (prefix.ends_with('/') || path.as_bytes().get(prefix.len()) == Some(&b'/')))
 }
 
 #[cfg(test)]

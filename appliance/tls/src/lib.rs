@@ -41,9 +41,7 @@ pub enum TlsError {
         what: String,
     },
     /// rustls refused the material (e.g. key does not match certificate).
-    #[error(
-        "TLS configuration refused: {0} (hint: check that each key belongs to its certificate)"
-    )]
+    #[error("TLS configuration refused: {0} (hint: check that each key belongs to its certificate)")]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built from the internal CA.
     #[error("cannot use the internal CA for client verification: {0}")]
@@ -55,10 +53,7 @@ pub enum TlsError {
 
 impl TlsError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> TlsError {
-        TlsError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        TlsError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -89,15 +84,9 @@ fn versions(v: TlsVersion) -> &'static [&'static SupportedProtocolVersion] {
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = std::fs::read(path).map_err(|e| TlsError::io(path, e))?;
     let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    let certs = certs.map_err(|e| TlsError::Pem {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-    })?;
+    let certs = certs.map_err(|e| TlsError::Pem { path: path.to_path_buf(), what: e.to_string() })?;
     if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_path_buf(),
-            what: "no CERTIFICATE block".to_string(),
-        });
+        return Err(TlsError::Pem { path: path.to_path_buf(), what: "no CERTIFICATE block".to_string() });
     }
     Ok(certs)
 }
@@ -105,10 +94,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 /// Read a PEM private key (PKCS#8, SEC1 or PKCS#1).
 pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = std::fs::read(path).map_err(|e| TlsError::io(path, e))?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
-        path: path.to_path_buf(),
-        what: format!("no private key: {e}"),
-    })
+    PrivateKeyDer::from_pem_slice(&pem)
+        .map_err(|e| TlsError::Pem { path: path.to_path_buf(), what: format!("no private key: {e}") })
 }
 
 fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
@@ -130,11 +117,7 @@ pub fn public_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsErr
 }
 
 /// The server configuration for one service's own listeners, with its certificate and the internal CA.
-pub fn service_server_config(
-    tls: &TlsConfig,
-    svc: Service,
-    auth: ClientAuth,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn service_server_config(tls: &TlsConfig, svc: Service, auth: ClientAuth) -> Result<Arc<ServerConfig>, TlsError> {
     let roots = Arc::new(roots(&tls.internal_ca)?);
     let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
     let verifier = match auth {

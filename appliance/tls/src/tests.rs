@@ -10,22 +10,13 @@ fn pki() -> (tempfile::TempDir, TlsConfig) {
     let src = format!("[tls]\ndir = \"{}\"\n", dir.path().display());
     let (cfg, _) = vbank_config::parse(&src).unwrap();
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    assert_eq!(
-        devca::ensure_dev_pki(&cfg.tls, &names).unwrap(),
-        devca::DevPki::Created
-    );
-    assert_eq!(
-        devca::ensure_dev_pki(&cfg.tls, &names).unwrap(),
-        devca::DevPki::Existing
-    );
+    assert_eq!(devca::ensure_dev_pki(&cfg.tls, &names).unwrap(), devca::DevPki::Created);
+    assert_eq!(devca::ensure_dev_pki(&cfg.tls, &names).unwrap(), devca::DevPki::Existing);
     (dir, cfg.tls)
 }
 
 /// Drive both sides until the handshake completes or fails.
-fn handshake(
-    client: &mut ClientConnection,
-    server: &mut ServerConnection,
-) -> Result<(), rustls::Error> {
+fn handshake(client: &mut ClientConnection, server: &mut ServerConnection) -> Result<(), rustls::Error> {
     for _ in 0..20 {
         let mut buf = Vec::new();
         while client.wants_write() {
@@ -59,10 +50,7 @@ fn mtls_names_the_calling_service() {
     let mut c = ClientConnection::new(client_cfg, name).unwrap();
     let mut s = ServerConnection::new(server_cfg).unwrap();
     handshake(&mut c, &mut s).unwrap();
-    assert_eq!(
-        Peer::from_chain(s.peer_certificates()),
-        Peer::Service(Service::Recorder)
-    );
+    assert_eq!(Peer::from_chain(s.peer_certificates()), Peer::Service(Service::Recorder));
     assert_eq!(c.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
 }
 
@@ -74,21 +62,16 @@ fn required_client_auth_refuses_anonymous_callers() {
     let mut c = ClientConnection::new(anonymous_client_config(&tls).unwrap(), name).unwrap();
     let mut s = ServerConnection::new(server_cfg).unwrap();
     let err = handshake(&mut c, &mut s).unwrap_err();
-    assert!(
-        matches!(err, rustls::Error::NoCertificatesPresented),
-        "{err:?}"
-    );
+    assert!(matches!(err, rustls::Error::NoCertificatesPresented), "{err:?}");
 }
 
 #[test]
 fn optional_client_auth_admits_anonymous_as_anonymous() {
     let (_d, tls) = pki();
     let server_cfg = service_server_config(&tls, Service::Gateway, ClientAuth::Optional).unwrap();
-    let mut c = ClientConnection::new(
-        anonymous_client_config(&tls).unwrap(),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let mut c =
+        ClientConnection::new(anonymous_client_config(&tls).unwrap(), ServerName::try_from("localhost").unwrap())
+            .unwrap();
     let mut s = ServerConnection::new(server_cfg).unwrap();
     handshake(&mut c, &mut s).unwrap();
     assert_eq!(Peer::from_chain(s.peer_certificates()), Peer::Anonymous);
@@ -126,9 +109,7 @@ fn public_listener_serves_localhost_and_ip() {
 #[test]
 fn missing_and_bad_files_name_the_path() {
     let dir = tempfile::tempdir().unwrap();
-    let e = load_certs(&dir.path().join("nope.crt"))
-        .unwrap_err()
-        .to_string();
+    let e = load_certs(&dir.path().join("nope.crt")).unwrap_err().to_string();
     assert!(e.contains("nope.crt") && e.contains("hint"), "{e}");
     let junk = dir.path().join("junk.crt");
     std::fs::write(&junk, "hello").unwrap();

@@ -10,10 +10,7 @@ pub fn check(path: &Path, json: bool) -> i32 {
         Ok(d) => d,
         Err(e @ ConfigError::Read { .. }) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"file": path, "ok": false, "error": e.to_string()})
-                );
+                println!("{}", serde_json::json!({"file": path, "ok": false, "error": e.to_string()}));
             } else {
                 eprintln!("{e}");
             }
@@ -24,10 +21,7 @@ pub fn check(path: &Path, json: bool) -> i32 {
             return 1;
         }
     };
-    let errors = diags
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = diags.len() - errors;
     if json {
         println!(
@@ -38,10 +32,7 @@ pub fn check(path: &Path, json: bool) -> i32 {
         if diags.is_empty() {
             println!("{}: OK", path.display());
         } else {
-            println!(
-                "{}: {errors} error(s), {warnings} warning(s)",
-                path.display()
-            );
+            println!("{}: {errors} error(s), {warnings} warning(s)", path.display());
         }
         for d in &diags {
             println!("  {d}");

@@ -15,11 +15,7 @@ use vbank_config::{Config, LogLevel, LogTarget};
 use vbank_service::exit;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "vbank",
-    version,
-    about = "Video banking appliance: calls, 双录 recording, keys in the bank's HSM"
-)]
+#[command(name = "vbank", version, about = "Video banking appliance: calls, 双录 recording, keys in the bank's HSM")]
 struct Cli {
     /// Configuration file.
     #[arg(long, global = true, default_value = vbank_config::DEFAULT_PATH)]
@@ -75,28 +71,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.cmd {
         Cmd::Gateway => run_service("gateway", &cli.config, |cfg| async move {
-            vbank_gateway::run(cfg)
-                .await
-                .map_err(|e| (e.exit_code(), e.to_string()))
+            vbank_gateway::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
         Cmd::Keyd => run_service("keyd", &cli.config, |cfg| async move {
-            vbank_keyd::run(cfg)
-                .await
-                .map_err(|e| (e.exit_code(), e.to_string()))
+            vbank_keyd::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
-        Cmd::Up {
-            data_dir,
-            port,
-            internal_port_base,
-            mut names,
-            ready_timeout,
-        } => {
+        Cmd::Up { data_dir, port, internal_port_base, mut names, ready_timeout } => {
             let _ = vbank_log::init(
-                vbank_log::Identity {
-                    service: "up".into(),
-                    node: "dev".into(),
-                    dev: true,
-                },
+                vbank_log::Identity { service: "up".into(), node: "dev".into(), dev: true },
                 log::LevelFilter::Info,
                 vbank_log::Target::Stderr,
             );
@@ -104,10 +86,7 @@ fn main() -> ExitCode {
             names.dedup();
             let opts = up::UpOptions {
                 data_dir,
-                ports: up::Ports {
-                    public: port,
-                    internal_base: internal_port_base,
-                },
+                ports: up::Ports { public: port, internal_base: internal_port_base },
                 public_names: names,
                 json: cli.json,
                 ready_timeout: Duration::from_secs(ready_timeout),
@@ -120,9 +99,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Config {
-            cmd: ConfigCmd::Check { path },
-        } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
+        Cmd::Config { cmd: ConfigCmd::Check { path } } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
@@ -158,11 +135,7 @@ where
         LogTarget::Journald => vbank_log::Target::Journald,
         LogTarget::Stderr => vbank_log::Target::Stderr,
     };
-    let identity = vbank_log::Identity {
-        service: service.into(),
-        node: cfg.node.name.clone(),
-        dev: cfg.node.dev_mode,
-    };
+    let identity = vbank_log::Identity { service: service.into(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode };
     if let Err(e) = vbank_log::init(identity, level, target) {
         eprintln!("vbank {service}: {e}");
         return exit::CONFIG;

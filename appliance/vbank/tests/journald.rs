@@ -64,8 +64,7 @@ async fn gateway_logs_structured_masked_entries_to_journald() {
     let run_systemd = tmp.path().join("run-systemd");
     std::fs::create_dir_all(run_systemd.join("journal")).unwrap();
     let sock = UnixDatagram::bind(run_systemd.join("journal/socket")).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
 
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
@@ -98,13 +97,7 @@ async fn gateway_logs_structured_masked_entries_to_journald() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let public_addr = cfg.gateway.listen;
-    let (s, _) = get(
-        &anon,
-        public_addr,
-        "localhost",
-        "/customer/110101199003078888/phone/13812345678",
-    )
-    .await;
+    let (s, _) = get(&anon, public_addr, "localhost", "/customer/110101199003078888/phone/13812345678").await;
     assert_eq!(s.as_u16(), 404);
 
     let mut entries = Vec::new();
@@ -122,22 +115,13 @@ async fn gateway_logs_structured_masked_entries_to_journald() {
     assert!(status.success(), "{status:?}");
 
     let raw = String::from_utf8_lossy(&raw);
-    assert!(
-        !raw.contains("199003078888"),
-        "an ID number reached the journal unmasked"
-    );
-    assert!(
-        !raw.contains("13812345678"),
-        "a phone number reached the journal unmasked"
-    );
+    assert!(!raw.contains("199003078888"), "an ID number reached the journal unmasked");
+    assert!(!raw.contains("13812345678"), "a phone number reached the journal unmasked");
     let access = entries
         .iter()
         .find(|e| e.get("MESSAGE").is_some_and(|m| m.contains("/customer/")))
         .unwrap_or_else(|| panic!("no access-log entry among {entries:#?}"));
-    assert_eq!(
-        access["MESSAGE"],
-        "[DEV] GET /customer/110101********8888/phone/138****5678"
-    );
+    assert_eq!(access["MESSAGE"], "[DEV] GET /customer/110101********8888/phone/138****5678");
     // systemd-journal-logger maps log::Level::Info to LOG_NOTICE (5).
     assert_eq!(access["PRIORITY"], "5");
     assert_eq!(access["SYSLOG_IDENTIFIER"], "vbank-gateway");
@@ -145,8 +129,5 @@ async fn gateway_logs_structured_masked_entries_to_journald() {
     assert_eq!(access["VBANK_NODE"], "jtest");
     assert_eq!(access["VBANK_DEV"], "1");
     assert_eq!(access["STATUS"], "404");
-    assert!(entries.iter().any(|e| {
-        e.get("MESSAGE")
-            .is_some_and(|m| m.contains("gateway started"))
-    }));
+    assert!(entries.iter().any(|e| { e.get("MESSAGE").is_some_and(|m| m.contains("gateway started")) }));
 }

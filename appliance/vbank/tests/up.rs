@@ -20,29 +20,16 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     let mut child = Command::new(VBANK)
         .args(["up", "--json", "--ready-timeout", "60", "--data-dir"])
         .arg(&data)
-        .args([
-            "--port",
-            &public.to_string(),
-            "--internal-port-base",
-            &base.to_string(),
-        ])
+        .args(["--port", &public.to_string(), "--internal-port-base", &base.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let log = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
+    let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let urls: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let urls: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(urls["customer"], format!("https://localhost:{public}/"));
     assert_eq!(urls["dev"], true);
 
@@ -57,28 +44,14 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     assert!(s.is_success() && body.contains("柜员工作台"));
     let (_, body) = get(&anon, public_addr, "localhost", "/api/status").await;
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        (status["ready"].as_bool(), status["dev"].as_bool()),
-        (Some(true), Some(true)),
-        "{body}"
-    );
+    assert_eq!((status["ready"].as_bool(), status["dev"].as_bool()), (Some(true), Some(true)), "{body}");
 
-    for (svc, admin) in [
-        ("gateway", cfg.gateway.admin_listen),
-        ("keyd", cfg.keyd.admin_listen),
-    ] {
-        assert_eq!(
-            get(&anon, admin, "localhost", "/healthz").await.0,
-            StatusCode::OK,
-            "{svc}"
-        );
+    for (svc, admin) in [("gateway", cfg.gateway.admin_listen), ("keyd", cfg.keyd.admin_listen)] {
+        assert_eq!(get(&anon, admin, "localhost", "/healthz").await.0, StatusCode::OK, "{svc}");
         let (s, body) = get(&anon, admin, "localhost", "/readyz").await;
         assert_eq!(s, StatusCode::OK, "{svc}: {body}");
         let (_, metrics) = get(&anon, admin, "localhost", "/metrics").await;
-        assert!(
-            metrics.contains(&format!("vbank_build_info{{service=\"{svc}\"")),
-            "{metrics}"
-        );
+        assert!(metrics.contains(&format!("vbank_build_info{{service=\"{svc}\"")), "{metrics}");
     }
 
     // keyd's internal API: mTLS, and only permitted services.
@@ -90,12 +63,7 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     assert_eq!(hsm["token_label"], "vbank-dev");
     assert!(hsm["library"].as_str().unwrap().contains("SoftHSM"));
     let as_keyd = vbank_tls::service_client_config(&cfg.tls, Service::Keyd).unwrap();
-    assert_eq!(
-        get(&as_keyd, cfg.keyd.listen, &keyd_name, "/v1/hsm/status")
-            .await
-            .0,
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(get(&as_keyd, cfg.keyd.listen, &keyd_name, "/v1/hsm/status").await.0, StatusCode::FORBIDDEN);
     let anon_call = vbank_service::client::call(
         anon.clone(),
         cfg.keyd.listen,
@@ -106,10 +74,40 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
         Duration::from_secs(5),
     )
     .await;
-    assert!(
-        anon_call.is_err(),
-        "keyd's API refuses callers without a certificate"
-    );
+    assert!(anon_call.is_err(), "keyd's API refuses callers without a certificate");
+
+    // A crashed service is restarted with back-off and becomes ready again.
+    let gateway_pid = || {
+        live_processes_mentioning(&data)
+            .into_iter()
+            .find(|p| p.contains(" gateway --config"))
+            .and_then(|p| p.split(':').next().map(str::to_string))
+            .and_then(|p| p.parse::<i32>().ok())
+    };
+    let first = gateway_pid().expect("gateway child running");
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "gateway was not restarted within 30 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(pid) = gateway_pid() else { continue };
+        if pid == first {
+            continue;
+        }
+        let r = vbank_service::client::call(
+            anon.clone(),
+            cfg.gateway.admin_listen,
+            "localhost",
+            vbank_service::client::Method::GET,
+            "/readyz",
+            None,
+            Duration::from_secs(2),
+        )
+        .await;
+        if matches!(r, Ok((s, _)) if s.is_success()) {
+            break;
+        }
+    }
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -117,22 +115,14 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
         }
-        assert!(
-            Instant::now() < deadline,
-            "vbank up did not stop within 20 s of SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "vbank up did not stop within 20 s of SIGTERM");
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status:?}");
     let log = log.join().unwrap().join("\n");
-    assert!(
-        log.contains("gateway stopped") && log.contains("keyd stopped"),
-        "{log}"
-    );
-    assert!(
-        log.contains("[DEV]"),
-        "development mode is labelled in every line"
-    );
+    assert!(log.contains("gateway stopped") && log.contains("keyd stopped"), "{log}");
+    assert!(log.contains("gateway exited (killed by a signal); restarting in"), "{log}");
+    assert!(log.contains("[DEV]"), "development mode is labelled in every line");
     // The PIN never appears in the log.
     let pin = std::fs::read_to_string(data.join("credentials/hsm-pin")).unwrap();
     assert!(!log.contains(pin.trim()));
@@ -153,20 +143,12 @@ fn a_busy_port_stops_everything_before_it_starts() {
     let out = Command::new(VBANK)
         .args(["up", "--data-dir"])
         .arg(&data)
-        .args([
-            "--port",
-            &public.to_string(),
-            "--internal-port-base",
-            &base.to_string(),
-        ])
+        .args(["--port", &public.to_string(), "--internal-port-base", &base.to_string()])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("gateway.listen") && err.contains("another process"),
-        "{err}"
-    );
+    assert!(err.contains("gateway.listen") && err.contains("another process"), "{err}");
     assert_eq!(live_processes_mentioning(&data), Vec::<String>::new());
 }
 
@@ -183,17 +165,10 @@ fn a_service_without_its_credential_exits_with_one_clear_line() {
         ),
     )
     .unwrap();
-    let out = Command::new(VBANK)
-        .args(["keyd", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::new(VBANK).args(["keyd", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(vbank_service::exit::CONFIG));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("missing-pin") && err.contains("create the file"),
-        "{err}"
-    );
+    assert!(err.contains("missing-pin") && err.contains("create the file"), "{err}");
 }
 
 #[test]
@@ -201,15 +176,37 @@ fn a_service_with_a_broken_config_exits_78() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("vbank.toml");
     std::fs::write(&cfg, "[gateway]\nlisten = \"nowhere\"\n").unwrap();
-    let out = Command::new(VBANK)
-        .args(["gateway", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Command::new(VBANK).args(["gateway", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(vbank_service::exit::CONFIG));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("line 2") && err.contains("gateway.listen"),
-        "{err}"
-    );
+    assert!(err.contains("line 2") && err.contains("gateway.listen"), "{err}");
+}
+
+#[test]
+fn an_unreachable_database_exits_with_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vbank.toml");
+    let (public, base) = free_ports();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[tls]\ndir = \"{d}/tls\"\n[store]\nbackend = \"postgres\"\n[store.postgres]\nhost = \"{d}/no-such-socket-dir\"\n\
+             connect_timeout_s = 2\n[gateway]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"127.0.0.1:{a}\"\n\
+             [keyd]\nlisten = \"127.0.0.1:{k}\"\nadmin_listen = \"127.0.0.1:{ka}\"\n",
+            d = tmp.path().display(),
+            a = base + 1,
+            k = base + 2,
+            ka = base + 3,
+        ),
+    )
+    .unwrap();
+    let (c, _) = vbank_config::load(&cfg).unwrap();
+    vbank_tls::devca::ensure_dev_pki(&c.tls, &["localhost".into()]).unwrap();
+    let out = Command::new(VBANK).args(["gateway", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(vbank_service::exit::UNAVAILABLE));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.contains("PostgreSQL") && last.contains("[store.postgres]"), "{err}");
+    // Nothing was left listening.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", public)).is_ok());
 }

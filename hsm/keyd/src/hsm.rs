@@ -65,13 +65,9 @@ impl Hsm {
     /// Load the module and initialize it, once per process. Fails only when the module itself is unusable (a
     /// configuration error); the token may be absent and appear later.
     pub fn load_module(module: &Path) -> Result<Arc<Pkcs11>, KeydError> {
-        let err = |detail: String| KeydError::Module {
-            path: module.to_path_buf(),
-            detail,
-        };
+        let err = |detail: String| KeydError::Module { path: module.to_path_buf(), detail };
         let ctx = Pkcs11::new(module).map_err(|e| err(e.to_string()))?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(|e| err(e.to_string()))?;
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)).map_err(|e| err(e.to_string()))?;
         Ok(Arc::new(ctx))
     }
 
@@ -97,10 +93,7 @@ impl Hsm {
             }
             seen.push(label);
         }
-        Err(KeydError::TokenNotFound {
-            label: self.label.clone(),
-            seen,
-        })
+        Err(KeydError::TokenNotFound { label: self.label.clone(), seen })
     }
 
     /// Make sure a logged-in session exists, opening one if needed; then check it still works.
@@ -108,12 +101,7 @@ impl Hsm {
         let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, s)) = guard.as_ref() {
             match s.get_session_info() {
-                Ok(info)
-                    if matches!(
-                        info.session_state(),
-                        cryptoki::session::SessionState::RwUser
-                    ) =>
-                {
+                Ok(info) if matches!(info.session_state(), cryptoki::session::SessionState::RwUser) => {
                     return Ok(());
                 }
                 Ok(_) | Err(_) => {
@@ -140,17 +128,11 @@ impl Hsm {
         self.ensure_session()?;
         let lib = self.ctx.get_library_info().map_err(p11)?;
         let guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let (slot, _) = guard
-            .as_ref()
-            .ok_or_else(|| KeydError::Hsm("no session".into()))?;
+        let (slot, _) = guard.as_ref().ok_or_else(|| KeydError::Hsm("no session".into()))?;
         let token = self.ctx.get_token_info(*slot).map_err(p11)?;
         Ok(HsmStatus {
             module: self.module.clone(),
-            library: format!(
-                "{} {}",
-                lib.manufacturer_id().trim_end(),
-                lib.library_description().trim_end()
-            ),
+            library: format!("{} {}", lib.manufacturer_id().trim_end(), lib.library_description().trim_end()),
             library_version: lib.library_version().to_string(),
             token_label: self.label.clone(),
             manufacturer: token.manufacturer_id().trim_end().to_string(),

@@ -67,10 +67,9 @@ impl KeydError {
     pub fn exit_code(&self) -> i32 {
         match self {
             KeydError::Service(e) => e.exit_code(),
-            KeydError::Module { .. }
-            | KeydError::Config(_)
-            | KeydError::PinIncorrect
-            | KeydError::PinLocked => exit::CONFIG,
+            KeydError::Module { .. } | KeydError::Config(_) | KeydError::PinIncorrect | KeydError::PinLocked => {
+                exit::CONFIG
+            }
             _ => exit::UNAVAILABLE,
         }
     }
@@ -78,15 +77,7 @@ impl KeydError {
 
 /// Which service may call which keyd endpoint.
 pub fn policy() -> AccessPolicy {
-    AccessPolicy::new().allow(
-        "/v1/hsm/status",
-        &[
-            Service::Gateway,
-            Service::Recorder,
-            Service::Kyc,
-            Service::Cli,
-        ],
-    )
+    AccessPolicy::new().allow("/v1/hsm/status", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
 }
 
 #[derive(Clone)]
@@ -97,10 +88,7 @@ struct ApiState {
 fn api(hsm: Arc<Hsm>) -> Router {
     Router::new()
         .route("/v1/hsm/status", get(status))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(policy()),
-            require_peer,
-        ))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(policy()), require_peer))
         .with_state(ApiState { hsm })
 }
 
@@ -121,54 +109,31 @@ async fn status(State(s): State<ApiState>) -> Response {
 pub async fn run(cfg: Config) -> Result<(), KeydError> {
     let ctx = Context::new("keyd", &cfg.node.name, &["hsm"]);
     ctx.stop_on_signals();
-    let pin_ref = cfg.hsm.pin.clone().ok_or_else(|| {
-        KeydError::Config("no PIN reference: add pin = \"credential:hsm-pin\" under [hsm]".into())
-    })?;
-    let pin = pin_ref
-        .load()
-        .map_err(|e| KeydError::Config(e.to_string()))?;
-    let pin = pin
-        .expose_str()
-        .map_err(|e| KeydError::Config(e.to_string()))?
-        .to_string();
+    let pin_ref =
+        cfg.hsm.pin.clone().ok_or_else(|| {
+            KeydError::Config("no PIN reference: add pin = \"credential:hsm-pin\" under [hsm]".into())
+        })?;
+    let pin = pin_ref.load().map_err(|e| KeydError::Config(e.to_string()))?;
+    let pin = pin.expose_str().map_err(|e| KeydError::Config(e.to_string()))?.to_string();
     let hsm = {
-        let (m, l, p) = (
-            cfg.hsm.module.clone(),
-            cfg.hsm.token_label.clone(),
-            cfg.hsm.profile.clone(),
-        );
-        let h = tokio::task::spawn_blocking(move || {
-            Hsm::load_module(&m).map(|ctx| Hsm::new(ctx, &m, &l, &p, &pin))
-        })
-        .await
-        .map_err(|e| KeydError::Hsm(e.to_string()))??;
+        let (m, l, p) = (cfg.hsm.module.clone(), cfg.hsm.token_label.clone(), cfg.hsm.profile.clone());
+        let h = tokio::task::spawn_blocking(move || Hsm::load_module(&m).map(|ctx| Hsm::new(ctx, &m, &l, &p, &pin)))
+            .await
+            .map_err(|e| KeydError::Hsm(e.to_string()))??;
         Arc::new(h)
     };
 
     let api_listener = vbank_service::bind(cfg.keyd.listen, "keyd.listen").await?;
     let admin_listener = vbank_service::bind(cfg.keyd.admin_listen, "keyd.admin_listen").await?;
-    let api_tls = vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Required)
-        .map_err(ServiceError::from)?;
-    let admin_tls = vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Optional)
-        .map_err(ServiceError::from)?;
+    let api_tls =
+        vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Required).map_err(ServiceError::from)?;
+    let admin_tls =
+        vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Optional).map_err(ServiceError::from)?;
 
     let watcher = tokio::spawn(watch_hsm(hsm.clone(), ctx.clone()));
-    let api_task = tokio::spawn(serve_tls(
-        api_listener,
-        api_tls,
-        ctx.observed(api(hsm), "api"),
-        ctx.shutdown(),
-    ));
-    let admin_app = ctx.observed(
-        admin::router(ctx.health.clone(), ctx.metrics.clone()),
-        "admin",
-    );
-    let admin_task = tokio::spawn(serve_tls(
-        admin_listener,
-        admin_tls,
-        admin_app,
-        ctx.shutdown(),
-    ));
+    let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(api(hsm), "api"), ctx.shutdown()));
+    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
     log::info!(listen = cfg.keyd.listen.to_string().as_str(); "keyd started");
     let _ = api_task.await;
     let _ = admin_task.await;

@@ -16,33 +16,14 @@ const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 fn make_token(dir: &Path, label: &str, pin: &str) {
     std::fs::create_dir_all(dir.join("tokens")).unwrap();
     let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&conf, format!("directories.tokendir = {}/tokens\nobjectstore.backend = file\n", dir.display()))
+        .unwrap();
     unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
     let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            pin,
-            "--so-pin",
-            "5678",
-        ])
+        .args(["--init-token", "--free", "--label", label, "--pin", pin, "--so-pin", "5678"])
         .output()
         .expect("softhsm2-util (Debian softhsm2; tests/run.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -57,9 +38,7 @@ fn login_status_and_clear_failures() {
 
     let ctx = Hsm::load_module(module).unwrap();
 
-    let e = Hsm::new(ctx.clone(), module, "no-such-token", "softhsm", "246810")
-        .ensure_session()
-        .unwrap_err();
+    let e = Hsm::new(ctx.clone(), module, "no-such-token", "softhsm", "246810").ensure_session().unwrap_err();
     match &e {
         KeydError::TokenNotFound { seen, .. } => {
             assert!(seen.contains(&"vbank-test".to_string()), "{e}")
@@ -67,14 +46,9 @@ fn login_status_and_clear_failures() {
         other => panic!("{other}"),
     }
 
-    let e = Hsm::new(ctx.clone(), module, "vbank-test", "softhsm", "000000")
-        .ensure_session()
-        .unwrap_err();
+    let e = Hsm::new(ctx.clone(), module, "vbank-test", "softhsm", "000000").ensure_session().unwrap_err();
     assert!(matches!(e, KeydError::PinIncorrect), "{e}");
-    assert!(
-        !e.to_string().contains("000000"),
-        "the PIN never appears in an error"
-    );
+    assert!(!e.to_string().contains("000000"), "the PIN never appears in an error");
 
     let hsm = Hsm::new(ctx, module, "vbank-test", "softhsm", "246810");
     hsm.ensure_session().unwrap();

@@ -25,88 +25,34 @@ fn find_bin() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl PgServer {
     pub fn start() -> PgServer {
-        let keep = tempfile::Builder::new()
-            .prefix("vbank-pg-")
-            .tempdir()
-            .unwrap();
+        let keep = tempfile::Builder::new().prefix("vbank-pg-").tempdir().unwrap();
         let dir = keep.path().to_path_buf();
         let as_postgres = nix::unistd::geteuid().is_root();
         if as_postgres {
-            let pg = nix::unistd::User::from_name("postgres")
-                .unwrap()
-                .expect("user postgres (Debian postgresql)");
+            let pg = nix::unistd::User::from_name("postgres").unwrap().expect("user postgres (Debian postgresql)");
             nix::unistd::chown(&dir, Some(pg.uid), Some(pg.gid)).unwrap();
         }
-        let server = PgServer {
-            dir: dir.clone(),
-            port: free_port(),
-            bin: find_bin(),
-            as_postgres,
-            _keep: keep,
-        };
+        let server = PgServer { dir: dir.clone(), port: free_port(), bin: find_bin(), as_postgres, _keep: keep };
         let data = dir.join("data");
-        server.run(
-            "initdb",
-            &[
-                "-A",
-                "trust",
-                "-U",
-                "vbank",
-                "--no-sync",
-                "-D",
-                data.to_str().unwrap(),
-            ],
-        );
-        let opts = format!(
-            "-k {} -p {} -c listen_addresses='' -c fsync=off",
-            dir.display(),
-            server.port
-        );
+        server.run("initdb", &["-A", "trust", "-U", "vbank", "--no-sync", "-D", data.to_str().unwrap()]);
+        let opts = format!("-k {} -p {} -c listen_addresses='' -c fsync=off", dir.display(), server.port);
         server.run(
             "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-o",
-                &opts,
-                "-l",
-                dir.join("log").to_str().unwrap(),
-                "-w",
-                "start",
-            ],
+            &["-D", data.to_str().unwrap(), "-o", &opts, "-l", dir.join("log").to_str().unwrap(), "-w", "start"],
         );
-        server.run(
-            "createdb",
-            &[
-                "-h",
-                dir.to_str().unwrap(),
-                "-p",
-                &server.port.to_string(),
-                "-U",
-                "vbank",
-                "vbank",
-            ],
-        );
+        server.run("createdb", &["-h", dir.to_str().unwrap(), "-p", &server.port.to_string(), "-U", "vbank", "vbank"]);
         server
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
         let exe = self.bin.join(tool);
         let out = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
         } else {
             Command::new(&exe).args(args).output()
         }
@@ -125,17 +71,7 @@ impl PgServer {
 
     pub fn stop(&self) {
         let data = self.dir.join("data");
-        self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        self.run("pg_ctl", &["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
     }
 }
 
@@ -146,11 +82,7 @@ impl Drop for PgServer {
             let exe = self.bin.join("pg_ctl");
             let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "stop"];
             let _ = if self.as_postgres {
-                Command::new("runuser")
-                    .args(["-u", "postgres", "--"])
-                    .arg(&exe)
-                    .args(args)
-                    .output()
+                Command::new("runuser").args(["-u", "postgres", "--"]).arg(&exe).args(args).output()
             } else {
                 Command::new(&exe).args(args).output()
             };

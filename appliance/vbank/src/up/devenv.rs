@@ -42,12 +42,7 @@ fn mkdir_private(p: &Path) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(p)
-        .with_context(|| {
-            format!(
-                "cannot create {} (hint: choose a --data-dir you can write to)",
-                p.display()
-            )
-        })
+        .with_context(|| format!("cannot create {} (hint: choose a --data-dir you can write to)", p.display()))
 }
 
 fn random_digits(n: usize) -> Result<String> {
@@ -116,9 +111,7 @@ admin_listen = "127.0.0.1:{keyd_admin}"
 /// Prepare (or reuse) the development node in `dir`.
 pub fn prepare(dir: &Path, ports: Ports, public_names: &[String]) -> Result<DevEnv> {
     mkdir_private(dir)?;
-    let dir = dir
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
     let probe = dir.join(".write-test");
     fs::write(&probe, b"").with_context(|| {
         format!(
@@ -135,44 +128,28 @@ pub fn prepare(dir: &Path, ports: Ports, public_names: &[String]) -> Result<DevE
     }
     let credentials = dir.join("credentials");
     mkdir_private(&credentials)?;
-    let (config, warnings) =
-        vbank_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (config, warnings) = vbank_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     for w in warnings {
         eprintln!("{}: {w}", config_path.display());
     }
 
     let softhsm_conf = if config.hsm.module == Path::new(SOFTHSM_MODULE) {
-        Some(prepare_softhsm(
-            &dir,
-            &credentials,
-            &config.hsm.token_label,
-        )?)
+        Some(prepare_softhsm(&dir, &credentials, &config.hsm.token_label)?)
     } else {
         None
     };
 
     let created = vbank_tls::devca::ensure_dev_pki(&config.tls, public_names)?;
     if created == vbank_tls::devca::DevPki::Created {
-        log::info!(
-            "created a development CA and certificates in {}",
-            dir.join("tls").display()
-        );
+        log::info!("created a development CA and certificates in {}", dir.join("tls").display());
     }
-    Ok(DevEnv {
-        dir,
-        config_path,
-        credentials,
-        softhsm_conf,
-        config,
-    })
+    Ok(DevEnv { dir, config_path, credentials, softhsm_conf, config })
 }
 
 /// A SoftHSM2 token labelled `label` in `dir/softhsm`, with its user PIN in `credentials/hsm-pin`.
 fn prepare_softhsm(dir: &Path, credentials: &Path, label: &str) -> Result<PathBuf> {
     if !Path::new(SOFTHSM_MODULE).exists() {
-        bail!(
-            "SoftHSM2 is not installed (hint: apt-get install softhsm2, or configure your HSM's module under [hsm])"
-        );
+        bail!("SoftHSM2 is not installed (hint: apt-get install softhsm2, or configure your HSM's module under [hsm])");
     }
     let root = dir.join("softhsm");
     let tokens = root.join("tokens");
@@ -181,10 +158,7 @@ fn prepare_softhsm(dir: &Path, credentials: &Path, label: &str) -> Result<PathBu
     if !conf.exists() {
         fs::write(
             &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                tokens.display()
-            ),
+            format!("directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n", tokens.display()),
         )?;
     }
     let pin_path = credentials.join("hsm-pin");
@@ -204,24 +178,12 @@ fn prepare_softhsm(dir: &Path, credentials: &Path, label: &str) -> Result<PathBu
     let so_pin = random_digits(12)?;
     // PINs go to softhsm2-util on its command line: acceptable for a throw-away development token only.
     let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            label,
-            "--pin",
-            &pin,
-            "--so-pin",
-            &so_pin,
-        ])
+        .args(["--init-token", "--free", "--label", label, "--pin", &pin, "--so-pin", &so_pin])
         .env("SOFTHSM2_CONF", &conf)
         .output()
         .context("cannot run softhsm2-util (hint: apt-get install softhsm2)")?;
     if !out.status.success() {
-        bail!(
-            "softhsm2-util could not create the development token: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("softhsm2-util could not create the development token: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     write_secret(&pin_path, &pin)?;
     write_secret(&credentials.join("hsm-so-pin"), &so_pin)?;
@@ -243,10 +205,7 @@ mod tests {
     fn prepares_once_and_reuses() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let ports = Ports {
-            public: 18443,
-            internal_base: 19100,
-        };
+        let ports = Ports { public: 18443, internal_base: 19100 };
         let names = vec!["localhost".to_string()];
         let env = prepare(&dir, ports, &names).unwrap();
         assert_eq!(env.config.gateway.listen.port(), 18443);
@@ -259,24 +218,12 @@ mod tests {
         }
         let pin_before = fs::read(env.credentials.join("hsm-pin")).ok();
         let again = prepare(&dir, ports, &names).unwrap();
-        assert_eq!(
-            fs::read(again.credentials.join("hsm-pin")).ok(),
-            pin_before,
-            "token and PIN are reused"
-        );
+        assert_eq!(fs::read(again.credentials.join("hsm-pin")).ok(), pin_before, "token and PIN are reused");
     }
 
     #[test]
     fn an_unwritable_data_dir_names_the_fix() {
-        let e = prepare(
-            Path::new("/proc/vbank-data"),
-            Ports {
-                public: 1,
-                internal_base: 2,
-            },
-            &[],
-        )
-        .unwrap_err();
+        let e = prepare(Path::new("/proc/vbank-data"), Ports { public: 1, internal_base: 2 }, &[]).unwrap_err();
         assert!(format!("{e:#}").contains("--data-dir"), "{e:#}");
     }
 }

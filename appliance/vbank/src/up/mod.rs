@@ -52,21 +52,18 @@ pub async fn run(opts: UpOptions) -> Result<()> {
     let cfg = env.config.clone();
     preflight(&cfg).await?;
 
-    let mut services: Vec<Service> = [
-        ("keyd", cfg.keyd.admin_listen),
-        ("gateway", cfg.gateway.admin_listen),
-    ]
-    .into_iter()
-    .map(|(name, admin)| Service {
-        name,
-        admin,
-        policy: RestartPolicy::default(),
-        running: None,
-        restart_at: None,
-        generation: 0,
-        tail: Arc::default(),
-    })
-    .collect();
+    let mut services: Vec<Service> = [("keyd", cfg.keyd.admin_listen), ("gateway", cfg.gateway.admin_listen)]
+        .into_iter()
+        .map(|(name, admin)| Service {
+            name,
+            admin,
+            policy: RestartPolicy::default(),
+            running: None,
+            restart_at: None,
+            generation: 0,
+            tail: Arc::default(),
+        })
+        .collect();
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Exit>();
     let spawn_env = process::SpawnEnv::new(&env)?;
@@ -150,12 +147,7 @@ fn describe(code: Option<i32>) -> String {
     }
 }
 
-fn start(
-    index: usize,
-    s: &mut Service,
-    env: &process::SpawnEnv,
-    tx: &mpsc::UnboundedSender<Exit>,
-) -> Result<()> {
+fn start(index: usize, s: &mut Service, env: &process::SpawnEnv, tx: &mpsc::UnboundedSender<Exit>) -> Result<()> {
     s.generation += 1;
     let running = process::spawn(index, s.generation, s.name, env, s.tail.clone(), tx.clone())?;
     s.policy.started(Instant::now());

@@ -34,14 +34,9 @@ impl RestartPolicy {
     /// The service exited at `now` with `code` (None: killed by a signal).
     pub fn exited(&mut self, now: Instant, code: Option<i32>) -> Decision {
         if code == Some(vbank_service::exit::CONFIG) {
-            return Decision::GiveUp(
-                "it reported a configuration error; restarting will not help".to_string(),
-            );
+            return Decision::GiveUp("it reported a configuration error; restarting will not help".to_string());
         }
-        let ran = self
-            .started_at
-            .map(|t| now.saturating_duration_since(t))
-            .unwrap_or_default();
+        let ran = self.started_at.map(|t| now.saturating_duration_since(t)).unwrap_or_default();
         if ran >= STABLE_AFTER {
             self.quick_failures = 0;
         }
@@ -69,19 +64,13 @@ mod tests {
         let mut delays = Vec::new();
         for i in 0..8 {
             p.started(t0 + Duration::from_secs(i));
-            match p.exited(
-                t0 + Duration::from_secs(i) + Duration::from_millis(100),
-                Some(1),
-            ) {
+            match p.exited(t0 + Duration::from_secs(i) + Duration::from_millis(100), Some(1)) {
                 Decision::RestartAfter(d) => delays.push(d.as_millis()),
                 d => panic!("{d:?}"),
             }
         }
         assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
-        assert!(matches!(
-            p.exited(t0 + Duration::from_secs(9), Some(1)),
-            Decision::GiveUp(_)
-        ));
+        assert!(matches!(p.exited(t0 + Duration::from_secs(9), Some(1)), Decision::GiveUp(_)));
     }
 
     #[test]
@@ -89,15 +78,9 @@ mod tests {
         let mut p = RestartPolicy::default();
         let t0 = Instant::now();
         p.started(t0);
-        assert_eq!(
-            p.exited(t0, None),
-            Decision::RestartAfter(Duration::from_millis(500))
-        );
+        assert_eq!(p.exited(t0, None), Decision::RestartAfter(Duration::from_millis(500)));
         p.started(t0);
-        assert_eq!(
-            p.exited(t0, None),
-            Decision::RestartAfter(Duration::from_millis(1000))
-        );
+        assert_eq!(p.exited(t0, None), Decision::RestartAfter(Duration::from_millis(1000)));
         p.started(t0);
         assert_eq!(
             p.exited(t0 + Duration::from_secs(120), Some(1)),
@@ -109,9 +92,6 @@ mod tests {
     fn configuration_errors_are_not_retried() {
         let mut p = RestartPolicy::default();
         p.started(Instant::now());
-        assert!(matches!(
-            p.exited(Instant::now(), Some(78)),
-            Decision::GiveUp(_)
-        ));
+        assert!(matches!(p.exited(Instant::now(), Some(78)), Decision::GiveUp(_)));
     }
 }

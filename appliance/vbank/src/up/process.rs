@@ -42,18 +42,11 @@ impl SpawnEnv {
     /// The environment for the children of `dev`.
     pub fn new(dev: &DevEnv) -> Result<SpawnEnv> {
         let exe = std::env::current_exe().context("cannot find the vbank executable")?;
-        let mut env = vec![(
-            "CREDENTIALS_DIRECTORY".to_string(),
-            dev.credentials.clone().into_os_string(),
-        )];
+        let mut env = vec![("CREDENTIALS_DIRECTORY".to_string(), dev.credentials.clone().into_os_string())];
         if let Some(conf) = &dev.softhsm_conf {
             env.push(("SOFTHSM2_CONF".to_string(), conf.clone().into_os_string()));
         }
-        Ok(SpawnEnv {
-            exe,
-            config: dev.config_path.clone(),
-            env,
-        })
+        Ok(SpawnEnv { exe, config: dev.config_path.clone(), env })
     }
 }
 
@@ -93,9 +86,7 @@ pub fn spawn(
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped());
     bind_to_parent(&mut cmd);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {service}"))?;
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {service}"))?;
     let pid = Pid::from_raw(child.id().context("child has no pid")? as i32);
     if let Some(stderr) = child.stderr.take() {
         tokio::spawn(async move {
@@ -113,11 +104,7 @@ pub fn spawn(
     }
     tokio::spawn(async move {
         let code = child.wait().await.ok().and_then(|s| s.code());
-        let _ = exits.send(Exit {
-            index,
-            generation,
-            code,
-        });
+        let _ = exits.send(Exit { index, generation, code });
     });
     Ok(Running { pid })
 }

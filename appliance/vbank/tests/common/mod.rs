@@ -13,16 +13,8 @@ pub const VBANK: &str = env!("CARGO_BIN_EXE_vbank");
 /// A public port and an internal base whose next three ports are free too.
 pub fn free_ports() -> (u16, u16) {
     for _ in 0..200 {
-        let public = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let public = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         if base > 65530 || (public > base && public <= base + 3) {
             continue;
         }
@@ -34,23 +26,10 @@ pub fn free_ports() -> (u16, u16) {
     panic!("no free ports");
 }
 
-pub async fn get(
-    tls: &Arc<ClientConfig>,
-    addr: SocketAddr,
-    name: &str,
-    path: &str,
-) -> (StatusCode, String) {
-    let (s, body) = client::call(
-        tls.clone(),
-        addr,
-        name,
-        Method::GET,
-        path,
-        None,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
+pub async fn get(tls: &Arc<ClientConfig>, addr: SocketAddr, name: &str, path: &str) -> (StatusCode, String) {
+    let (s, body) = client::call(tls.clone(), addr, name, Method::GET, path, None, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"));
     (s, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -66,10 +45,7 @@ pub fn live_processes_mentioning(needle: &Path) -> Vec<String> {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
         if cmdline.contains(&needle) && !zombie {
             found.push(format!("{pid}: {cmdline}"));
         }
