@@ -44,22 +44,11 @@ async fn gateway_logs_structured_masked_entries_to_journald() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let (public, base) = free_ports();
-    let cfg_path = tmp.path().join("vbank.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "[node]\nname = \"jtest\"\ndata_dir = \"{d}\"\ndev_mode = true\n[log]\ntarget = \"journald\"\n\
-             [tls]\ndir = \"{d}/tls\"\n[gateway]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"127.0.0.1:{a}\"\n\
-             [keyd]\nlisten = \"127.0.0.1:{k}\"\nadmin_listen = \"127.0.0.1:{ka}\"\n",
-            d = tmp.path().display(),
-            a = base + 1,
-            k = base + 2,
-            ka = base + 3,
-        ),
-    )
-    .unwrap();
-    let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
-    vbank_tls::devca::ensure_dev_pki(&cfg.tls, &["localhost".into()]).unwrap();
+    let extra = format!(
+        "[node]\nname = \"jtest\"\ndata_dir = \"{}\"\ndev_mode = true\n[log]\ntarget = \"journald\"\n",
+        tmp.path().display()
+    );
+    let (cfg_path, cfg) = common::node_config(tmp.path(), public, base, &extra);
 
     let run_systemd = tmp.path().join("run-systemd");
     std::fs::create_dir_all(run_systemd.join("journal")).unwrap();
@@ -79,21 +68,8 @@ async fn gateway_logs_structured_masked_entries_to_journald() {
 
     let anon = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = vbank_service::client::call(
-            anon.clone(),
-            cfg.gateway.admin_listen,
-            "localhost",
-            vbank_service::client::Method::GET,
-            "/readyz",
-            None,
-            Duration::from_secs(2),
-        )
-        .await;
-        if matches!(r, Ok((s, _)) if s.is_success()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gateway not ready: {r:?}");
+    while !common::is_ready(&anon, cfg.gateway.admin_listen).await {
+        assert!(Instant::now() < deadline, "gateway not ready within 30 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let public_addr = cfg.gateway.listen;

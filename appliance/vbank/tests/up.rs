@@ -94,17 +94,7 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
         if pid == first {
             continue;
         }
-        let r = vbank_service::client::call(
-            anon.clone(),
-            cfg.gateway.admin_listen,
-            "localhost",
-            vbank_service::client::Method::GET,
-            "/readyz",
-            None,
-            Duration::from_secs(2),
-        )
-        .await;
-        if matches!(r, Ok((s, _)) if s.is_success()) {
+        if common::is_ready(&anon, cfg.gateway.admin_listen).await {
             break;
         }
     }
@@ -185,23 +175,12 @@ fn a_service_with_a_broken_config_exits_78() {
 #[test]
 fn an_unreachable_database_exits_with_one_clear_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("vbank.toml");
     let (public, base) = free_ports();
-    std::fs::write(
-        &cfg,
-        format!(
-            "[tls]\ndir = \"{d}/tls\"\n[store]\nbackend = \"postgres\"\n[store.postgres]\nhost = \"{d}/no-such-socket-dir\"\n\
-             connect_timeout_s = 2\n[gateway]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"127.0.0.1:{a}\"\n\
-             [keyd]\nlisten = \"127.0.0.1:{k}\"\nadmin_listen = \"127.0.0.1:{ka}\"\n",
-            d = tmp.path().display(),
-            a = base + 1,
-            k = base + 2,
-            ka = base + 3,
-        ),
-    )
-    .unwrap();
-    let (c, _) = vbank_config::load(&cfg).unwrap();
-    vbank_tls::devca::ensure_dev_pki(&c.tls, &["localhost".into()]).unwrap();
+    let extra = format!(
+        "[store]\nbackend = \"postgres\"\n[store.postgres]\nhost = \"{}/no-such-socket-dir\"\nconnect_timeout_s = 2\n",
+        tmp.path().display()
+    );
+    let (cfg, _) = common::node_config(tmp.path(), public, base, &extra);
     let out = Command::new(VBANK).args(["gateway", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(vbank_service::exit::UNAVAILABLE));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -52,3 +52,27 @@ pub fn live_processes_mentioning(needle: &Path) -> Vec<String> {
     }
     found
 }
+
+/// Whether the admin listener at `admin` answers `/readyz` with success.
+pub async fn is_ready(tls: &Arc<ClientConfig>, admin: SocketAddr) -> bool {
+    let r = client::call(tls.clone(), admin, "localhost", Method::GET, "/readyz", None, Duration::from_secs(2)).await;
+    matches!(r, Ok((s, _)) if s.is_success())
+}
+
+/// Write a configuration for one node in `dir` with its listeners on loopback at `public` and `base`+1..3, plus
+/// `extra` TOML (sections other than [tls], [gateway], [keyd]); make its development certificates; load it.
+pub fn node_config(dir: &Path, public: u16, base: u16, extra: &str) -> (std::path::PathBuf, vbank_config::Config) {
+    let path = dir.join("vbank.toml");
+    let text = format!(
+        "{extra}\n[tls]\ndir = \"{d}/tls\"\n[gateway]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"127.0.0.1:{a}\"\n\
+         [keyd]\nlisten = \"127.0.0.1:{k}\"\nadmin_listen = \"127.0.0.1:{ka}\"\n",
+        d = dir.display(),
+        a = base + 1,
+        k = base + 2,
+        ka = base + 3,
+    );
+    std::fs::write(&path, text).unwrap();
+    let (cfg, _) = vbank_config::load(&path).unwrap();
+    vbank_tls::devca::ensure_dev_pki(&cfg.tls, &["localhost".into()]).unwrap();
+    (path, cfg)
+}
