@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use vbank_service::client::{self, ClientConfig, Method, StatusCode};
@@ -11,19 +12,27 @@ use vbank_service::client::{self, ClientConfig, Method, StatusCode};
 pub const VBANK: &str = env!("CARGO_BIN_EXE_vbank");
 
 /// A public port and an internal base whose next three ports are free too.
+///
+/// Ports come from a per-process counter in 20000–32000, below Linux's ephemeral range, so tests running in parallel
+/// never get the same port and outgoing connections never take one from under a test.
 pub fn free_ports() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Different test binaries start at different places (they run one after another, but a port in TIME_WAIT or a
+    // leftover listener from an earlier binary is skipped by the bind check anyway).
+    let _ =
+        NEXT.compare_exchange(0, 20_000 + (std::process::id() % 1000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
     for _ in 0..200 {
-        let public = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let base = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if base > 65530 || (public > base && public <= base + 3) {
-            continue;
+        let mut base = NEXT.fetch_add(5, Ordering::SeqCst);
+        if base > 32_000 {
+            NEXT.store(20_000, Ordering::SeqCst);
+            base = NEXT.fetch_add(5, Ordering::SeqCst);
         }
-        let all_free = (base + 1..=base + 3).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        let all_free = (base..=base + 4).all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok());
         if all_free {
-            return (public, base);
+            return (base + 4, base);
         }
     }
-    panic!("no free ports");
+    panic!("no free ports in 20000-32000");
 }
 
 pub async fn get(tls: &Arc<ClientConfig>, addr: SocketAddr, name: &str, path: &str) -> (StatusCode, String) {
