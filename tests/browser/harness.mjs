@@ -20,20 +20,28 @@ const CHROMIUM_FLAGS = [
   '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
 ];
 
-function freePort() {
-  return new Promise((ok, fail) => {
+function portFree(port) {
+  return new Promise((ok) => {
     const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
+    s.once('error', () => ok(false));
+    s.listen(port, '0.0.0.0', () => s.close(() => ok(true)));
   });
+}
+
+/** Five free consecutive ports in 33000–34999: below the ephemeral range and apart from the Rust tests' range. */
+async function freePorts() {
+  for (let i = 0; i < 100; i++) {
+    const base = 33000 + 5 * Math.floor(Math.random() * 400);
+    const free = await Promise.all([0, 1, 2, 3, 4].map((d) => portFree(base + d)));
+    if (free.every(Boolean)) return { port: base + 4, base };
+  }
+  throw new Error('no free ports in 33000-34999');
 }
 
 /** Start `vbank up --json`; resolves with the URLs once every service is ready. */
 export async function startVbank() {
   const dir = mkdtempSync(join(tmpdir(), 'vbank-browser-'));
-  const port = await freePort();
-  let base = await freePort();
-  while (base > 65530 || (port > base && port <= base + 3)) base = await freePort();
+  const { port, base } = await freePorts();
   const proc = spawn(VBANK, ['up', '--json', '--data-dir', join(dir, 'data'), '--port', String(port),
     '--internal-port-base', String(base), '--ready-timeout', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
