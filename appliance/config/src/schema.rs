@@ -213,6 +213,8 @@ pub struct KeydConfig {
     pub listen: SocketAddr,
     /// Admin listener (/healthz, /readyz, /metrics).
     pub admin_listen: SocketAddr,
+    /// Distinct officer approvals needed to destroy, rotate or retire a key (M of M-of-N).
+    pub approvals_required: usize,
 }
 
 const ADDR_HINT: &str = "write an IP and port such as \"127.0.0.1:9101\" or \"[::]:8443\"";
@@ -365,6 +367,7 @@ fn read_keyd(s: &Section<'_, '_>) -> KeydConfig {
     let cfg = KeydConfig {
         listen: addr(s, "listen", "127.0.0.1:8450"),
         admin_listen: addr(s, "admin_listen", "127.0.0.1:9104"),
+        approvals_required: s.integer("approvals_required", 2, 1, 9) as usize,
     };
     s.finish();
     cfg

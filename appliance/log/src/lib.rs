@@ -10,6 +10,11 @@
 pub mod redact;
 mod stderr;
 
+/// The current time as RFC 3339 UTC with milliseconds (`2026-11-27T02:42:09.123Z`), as log lines show it.
+pub fn rfc3339_now() -> String {
+    stderr::utc_now()
+}
+
 use std::io::Write;
 use std::sync::Mutex;
 

@@ -27,7 +27,7 @@ pub(crate) fn format_line(id: &Identity, level: Level, message: &str, fields: &[
 }
 
 /// RFC 3339 UTC with milliseconds, without a date crate.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

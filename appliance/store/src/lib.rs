@@ -38,6 +38,10 @@ pub enum Table {
     Accounts,
     /// Operator settings changed at run time.
     Settings,
+    /// keyd's registry of key versions and their lifecycle state.
+    Keys,
+    /// Pending and decided M-of-N approval requests.
+    Approvals,
 }
 
 impl Table {
@@ -49,6 +53,8 @@ impl Table {
             Table::Queue => "queue",
             Table::Accounts => "accounts",
             Table::Settings => "settings",
+            Table::Keys => "keys",
+            Table::Approvals => "approvals",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! error (do not restart) from a failure worth retrying.
 
 mod config_cmd;
+mod hsm_cmd;
 mod up;
 
 use std::path::PathBuf;
@@ -56,6 +57,16 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// The HSM console: keys, approvals, the key ceremony, the audit log.
+    Hsm {
+        #[command(subcommand)]
+        cmd: hsm_cmd::HsmCmd,
+    },
+    /// The audit log (same as `vbank hsm audit`).
+    Audit {
+        #[command(subcommand)]
+        cmd: hsm_cmd::AuditCmd,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,8 +111,36 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Config { cmd: ConfigCmd::Check { path } } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
+        Cmd::Hsm { cmd } => console(&cli.config, cmd, cli.json),
+        Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// Run a console command; online ones load the configuration to find keyd and the operator certificate.
+fn console(config: &std::path::Path, cmd: hsm_cmd::HsmCmd, json: bool) -> i32 {
+    let offline = matches!(
+        cmd,
+        hsm_cmd::HsmCmd::OfficerKeygen { .. } | hsm_cmd::HsmCmd::Audit { cmd: hsm_cmd::AuditCmd::Verify { .. } }
+    );
+    let cfg = if offline {
+        vbank_config::parse("").map(|(c, _)| c).expect("the empty configuration is valid")
+    } else {
+        match vbank_config::load(config) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                eprintln!("vbank hsm: {e}");
+                return exit::CONFIG;
+            }
+        }
+    };
+    match runtime().block_on(hsm_cmd::run(&cfg, cmd, json)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vbank hsm: {e:#}");
+            1
+        }
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -17,19 +17,9 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (public, base) = free_ports();
-    let mut child = Command::new(VBANK)
-        .args(["up", "--json", "--ready-timeout", "60", "--data-dir"])
-        .arg(&data)
-        .args(["--port", &public.to_string(), "--internal-port-base", &base.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, urls) = common::spawn_up(&data, public, base, Stdio::piped());
     let stderr = child.stderr.take().unwrap();
     let log = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let urls: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     assert_eq!(urls["customer"], format!("https://localhost:{public}/"));
     assert_eq!(urls["dev"], true);
 
@@ -60,7 +50,7 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     let (s, body) = get(&as_cli, cfg.keyd.listen, &keyd_name, "/v1/hsm/status").await;
     assert_eq!(s, StatusCode::OK, "{body}");
     let hsm: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(hsm["token_label"], "vbank-dev");
+    assert_eq!(hsm["token"], "vbank-dev");
     assert!(hsm["library"].as_str().unwrap().contains("SoftHSM"));
     let as_keyd = vbank_tls::service_client_config(&cfg.tls, Service::Keyd).unwrap();
     assert_eq!(get(&as_keyd, cfg.keyd.listen, &keyd_name, "/v1/hsm/status").await.0, StatusCode::FORBIDDEN);

@@ -7,7 +7,7 @@
 use sm2::dsa::signature::{Signer, Verifier};
 use sm2::dsa::{Signature, SigningKey, VerifyingKey};
 use sm2::elliptic_curve::sec1::ToSec1Point;
-use sm2::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
+use sm2::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use sm2::{PublicKey, SecretKey};
 use sm3::{Digest, Sm3};
 
@@ -47,6 +47,18 @@ impl Sm2PrivateKey {
     pub fn from_scalar(bytes: SecretBytes) -> Result<Sm2PrivateKey, CryptoError> {
         SecretKey::from_slice(bytes.expose()).map_err(|_| CryptoError::InvalidKey("not an SM2 private scalar"))?;
         Ok(Sm2PrivateKey { scalar: bytes })
+    }
+
+    /// From PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`, as `openssl genpkey -algorithm SM2` writes).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Sm2PrivateKey, CryptoError> {
+        let sk = SecretKey::from_pkcs8_pem(pem).map_err(|e| CryptoError::Encoding(e.to_string()))?;
+        Ok(Sm2PrivateKey { scalar: SecretBytes::new(sk.to_bytes().to_vec()) })
+    }
+
+    /// PKCS#8 PEM; the returned string holds the key, so write it to a 0600 file and drop it.
+    pub fn to_pkcs8_pem(&self) -> Result<SecretBytes, CryptoError> {
+        let pem = self.secret().to_pkcs8_pem(LineEnding::LF).map_err(|e| CryptoError::Encoding(e.to_string()))?;
+        Ok(SecretBytes::new(pem.as_bytes().to_vec()))
     }
 
     /// The 32-byte scalar, for wrapping under a KEK. Keep it in `SecretBytes`.
@@ -155,6 +167,9 @@ mod tests {
         assert_eq!(pk.verify(DEFAULT_ID, b"manifesT", &sig), Err(CryptoError::Signature));
         assert_eq!(Sm2PublicKey::from_pem(&pk.to_pem()).unwrap(), pk);
         assert_eq!(Sm2PublicKey::from_sec1(&pk.to_sec1()).unwrap(), pk);
+        let pem = k.to_pkcs8_pem().unwrap();
+        let back = Sm2PrivateKey::from_pkcs8_pem(std::str::from_utf8(pem.expose()).unwrap()).unwrap();
+        assert_eq!(back.public_key(), pk);
     }
 
     #[test]

@@ -1,65 +1,61 @@
 //! keyd: the only vbank process that talks to the bank's HSM.
 //!
-//! Services reach it over mTLS on `[keyd] listen`; an [`AccessPolicy`] says which service may call which endpoint.
-//! The HSM connection ([`Hsm`]) is checked every few seconds: `/readyz` fails while the token is unreachable and
-//! recovers by itself when it returns; a wrong PIN stops the retries (tokens lock after repeated failures).
+//! - Services reach it over mTLS on `[keyd] listen` ([`api`]); a path policy and a per-purpose policy say which
+//!   service may do what: the recorder gets recording data keys, the gateway media keys, seals come from the
+//!   evidence-seal key, and only the operator CLI (the HSM console) manages keys.
+//! - Keys live in the HSM behind [`vbank_hsm::KeyBackend`]; [`keys::KeyService`] keeps their versions and states,
+//!   issues and opens data keys, rewraps, seals. Destroy, rotate and retire need M-of-N officer approvals
+//!   ([`approvals`]).
+//! - Every request is written to a hash-chained, SM2-sealed audit log ([`audit`]), verifiable offline.
+//! - `/readyz` follows the HSM: it fails while the token is unreachable and recovers by itself; a wrong PIN stops
+//!   the retries.
 
-mod hsm;
+pub mod api;
+pub mod approvals;
+pub mod audit;
+mod audit_log;
+pub mod ceremony;
+pub mod keys;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use vbank_config::{Config, Service};
-use vbank_service::{Check, Context, ServiceError, admin, exit, require_peer, serve_tls};
-use vbank_tls::{AccessPolicy, ClientAuth};
+use vbank_hsm::{HsmError, KeyBackend, Pkcs11Backend, Profile, Purpose};
+use vbank_service::{Check, Context, ServiceError, admin, exit, serve_tls};
+use vbank_tls::ClientAuth;
 
-pub use hsm::{Hsm, HsmStatus};
-
-/// Why keyd failed.
+/// Why keyd or one of its operations failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeydError {
-    /// The PKCS#11 module could not be loaded or initialized.
-    #[error("cannot load PKCS#11 module {}: {detail} (hint: install the HSM vendor's client and set [hsm] module to its library)", path.display())]
-    Module {
-        /// Module path.
-        path: PathBuf,
-        /// Loader or C_Initialize error.
-        detail: String,
-    },
-    /// No token with the configured label.
-    #[error(
-        "no HSM token labelled {label:?} (tokens present: {seen:?}) (hint: set [hsm] token_label, or initialise the token)"
-    )]
-    TokenNotFound {
-        /// Wanted label.
-        label: String,
-        /// Labels present.
-        seen: Vec<String>,
-    },
-    /// The user PIN was refused.
-    #[error(
-        "the HSM refused the user PIN (hint: fix the PIN credential named by [hsm] pin and restart keyd; keyd will not retry, as the token locks after repeated failures)"
-    )]
-    PinIncorrect,
-    /// The user PIN is locked.
-    #[error("the HSM user PIN is locked (hint: a security officer must unlock it with the SO PIN)")]
-    PinLocked,
-    /// Any other PKCS#11 failure (device removed, session closed, …).
-    #[error("HSM error: {0}")]
-    Hsm(String),
+    /// From the HSM.
+    #[error(transparent)]
+    Hsm(#[from] HsmError),
+    /// From the store.
+    #[error(transparent)]
+    Store(#[from] vbank_store::StoreError),
+    /// The request is valid but not allowed in the current state.
+    #[error("{0}")]
+    Refused(String),
+    /// The request is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The caller or signer may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No usable key of that purpose exists.
+    #[error("no active {} key: hold the key ceremony first (`vbank hsm ceremony`)", .0.name())]
+    NoKey(Purpose),
     /// The configuration lacks something keyd needs.
     #[error("{0}")]
     Config(String),
     /// A listener or TLS failure.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// A bug or an unexpected state; details go to the log, not to callers.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl KeydError {
@@ -67,47 +63,29 @@ impl KeydError {
     pub fn exit_code(&self) -> i32 {
         match self {
             KeydError::Service(e) => e.exit_code(),
-            KeydError::Module { .. } | KeydError::Config(_) | KeydError::PinIncorrect | KeydError::PinLocked => {
-                exit::CONFIG
-            }
+            KeydError::Config(_)
+            | KeydError::Refused(_)
+            | KeydError::Hsm(
+                HsmError::Module { .. } | HsmError::PinIncorrect | HsmError::PinLocked | HsmError::Profile { .. },
+            ) => exit::CONFIG,
             _ => exit::UNAVAILABLE,
         }
     }
 }
 
-/// Which service may call which keyd endpoint.
-pub fn policy() -> AccessPolicy {
-    AccessPolicy::new().allow("/v1/hsm/status", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
-}
-
-#[derive(Clone)]
-struct ApiState {
-    hsm: Arc<Hsm>,
-}
-
-fn api(hsm: Arc<Hsm>) -> Router {
-    Router::new()
-        .route("/v1/hsm/status", get(status))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(policy()), require_peer))
-        .with_state(ApiState { hsm })
-}
-
-async fn status(State(s): State<ApiState>) -> Response {
-    let hsm = s.hsm.clone();
-    match tokio::task::spawn_blocking(move || hsm.status()).await {
-        Ok(Ok(st)) => axum::Json(st).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"error": "hsm_unavailable", "message": e.to_string()})),
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+fn profile(cfg: &Config) -> Result<Profile, KeydError> {
+    let p = &cfg.hsm.profile;
+    if p.starts_with('/') {
+        let text = std::fs::read_to_string(p).map_err(|e| KeydError::Config(format!("HSM profile {p}: {e}")))?;
+        Ok(Profile::parse(p, &text)?)
+    } else {
+        Ok(Profile::builtin(p)?)
     }
 }
 
 /// Run keyd until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), KeydError> {
-    let ctx = Context::new("keyd", &cfg.node.name, &["hsm"]);
+    let ctx = Context::new("keyd", &cfg.node.name, &["hsm", "store"]);
     ctx.stop_on_signals();
     let pin_ref =
         cfg.hsm.pin.clone().ok_or_else(|| {
@@ -115,13 +93,24 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
         })?;
     let pin = pin_ref.load().map_err(|e| KeydError::Config(e.to_string()))?;
     let pin = pin.expose_str().map_err(|e| KeydError::Config(e.to_string()))?.to_string();
-    let hsm = {
-        let (m, l, p) = (cfg.hsm.module.clone(), cfg.hsm.token_label.clone(), cfg.hsm.profile.clone());
-        let h = tokio::task::spawn_blocking(move || Hsm::load_module(&m).map(|ctx| Hsm::new(ctx, &m, &l, &p, &pin)))
-            .await
-            .map_err(|e| KeydError::Hsm(e.to_string()))??;
-        Arc::new(h)
+    let profile = profile(&cfg)?;
+    let backend: Arc<dyn KeyBackend> = {
+        let (m, token) = (cfg.hsm.module.clone(), cfg.hsm.token_label.clone());
+        let b = tokio::task::spawn_blocking(move || {
+            vbank_hsm::load_module(&m).map(|c| Pkcs11Backend::new(c, &m, &token, &pin, profile))
+        })
+        .await
+        .map_err(|e| KeydError::Internal(e.to_string()))??;
+        Arc::new(b)
     };
+    let store = vbank_store::open(&cfg, "keyd").await?;
+    ctx.health.set("store", Check::Ok);
+    let keys = Arc::new(keys::KeyService::new(backend.clone(), store).await?);
+    // Refuse to serve with keys whose protection is wrong; an unreachable HSM is reported by /readyz instead.
+    match keys.check_attributes().await {
+        Err(KeydError::Hsm(HsmError::Unavailable(_) | HsmError::TokenNotFound { .. })) | Ok(()) => {}
+        Err(e) => return Err(e),
+    }
 
     let api_listener = vbank_service::bind(cfg.keyd.listen, "keyd.listen").await?;
     let admin_listener = vbank_service::bind(cfg.keyd.admin_listen, "keyd.admin_listen").await?;
@@ -130,37 +119,37 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
     let admin_tls =
         vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Optional).map_err(ServiceError::from)?;
 
-    let watcher = tokio::spawn(watch_hsm(hsm.clone(), ctx.clone()));
-    let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(api(hsm), "api"), ctx.shutdown()));
+    let state =
+        api::ApiState { keys: keys.clone(), required: cfg.keyd.approvals_required, token: cfg.hsm.token_label.clone() };
+    let watcher = tokio::spawn(watch_hsm(backend, ctx.clone()));
+    let api_task =
+        tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(api::router(state), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
     let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
     log::info!(listen = cfg.keyd.listen.to_string().as_str(); "keyd started");
     let _ = api_task.await;
     let _ = admin_task.await;
     watcher.abort();
+    if let Err(e) = keys.audit.seal(&keys).await {
+        log::error!("could not seal the audit log at stop: {e}");
+    }
     log::info!("keyd stopped");
     Ok(())
 }
 
-/// Keep the readiness check true to the HSM's state.
-async fn watch_hsm(hsm: Arc<Hsm>, ctx: Context) {
+/// Keep the `hsm` readiness check true to the HSM's state.
+async fn watch_hsm(backend: Arc<dyn KeyBackend>, ctx: Context) {
     let mut shutdown = ctx.shutdown();
     loop {
-        let h = hsm.clone();
-        let r = tokio::task::spawn_blocking(move || h.ensure_session())
+        let b = backend.clone();
+        let r = tokio::task::spawn_blocking(move || b.status().map(|_| ()))
             .await
-            .unwrap_or_else(|e| Err(KeydError::Hsm(e.to_string())));
-        let stop_retrying = matches!(r, Err(KeydError::PinIncorrect | KeydError::PinLocked));
+            .unwrap_or_else(|e| Err(HsmError::Unavailable(e.to_string())));
+        let stop_retrying = matches!(r, Err(HsmError::PinIncorrect | HsmError::PinLocked));
         if let Err(e) = &r {
             log::error!("{e}");
         }
-        ctx.health.set(
-            "hsm",
-            match r {
-                Ok(()) => Check::Ok,
-                Err(e) => Check::Failing(e.to_string()),
-            },
-        );
+        ctx.health.set_result("hsm", &r);
         if stop_retrying {
             return;
         }

@@ -85,3 +85,25 @@ pub fn node_config(dir: &Path, public: u16, base: u16, extra: &str) -> (std::pat
     vbank_tls::devca::ensure_dev_pki(&cfg.tls, &["localhost".into()]).unwrap();
     (path, cfg)
 }
+
+/// `vbank up --json` on `public`/`base` in `data`, with stderr as given; returns once it printed its URLs.
+pub fn spawn_up(
+    data: &Path,
+    public: u16,
+    base: u16,
+    stderr: std::process::Stdio,
+) -> (std::process::Child, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(VBANK)
+        .args(["up", "--json", "--ready-timeout", "60", "--data-dir"])
+        .arg(data)
+        .args(["--port", &public.to_string(), "--internal-port-base", &base.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let urls = serde_json::from_str(&line).unwrap_or_else(|e| panic!("vbank up did not come up ({e}): {line:?}"));
+    (child, urls)
+}

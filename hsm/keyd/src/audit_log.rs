@@ -1,0 +1,127 @@
+//! The audit log kept by keyd in its store (stream `audit`), with a seal every [`SEAL_EVERY`] entries and at stop.
+
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use vbank_hsm::Purpose;
+use vbank_store::Store;
+
+use crate::KeydError;
+use crate::audit::{self, Entry, Event, Seal};
+use crate::keys::{KeyService, now};
+
+/// Entries between two seals.
+pub const SEAL_EVERY: u64 = 64;
+const STREAM: &str = "audit";
+
+/// The log's head: the last sequence number and hash.
+#[derive(Debug)]
+struct Head {
+    seq: u64,
+    hash: String,
+    since_seal: u64,
+}
+
+/// keyd's audit log. One writer per store: appends are serialized here.
+#[derive(Debug)]
+pub struct AuditLog {
+    store: Arc<dyn Store>,
+    head: Mutex<Head>,
+}
+
+fn parse(bytes: &[u8]) -> Result<Entry, KeydError> {
+    serde_json::from_slice(bytes).map_err(|e| KeydError::Internal(format!("audit entry unreadable: {e}")))
+}
+
+impl AuditLog {
+    /// Open the log, finding its head.
+    pub async fn open(store: Arc<dyn Store>) -> Result<AuditLog, KeydError> {
+        let mut head = Head { seq: 0, hash: audit::genesis(), since_seal: 0 };
+        loop {
+            let batch = store.read_stream(STREAM, head.seq + 1, 1000).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for (_, bytes) in batch {
+                let e = parse(&bytes)?;
+                head.since_seal = if e.action == "audit.seal" { 0 } else { head.since_seal + 1 };
+                head.seq = e.seq;
+                head.hash = e.hash;
+            }
+        }
+        Ok(AuditLog { store, head: Mutex::new(head) })
+    }
+
+    /// Append one entry; every [`SEAL_EVERY`] entries a seal follows.
+    pub async fn append(
+        &self,
+        svc: &KeyService,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: &str,
+    ) -> Result<(), KeydError> {
+        let mut head = self.head.lock().await;
+        let e = audit::next_entry(head.seq + 1, &head.hash, now(), Event { actor, action, target, outcome, detail });
+        self.store_entry(&mut head, e).await?;
+        if head.since_seal >= SEAL_EVERY {
+            self.seal_locked(svc, &mut head).await?;
+        }
+        Ok(())
+    }
+
+    /// Seal now (at stop, or on request), unless nothing was written since the last seal.
+    pub async fn seal(&self, svc: &KeyService) -> Result<(), KeydError> {
+        let mut head = self.head.lock().await;
+        if head.since_seal > 0 {
+            self.seal_locked(svc, &mut head).await?;
+        }
+        Ok(())
+    }
+
+    async fn seal_locked(&self, svc: &KeyService, head: &mut Head) -> Result<(), KeydError> {
+        // Without an audit-seal key (before the ceremony) the chain still protects the entries; the first seal after
+        // the ceremony covers them.
+        let Ok(rec) = svc.current(Purpose::AuditSeal).await else {
+            return Ok(());
+        };
+        let covers = format!("covers 1..{}", head.seq);
+        let ev = Event { actor: "keyd", action: "audit.seal", target: "audit", outcome: "ok", detail: &covers };
+        let mut e = audit::next_entry(head.seq + 1, &head.hash, now(), ev);
+        let sig = svc.sign_raw(Purpose::AuditSeal, &audit::seal_message(&e.hash), audit::SEAL_ID).await?;
+        e.seal = Some(Seal { key: rec.label.to_string(), sig: sig.signature });
+        self.store_entry(head, e).await
+    }
+
+    async fn store_entry(&self, head: &mut Head, e: Entry) -> Result<(), KeydError> {
+        let seq = self.store.append(STREAM, &serde_json::to_vec(&e).expect("entries serialize")).await?;
+        if seq != e.seq {
+            return Err(KeydError::Internal(format!(
+                "audit stream out of step: wrote {} as {seq}; is a second keyd writing this store?",
+                e.seq
+            )));
+        }
+        head.since_seal = if e.action == "audit.seal" { 0 } else { head.since_seal + 1 };
+        head.seq = e.seq;
+        head.hash = e.hash;
+        Ok(())
+    }
+
+    /// Every entry as JSON lines, for `vbank hsm audit export`.
+    pub async fn export(&self) -> Result<String, KeydError> {
+        let mut out = String::new();
+        let mut from = 1;
+        loop {
+            let batch = self.store.read_stream(STREAM, from, 1000).await?;
+            if batch.is_empty() {
+                return Ok(out);
+            }
+            for (seq, bytes) in batch {
+                out.push_str(std::str::from_utf8(&bytes).map_err(|e| KeydError::Internal(e.to_string()))?);
+                out.push('\n');
+                from = seq + 1;
+            }
+        }
+    }
+}
