@@ -364,6 +364,10 @@ async fn ceremony_dek_rotate_rewrap_destroy_seal_audit_outage() {
             && text.contains("key.destroy")
     );
     assert!(!text.contains(&key), "no key material in the audit log");
+    assert!(
+        text.lines().any(|l| l.contains("\"actor\":\"gateway\",\"action\":\"request\"") && l.contains("\"outcome\":\"denied\"")),
+        "every request is audited, refused ones included"
+    );
     let lines: Vec<&str> = text.lines().collect();
     let (victim, _) = lines.iter().enumerate().find(|(_, l)| l.contains("\"action\":\"dek.create\"")).unwrap();
     let mut changed: Vec<String> = lines.iter().map(|l| l.to_string()).collect();

@@ -174,6 +174,8 @@ pub enum HsmError {
 
 /// The operations keyd needs from an HSM. Every method blocks; all are safe to call from several threads.
 pub trait KeyBackend: Send + Sync + std::fmt::Debug {
+    /// The vendor profile: mechanisms, behaviours, allowed software fallbacks.
+    fn profile(&self) -> &Profile;
     /// Identity, mechanisms, login state; opens a session if needed.
     fn status(&self) -> Result<BackendStatus, HsmError>;
     /// Every vbank key object on the token.

@@ -2,7 +2,7 @@
 //!
 //! What the HSM does not do itself runs here, on RustCrypto: bulk AEAD under data keys the HSM generated and wrapped
 //! ([`aead`]: AES-256-GCM, SM4-GCM), hashing and keyed hashing ([`hash`]: SM3, HMAC-SM3), SM2 signatures with the
-//! GB/T 32918 user ID ([`sm2sig`]), ECDSA P-256 verification for signatures the HSM made ([`p256sig`]). Key material
+//! GB/T 32918 user ID ([`sm2sig`]), SM2 encryption ([`sm2enc`]), ECDSA P-256 verification for signatures the HSM made ([`p256sig`]). Key material
 //! lives in [`SecretBytes`]: locked in RAM (no swap) and zeroized when dropped.
 //!
 //! A pure-Rust implementation is not a certified cryptographic module: key generation, KEK use and signing stay in
@@ -12,6 +12,7 @@ pub mod aead;
 pub mod hash;
 pub mod p256sig;
 mod secret;
+pub mod sm2enc;
 pub mod sm2sig;
 
 pub use secret::SecretBytes;

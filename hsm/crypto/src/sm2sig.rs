@@ -94,6 +94,10 @@ impl Sm2PublicKey {
         PublicKey::from_sec1_bytes(bytes).map(Sm2PublicKey).map_err(|e| CryptoError::Encoding(e.to_string()))
     }
 
+    pub(crate) fn inner(&self) -> PublicKey {
+        self.0
+    }
+
     /// SubjectPublicKeyInfo PEM (`-----BEGIN PUBLIC KEY-----`), readable by `openssl pkey -pubin`.
     pub fn to_pem(&self) -> String {
         self.0.to_public_key_pem(LineEnding::LF).expect("an SM2 public key always encodes")

@@ -105,6 +105,23 @@ fn we_verify_openssl_sm2_signatures() {
 }
 
 #[test]
+fn sm2_encryption_interoperates_both_ways() {
+    use vbank_crypto::sm2enc::{decrypt, encrypt};
+    let dir = tempfile::tempdir().unwrap();
+    // Ours → OpenSSL.
+    let key = Sm2PrivateKey::generate().unwrap();
+    let keyf = write(dir.path(), "key.pem", key.to_pkcs8_pem().unwrap().expose());
+    let ct = encrypt(&key.public_key(), b"ID 110101199003078888").unwrap();
+    let ctf = write(dir.path(), "ct.der", &ct);
+    let pt = openssl(&["pkeyutl", "-decrypt", "-inkey", &keyf, "-in", &ctf], b"");
+    assert_eq!(pt, b"ID 110101199003078888");
+    // OpenSSL → ours.
+    let pubf = write(dir.path(), "pub.pem", key.public_key().to_pem().as_bytes());
+    let ct = openssl(&["pkeyutl", "-encrypt", "-pubin", "-inkey", &pubf], b"from openssl");
+    assert_eq!(decrypt(&key, &ct).unwrap().expose(), b"from openssl");
+}
+
+#[test]
 fn secret_bytes_do_not_leak_through_debug() {
     let s = SecretBytes::new(b"top secret".to_vec());
     assert!(!format!("{s:?}").contains("top"));

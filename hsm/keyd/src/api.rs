@@ -130,7 +130,31 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/admin/audit/export", get(audit_export))
         .route("/v1/admin/audit/seal", post(audit_seal))
         .layer(axum::middleware::from_fn_with_state(Arc::new(policy()), require_peer))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit_request))
         .with_state(state)
+}
+
+/// Every request to keyd leaves an audit entry (who, what path, how it ended), refused ones included; operations
+/// add their own entries with details.
+async fn audit_request(
+    State(s): State<ApiState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let peer = req.extensions().get::<Peer>().map(Peer::describe).unwrap_or_else(|| "anonymous".into());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let resp = next.run(req).await;
+    let outcome = match resp.status() {
+        s if s.is_success() => "ok",
+        s if s.is_client_error() => "denied",
+        _ => "error",
+    };
+    if let Err(e) = s.keys.audit.append(&s.keys, &peer, "request", &what, outcome, resp.status().as_str()).await {
+        // A request that cannot be audited must not look successful.
+        log::error!("audit log unavailable: {e}");
+        return KeydError::Internal(format!("audit log unavailable: {e}")).into_response();
+    }
+    resp
 }
 
 async fn status(State(s): State<ApiState>) -> ApiResult {

@@ -188,8 +188,20 @@ impl KeyService {
                 Ok(("hsm".into(), None))
             }
             (false, KeyAlg::Sm2) => {
-                // The profile decides: SoftHSM has no SM2, so the key is made in software and kept on the token
-                // wrapped under the signing KEK (the profile's sm2-sign = "software-wrapped" fallback).
+                // The profile decides. Only its explicit sm2-sign = "software-wrapped" fallback allows a software SM2
+                // key, kept on the token wrapped under the signing KEK (SoftHSM has no SM2 at all).
+                let profile = self.backend.profile();
+                if profile.fallback("sm2-sign") != Some("software-wrapped") {
+                    return Err(KeydError::Hsm(HsmError::Unsupported {
+                        op: "an SM2 signing key".into(),
+                        profile: profile.name.clone(),
+                        hint:
+                            "keyd does not yet drive vendor SM2 mechanisms; to allow a software SM2 key wrapped under \
+                               the signing KEK, add sm2-sign = \"software-wrapped\" under [fallback] in the profile, \
+                               or use --alg p256"
+                                .into(),
+                    }));
+                }
                 let signing = self.current(Purpose::Signing).await.map_err(|_| {
                     KeydError::Refused("an SM2 key needs the signing KEK first: create it with `vbank hsm keys create --purpose signing --alg aes256`".into())
                 })?;

@@ -72,6 +72,10 @@ fn read_bool(attrs: &[Attribute], t: AttributeType) -> bool {
 }
 
 impl KeyBackend for Pkcs11Backend {
+    fn profile(&self) -> &crate::Profile {
+        Pkcs11Backend::profile(self)
+    }
+
     fn status(&self) -> Result<BackendStatus, HsmError> {
         let slot = self.with_session("status", |s| Ok(s.get_session_info()?.slot_id()))?;
         let ctx = self.context();
