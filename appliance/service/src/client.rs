@@ -44,7 +44,74 @@ pub enum CallError {
     },
 }
 
-/// Send one request and return the status and body. `server_name` is checked against the server's certificate.
+/// A kept-alive HTTP/1.1 connection over TLS, for callers that make many requests (load generators, the recorder).
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    addr: SocketAddr,
+    host: String,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection({} {})", self.addr, self.host)
+    }
+}
+
+impl Connection {
+    /// Connect and complete the TLS handshake; `server_name` is checked against the server's certificate.
+    pub async fn open(
+        tls: Arc<ClientConfig>,
+        addr: SocketAddr,
+        server_name: &str,
+        timeout: Duration,
+    ) -> Result<Connection, CallError> {
+        let fut = async {
+            let tcp = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| CallError::Connect { addr, detail: e.to_string() })?;
+            let _ = tcp.set_nodelay(true);
+            let name = ServerName::try_from(server_name.to_string())
+                .map_err(|e| CallError::Tls { addr, detail: e.to_string() })?;
+            let stream = TlsConnector::from(tls)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| CallError::Tls { addr, detail: e.to_string() })?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| CallError::Http { addr, detail: e.to_string() })?;
+            tokio::spawn(conn);
+            Ok(Connection { sender, addr, host: server_name.to_string() })
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| CallError::Connect { addr, detail: format!("no answer within {timeout:?}") })?
+    }
+
+    /// Send one request on this connection.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        let addr = self.addr;
+        let http = |e: hyper::Error| CallError::Http { addr, detail: e.to_string() };
+        let mut req = Request::builder().method(method).uri(path).header(hyper::header::HOST, self.host.as_str());
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| CallError::Http { addr, detail: e.to_string() })?;
+        self.sender.ready().await.map_err(http)?;
+        let resp = self.sender.send_request(req).await.map_err(http)?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// Send one request on a new connection and return the status and body.
 pub async fn call(
     tls: Arc<ClientConfig>,
     addr: SocketAddr,
@@ -55,29 +122,8 @@ pub async fn call(
     timeout: Duration,
 ) -> Result<(StatusCode, Bytes), CallError> {
     let fut = async {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| CallError::Connect { addr, detail: e.to_string() })?;
-        let name = ServerName::try_from(server_name.to_string())
-            .map_err(|e| CallError::Tls { addr, detail: e.to_string() })?;
-        let stream = TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| CallError::Tls { addr, detail: e.to_string() })?;
-        let http = |e: hyper::Error| CallError::Http { addr, detail: e.to_string() };
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
-        tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header(hyper::header::HOST, server_name);
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .map_err(|e| CallError::Http { addr, detail: e.to_string() })?;
-        let resp = sender.send_request(req).await.map_err(http)?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
-        Ok((status, bytes))
+        let mut c = Connection::open(tls, addr, server_name, timeout).await?;
+        c.request(method, path, body).await
     };
     tokio::time::timeout(timeout, fut)
         .await

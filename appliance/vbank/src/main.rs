@@ -3,6 +3,7 @@
 //! Services exit with [`vbank_service::exit`] codes so a supervisor (systemd or `vbank up`) can tell a configuration
 //! error (do not restart) from a failure worth retrying.
 
+mod bench;
 mod config_cmd;
 mod hsm_cmd;
 mod up;
@@ -62,6 +63,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: hsm_cmd::HsmCmd,
     },
+    /// Benchmarks against a peer measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
     /// The audit log (same as `vbank hsm audit`).
     Audit {
         #[command(subcommand)]
@@ -112,6 +118,13 @@ fn main() -> ExitCode {
         }
         Cmd::Config { cmd: ConfigCmd::Check { path } } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
         Cmd::Hsm { cmd } => console(&cli.config, cmd, cli.json),
+        Cmd::Bench { cmd } => match runtime().block_on(bench::run(cmd, cli.json)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vbank bench: {e:#}");
+                1
+            }
+        },
         Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json),
     };
     ExitCode::from(code.clamp(0, 255) as u8)

@@ -1,0 +1,69 @@
+//! `vbank bench …`: throughput figures measured against a peer in the same run, reported as medians and ratios.
+//! The machines are shared and noisy, so nothing here asserts a speed; the numbers go in the README.
+
+mod aead;
+mod keyd;
+
+use clap::Subcommand;
+
+pub use keyd::raw as keyd_raw;
+
+/// What to measure.
+#[derive(Debug, Subcommand)]
+pub enum BenchCmd {
+    /// Data keys issued and opened per second through keyd vs raw PKCS#11 on the same SoftHSM token, and AEAD MB/s
+    /// vs `openssl speed`.
+    Keyd {
+        /// Seconds per measurement round.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Rounds per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Internal: the raw PKCS#11 half of `bench keyd`, run in its own process so it gets its own module state.
+    #[command(hide = true)]
+    KeydRaw {
+        #[arg(long)]
+        module: std::path::PathBuf,
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        pin_file: std::path::PathBuf,
+        #[arg(long)]
+        kek: String,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long)]
+        rounds: usize,
+    },
+}
+
+/// Run a benchmark.
+pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Keyd { seconds, rounds } => keyd::run(seconds, rounds, json).await,
+        BenchCmd::KeydRaw { module, token, pin_file, kek, seconds, rounds } => {
+            keyd_raw(&module, &token, &pin_file, &kek, seconds, rounds)
+        }
+    }
+}
+
+/// The median of a non-empty sample.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(super::median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(super::median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
