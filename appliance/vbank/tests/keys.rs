@@ -106,10 +106,16 @@ fn pair(name: &str, p: &Path) -> String {
 }
 
 fn object_block(listing: &str, kind: &str, label: &str) -> Option<String> {
-    listing
-        .split(kind)
-        .find(|b| b.lines().any(|l| l.trim() == format!("label:      {label}")))
-        .map(|b| b.lines().take_while(|l| !l.contains(" Object;")).collect::<Vec<_>>().join("\n"))
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in listing.lines() {
+        if !line.starts_with(' ') {
+            blocks.push(vec![line]);
+        } else if let Some(b) = blocks.last_mut() {
+            b.push(line);
+        }
+    }
+    let wanted = format!("label:      {label}");
+    blocks.into_iter().find(|b| b[0].starts_with(kind) && b.iter().any(|l| l.trim() == wanted)).map(|b| b.join("\n"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

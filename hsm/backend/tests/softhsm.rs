@@ -37,13 +37,19 @@ fn pkcs11_tool_objects() -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The lines pkcs11-tool prints for the object of `kind` (e.g. "Secret Key Object") labelled `label`.
-fn object_block(listing: &str, kind: &str, label: &str) -> String {
-    listing
-        .split(kind)
-        .find(|b| b.lines().any(|l| l.trim() == format!("label:      {label}")))
-        .map(|b| b.lines().take_while(|l| !l.contains(" Object;")).collect::<Vec<_>>().join("\n"))
-        .unwrap_or_else(|| panic!("no {kind} labelled {label} in:\n{listing}"))
+/// The lines pkcs11-tool prints for the object of `kind` (e.g. "Secret Key Object") labelled `label`: a block is a
+/// header line ("… Object; …") followed by its indented lines.
+fn object_block(listing: &str, kind: &str, label: &str) -> Option<String> {
+    let mut blocks: Vec<Vec<&str>> = Vec::new();
+    for line in listing.lines() {
+        if !line.starts_with(' ') {
+            blocks.push(vec![line]);
+        } else if let Some(b) = blocks.last_mut() {
+            b.push(line);
+        }
+    }
+    let wanted = format!("label:      {label}");
+    blocks.into_iter().find(|b| b[0].starts_with(kind) && b.iter().any(|l| l.trim() == wanted)).map(|b| b.join("\n"))
 }
 
 #[test]
@@ -108,10 +114,10 @@ fn key_hierarchy_on_softhsm() {
 
     // OpenSC's view of the same token agrees on the KEK's protection.
     let listing = pkcs11_tool_objects();
-    let kek_block = object_block(&listing, "Secret Key Object", "vbank/recording/v2");
+    let kek_block = object_block(&listing, "Secret Key Object", "vbank/recording/v2").expect("KEK listed");
     assert!(kek_block.contains("Access:     sensitive, always sensitive, never extractable"), "{kek_block}");
     assert!(kek_block.contains("Usage:      wrap, unwrap"), "{kek_block}");
-    let seal_block = object_block(&listing, "Private Key Object", "vbank/audit-seal/v1");
+    let seal_block = object_block(&listing, "Private Key Object", "vbank/audit-seal/v1").expect("seal key listed");
     assert!(seal_block.contains("never extractable"), "{seal_block}");
 
     // Destroy a version: its wraps can no longer be opened.
