@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Build: gcc/pkg-config for -sys crates. Run: softhsm2 (development HSM), opensc (pkcs11-tool), openssl (cross-checks).
 # Tests: postgresql (store backend), chromium (browser tests), a CJK font so pages render, util-linux (unshare), curl.
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
-          fonts-wqy-zenhei util-linux)
+          fonts-wqy-zenhei util-linux python3 python3-venv)
 # The machine image may ship Node.js outside Debian's packages: use it when present.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
@@ -29,6 +29,13 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
 done
+
+# An independent RFC 8998 (国密 TLS 1.3) peer for the interop tests: BabaSSL/Tongsuo as embedded in PyPI tongsuopy.
+VENV="$HOME/.cache/vbank/venv"
+if ! "$VENV/bin/python" -c "import tongsuopy" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check tongsuopy==1.0.1
+fi
 
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
