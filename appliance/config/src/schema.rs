@@ -137,6 +137,35 @@ pub struct TlsConfig {
     pub public: CertPair,
     /// One certificate per service identity, used for mTLS.
     pub services: Vec<(Service, CertPair)>,
+    /// 国密 TLS (RFC 8998) beside standard TLS.
+    pub sm: SmTlsConfig,
+}
+
+/// `[tls]` keys for 国密 TLS 1.3 (RFC 8998): SM2 certificates next to the standard ones.
+#[derive(Debug, Clone)]
+pub struct SmTlsConfig {
+    /// Also serve RFC 8998 clients (chosen per connection by their ClientHello).
+    pub enabled: bool,
+    /// Internal mTLS links use only TLS_SM4_GCM_SM3 (listeners refuse standard suites; clients offer only SM).
+    pub internal_only: bool,
+    /// SM2 CA issuing the services' SM2 certificates.
+    pub internal_ca: PathBuf,
+    /// SM2 certificate for the public listener.
+    pub public: CertPair,
+    /// One SM2 certificate per service identity.
+    pub services: Vec<(Service, CertPair)>,
+}
+
+impl SmTlsConfig {
+    /// The SM2 certificate of one service.
+    pub fn service(&self, svc: Service) -> &CertPair {
+        &self
+            .services
+            .iter()
+            .find(|(s, _)| *s == svc)
+            .expect("every Service has an SM2 CertPair: SmTlsConfig is built from Service::ALL")
+            .1
+    }
 }
 
 impl TlsConfig {
@@ -315,8 +344,25 @@ fn read_tls(s: &Section<'_, '_>) -> TlsConfig {
     };
     let public = pair("public");
     let services = Service::ALL.iter().map(|svc| (*svc, pair(svc.name()))).collect();
+    let sm_pair =
+        |name: &str| CertPair { cert: dir.join(format!("sm-{name}.crt")), key: dir.join(format!("sm-{name}.key")) };
+    let sm = SmTlsConfig {
+        enabled: s.boolean("sm", false),
+        internal_only: s.boolean("sm_internal_only", false),
+        internal_ca: path_in(s, "sm_internal_ca", dir.join("sm-ca.crt")),
+        public: sm_pair("public"),
+        services: Service::ALL.iter().map(|svc| (*svc, sm_pair(svc.name()))).collect(),
+    };
+    if sm.internal_only && !sm.enabled {
+        s.error(
+            "sm_internal_only",
+            None,
+            "needs sm = true".into(),
+            "set sm = true under [tls], or drop sm_internal_only",
+        );
+    }
     s.finish();
-    TlsConfig { min_version, internal_ca, public, services }
+    TlsConfig { min_version, internal_ca, public, services, sm }
 }
 
 fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {

@@ -87,9 +87,9 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let ctx = Context::new("gateway", &cfg.node.name, &["store"]);
     ctx.stop_on_signals();
-    let public_tls = vbank_tls::public_server_config(&cfg.tls).map_err(ServiceError::from)?;
-    let admin_tls = vbank_tls::service_server_config(&cfg.tls, Service::Gateway, ClientAuth::Optional)
-        .map_err(ServiceError::from)?;
+    let public_tls = vbank_tls::public_server_tls(&cfg.tls).map_err(ServiceError::from)?;
+    let admin_tls =
+        vbank_tls::service_server_tls(&cfg.tls, Service::Gateway, ClientAuth::Optional).map_err(ServiceError::from)?;
     // At start an unreachable store is an error (one line, non-zero exit); later outages only fail /readyz.
     let store = vbank_store::open(&cfg, "gateway").await?;
     let public = vbank_service::bind(cfg.gateway.listen, "gateway.listen").await?;

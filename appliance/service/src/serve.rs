@@ -10,13 +10,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 use tower::ServiceExt;
-use vbank_tls::Peer;
+use vbank_tls::{Peer, ServerTls};
 
 use crate::ServiceError;
 
@@ -54,14 +53,11 @@ pub async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, ServiceErr
 
 /// Serve `app` on `listener` over TLS until `shutdown` turns true, then drain open connections.
 ///
-/// Every request carries a [`Peer`] (who the TLS client certificate says the caller is) and a [`RemoteAddr`].
-pub async fn serve_tls(
-    listener: TcpListener,
-    tls: Arc<ServerConfig>,
-    app: Router,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let acceptor = TlsAcceptor::from(tls);
+/// The TLS configuration is chosen per connection from the ClientHello ([`ServerTls::choose`]): standard TLS for
+/// browsers, RFC 8998 for SM-suite clients, on the same port. Every request carries a [`Peer`] (who the TLS client
+/// certificate says the caller is) and a [`RemoteAddr`].
+pub async fn serve_tls(listener: TcpListener, tls: ServerTls, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let tls = Arc::new(tls);
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -76,7 +72,7 @@ pub async fn serve_tls(
                     }
                 };
                 let _ = tcp.set_nodelay(true);
-                conns.spawn(connection(acceptor.clone(), tcp, remote, app.clone(), shutdown.clone()));
+                conns.spawn(connection(tls.clone(), tcp, remote, app.clone(), shutdown.clone()));
             }
             _ = shutdown.changed() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -90,14 +86,23 @@ pub async fn serve_tls(
     }
 }
 
+async fn handshake(
+    configs: &ServerTls,
+    tcp: tokio::net::TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    let config = configs.choose(start.client_hello().cipher_suites());
+    start.into_stream(config).await
+}
+
 async fn connection(
-    acceptor: TlsAcceptor,
+    configs: Arc<ServerTls>,
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&configs, tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             log::debug!("TLS handshake from {remote} failed: {e}");

@@ -12,7 +12,7 @@ use super::*;
 
 fn pki() -> (tempfile::TempDir, vbank_config::TlsConfig) {
     let dir = tempfile::tempdir().unwrap();
-    let (cfg, _) = vbank_config::parse(&format!("[tls]\ndir = \"{}\"\n", dir.path().display())).unwrap();
+    let (cfg, _) = vbank_config::parse(&format!("[tls]\ndir = \"{}\"\nsm = true\n", dir.path().display())).unwrap();
     devca::ensure_dev_pki(&cfg.tls, &["localhost".into()]).unwrap();
     (dir, cfg.tls)
 }
@@ -24,7 +24,7 @@ async fn start(
 ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let l = bind("127.0.0.1:0".parse().unwrap(), "test.listen").await.unwrap();
     let addr = l.local_addr().unwrap();
-    (addr, tokio::spawn(serve_tls(l, tls, app, ctx.shutdown())))
+    (addr, tokio::spawn(serve_tls(l, vbank_tls::ServerTls::standard(tls), app, ctx.shutdown())))
 }
 
 #[tokio::test]
@@ -96,4 +96,50 @@ async fn a_port_in_use_names_the_key_and_the_fix() {
     let text = e.to_string();
     assert!(text.contains("gateway.listen") && text.contains("another process"), "{text}");
     assert_eq!(e.exit_code(), exit::CONFIG);
+}
+
+#[tokio::test]
+async fn an_sm_only_client_gets_a_clean_handshake_failure_where_sm_is_off() {
+    let (_d, tls) = pki();
+    let ctx = Context::new("gateway", "n1", &[]);
+    let app = axum::Router::new().route("/", get(|| async { "hi" }));
+    let (addr, _task) = start(app, vbank_tls::public_server_config(&tls).unwrap(), &ctx).await;
+    let sm = vbank_tls::anonymous_client_config_sm(&tls).unwrap();
+    let e = client::call(sm, addr, "localhost", Method::GET, "/", None, Duration::from_secs(5)).await.unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("TLS handshake") && text.contains("HandshakeFailure"), "{text}");
+    // The same listener still serves standard clients.
+    let std = vbank_tls::anonymous_client_config(&tls).unwrap();
+    assert!(client::call(std, addr, "localhost", Method::GET, "/", None, Duration::from_secs(5)).await.is_ok());
+    ctx.stop();
+}
+
+#[tokio::test]
+async fn internal_links_can_be_sm_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = vbank_config::parse(&format!(
+        "[tls]\ndir = \"{}\"\nsm = true\nsm_internal_only = true\n",
+        dir.path().display()
+    ))
+    .unwrap();
+    devca::ensure_dev_pki(&cfg.tls, &["localhost".into()]).unwrap();
+    let ctx = Context::new("keyd", "n1", &[]);
+    let policy = Arc::new(AccessPolicy::new().allow("/v1", &[Service::Recorder]));
+    let app = axum::Router::new()
+        .route("/v1/x", get(|| async { "ok" }))
+        .layer(axum::middleware::from_fn_with_state(policy, require_peer));
+    let l = bind("127.0.0.1:0".parse().unwrap(), "test.listen").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = vbank_tls::service_server_tls(&cfg.tls, Service::Keyd, ClientAuth::Required).unwrap();
+    assert!(server.standard.is_none());
+    tokio::spawn(serve_tls(l, server, app, ctx.shutdown()));
+    let name = service_dns_name(Service::Keyd);
+    let t = Duration::from_secs(5);
+    // The internal client follows the switch and presents its SM2 certificate; the SM2 SAN names the service.
+    let sm = vbank_tls::internal_client_config(&cfg.tls, Service::Recorder).unwrap();
+    let (s, body) = client::call(sm, addr, &name, Method::GET, "/v1/x", None, t).await.unwrap();
+    assert_eq!((s, &body[..]), (StatusCode::OK, &b"ok"[..]));
+    let std = vbank_tls::service_client_config(&cfg.tls, Service::Recorder).unwrap();
+    assert!(client::call(std, addr, &name, Method::GET, "/v1/x", None, t).await.is_err(), "standard suites refused");
+    ctx.stop();
 }

@@ -57,7 +57,42 @@ fn write_public(path: &Path, pem: &str) -> Result<(), TlsError> {
     fs::write(path, pem).map_err(|e| TlsError::io(path, e))
 }
 
-/// Create the development CA and every certificate named in `tls`, unless all of them exist already.
+/// Create the SM2 development CA and SM2 certificates (public and per service) when `[tls] sm` is on and any is
+/// missing.
+fn ensure_dev_sm_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki, TlsError> {
+    let sm = &tls.sm;
+    let mut all = vec![sm.internal_ca.clone(), sm.public.cert.clone(), sm.public.key.clone()];
+    for (_, pair) in &sm.services {
+        all.push(pair.cert.clone());
+        all.push(pair.key.clone());
+    }
+    if !sm.enabled || all.iter().all(|p| p.is_file()) {
+        return Ok(DevPki::Existing);
+    }
+    let gen_err = |e: vbank_gmtls::GmTlsError| TlsError::Generate(e.to_string());
+    let key_pem = |k: &vbank_crypto::sm2sig::Sm2PrivateKey| {
+        k.to_pkcs8_pem()
+            .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
+            .map_err(|e| TlsError::Generate(e.to_string()))
+    };
+    let ca = vbank_gmtls::cert::sm2_ca("vbank development SM2 CA").map_err(gen_err)?;
+    write_public(&sm.internal_ca, &ca.cert_pem())?;
+    let public = vbank_gmtls::cert::sm2_leaf(&ca, "vbank public endpoint (SM2)", public_names).map_err(gen_err)?;
+    write_public(&sm.public.cert, &format!("{}{}", public.cert_pem(), ca.cert_pem()))?;
+    write_private(&sm.public.key, &key_pem(&public.key)?)?;
+    for svc in Service::ALL {
+        let dns = service_dns_name(svc);
+        let names = vec![dns.clone(), "localhost".to_string(), "127.0.0.1".to_string()];
+        let leaf = vbank_gmtls::cert::sm2_leaf(&ca, &dns, &names).map_err(gen_err)?;
+        let pair = sm.service(svc);
+        write_public(&pair.cert, &format!("{}{}", leaf.cert_pem(), ca.cert_pem()))?;
+        write_private(&pair.key, &key_pem(&leaf.key)?)?;
+    }
+    Ok(DevPki::Created)
+}
+
+/// Create the development CA and every certificate named in `tls`, unless all of them exist already. With
+/// `[tls] sm = true`, an SM2 CA and SM2 certificates too.
 ///
 /// `public_names` are the DNS names and IPs the public certificate must cover (e.g. `localhost`, `127.0.0.1`).
 pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki, TlsError> {
@@ -67,7 +102,7 @@ pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki
         all.push(pair.key.clone());
     }
     if all.iter().all(|p| p.is_file()) {
-        return Ok(DevPki::Existing);
+        return ensure_dev_sm_pki(tls, public_names);
     }
     for p in &all {
         if let Some(dir) = p.parent() {
@@ -117,5 +152,6 @@ pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki
         write_public(&pair.cert, &cert)?;
         write_private(&pair.key, &key)?;
     }
+    ensure_dev_sm_pki(tls, public_names)?;
     Ok(DevPki::Created)
 }

@@ -3,7 +3,9 @@
 //! - [`public_server_config`]: what browsers and apps meet (TLS 1.3; 1.2 only when `[tls] min_version = "1.2"`).
 //! - [`service_server_config`] / [`service_client_config`]: mTLS between services, each with its own certificate from
 //!   the internal CA; [`Peer`] names the caller and [`AccessPolicy`] says which caller may reach which endpoint.
-//! - [`devca::ensure_dev_pki`]: a development CA for `vbank up`.
+//! - [`devca::ensure_dev_pki`]: a development CA for `vbank up` (and an SM2 one with `[tls] sm = true`).
+//! - 国密 TLS 1.3 (RFC 8998, [`vbank_gmtls`]): with `[tls] sm = true`, listeners get a [`ServerTls`] holding both
+//!   configurations and pick one per connection from the ClientHello; `sm_internal_only` makes internal links SM-only.
 
 pub mod devca;
 mod identity;
@@ -104,6 +106,117 @@ fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
         roots.add(c).map_err(TlsError::Rustls)?;
     }
     Ok(roots)
+}
+
+/// A listener's TLS: a standard configuration, an RFC 8998 one, or both (chosen per connection by the ClientHello).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// Standard TLS (browsers); `None` on SM-only internal listeners.
+    pub standard: Option<Arc<ServerConfig>>,
+    /// 国密 TLS 1.3; `None` unless `[tls] sm = true`.
+    pub sm: Option<Arc<ServerConfig>>,
+}
+
+impl ServerTls {
+    /// Standard TLS only.
+    pub fn standard(cfg: Arc<ServerConfig>) -> ServerTls {
+        ServerTls { standard: Some(cfg), sm: None }
+    }
+
+    /// The configuration for a client offering `suites`: SM when it offers the SM suite and this listener has SM.
+    /// With only one configuration, that one: rustls then refuses an incompatible client with a handshake alert.
+    pub fn choose(&self, suites: &[rustls::CipherSuite]) -> Arc<ServerConfig> {
+        match (&self.standard, &self.sm) {
+            (Some(std), Some(sm)) => {
+                if vbank_gmtls::offers_sm(suites) {
+                    sm.clone()
+                } else {
+                    std.clone()
+                }
+            }
+            (Some(c), None) | (None, Some(c)) => c.clone(),
+            (None, None) => unreachable!("ServerTls is always built with at least one configuration"),
+        }
+    }
+}
+
+fn sm_provider() -> Arc<CryptoProvider> {
+    Arc::new(vbank_gmtls::provider())
+}
+
+fn sm13() -> &'static [&'static SupportedProtocolVersion] {
+    static V13: [&SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    &V13
+}
+
+fn sm_server(
+    pair: &vbank_config::CertPair,
+    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let b = ServerConfig::builder_with_provider(sm_provider()).with_protocol_versions(sm13())?;
+    let b = match verifier {
+        Some(v) => b.with_client_cert_verifier(v),
+        None => b.with_no_client_auth(),
+    };
+    let mut cfg = b.with_single_cert(load_certs(&pair.cert)?, load_key(&pair.key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+fn client_verifier(
+    provider: Arc<CryptoProvider>,
+    ca: &Path,
+    auth: ClientAuth,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let roots = Arc::new(roots(ca)?);
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider);
+    match auth {
+        ClientAuth::Required => builder.build(),
+        ClientAuth::Optional => builder.allow_unauthenticated().build(),
+    }
+    .map_err(|e| TlsError::Verifier(e.to_string()))
+}
+
+/// The public listener's TLS: standard (browsers) and, with `[tls] sm = true`, RFC 8998 on the same port.
+pub fn public_server_tls(tls: &TlsConfig) -> Result<ServerTls, TlsError> {
+    let sm = if tls.sm.enabled { Some(sm_server(&tls.sm.public, None)?) } else { None };
+    Ok(ServerTls { standard: Some(public_server_config(tls)?), sm })
+}
+
+/// A service listener's TLS: standard and/or SM, by `[tls] sm` and `sm_internal_only`.
+pub fn service_server_tls(tls: &TlsConfig, svc: Service, auth: ClientAuth) -> Result<ServerTls, TlsError> {
+    let sm = if tls.sm.enabled {
+        let v = client_verifier(sm_provider(), &tls.sm.internal_ca, auth)?;
+        Some(sm_server(tls.sm.service(svc), Some(v))?)
+    } else {
+        None
+    };
+    let standard = if tls.sm.internal_only { None } else { Some(service_server_config(tls, svc, auth)?) };
+    Ok(ServerTls { standard, sm })
+}
+
+/// A client configuration for calls to other vbank services: SM when `[tls] sm_internal_only`, else standard.
+pub fn internal_client_config(tls: &TlsConfig, svc: Service) -> Result<Arc<ClientConfig>, TlsError> {
+    if tls.sm.internal_only { service_client_config_sm(tls, svc) } else { service_client_config(tls, svc) }
+}
+
+/// An RFC 8998 client configuration presenting `svc`'s SM2 certificate and trusting the SM2 internal CA.
+pub fn service_client_config_sm(tls: &TlsConfig, svc: Service) -> Result<Arc<ClientConfig>, TlsError> {
+    let pair = tls.sm.service(svc);
+    let cfg = ClientConfig::builder_with_provider(sm_provider())
+        .with_protocol_versions(sm13())?
+        .with_root_certificates(roots(&tls.sm.internal_ca)?)
+        .with_client_auth_cert(load_certs(&pair.cert)?, load_key(&pair.key)?)?;
+    Ok(Arc::new(cfg))
+}
+
+/// An RFC 8998 client configuration without a certificate, trusting the SM2 CA (SM-suite clients, tests).
+pub fn anonymous_client_config_sm(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
+    let cfg = ClientConfig::builder_with_provider(sm_provider())
+        .with_protocol_versions(sm13())?
+        .with_root_certificates(roots(&tls.sm.internal_ca)?)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 /// The server configuration for the public listener (browsers, apps): no client certificate, HTTP/2 and 1.1.

@@ -165,9 +165,16 @@ struct Keyd {
 }
 
 impl Keyd {
-    fn new(cfg: &Config) -> Result<Keyd> {
-        let tls = vbank_tls::service_client_config(&cfg.tls, Service::Cli)
-            .context("loading the operator certificate (tls.cli)")?;
+    fn new(cfg: &Config, sm: bool) -> Result<Keyd> {
+        let tls = if sm {
+            if !cfg.tls.sm.enabled {
+                bail!("--tls sm needs [tls] sm = true and SM2 certificates (sm-cli.crt/.key, sm-ca.crt)");
+            }
+            vbank_tls::service_client_config_sm(&cfg.tls, Service::Cli)
+        } else {
+            vbank_tls::internal_client_config(&cfg.tls, Service::Cli)
+        }
+        .context("loading the operator certificate (tls.cli)")?;
         Ok(Keyd { tls, addr: cfg.keyd.listen })
     }
 
@@ -208,17 +215,17 @@ fn show(json: bool, v: &Value, human: impl FnOnce(&Value)) {
     }
 }
 
-/// Run one console command.
-pub async fn run(cfg: &Config, cmd: HsmCmd, json: bool) -> Result<()> {
+/// Run one console command; `sm` makes its calls to keyd over 国密 TLS 1.3.
+pub async fn run(cfg: &Config, cmd: HsmCmd, json: bool, sm: bool) -> Result<()> {
     match cmd {
         HsmCmd::OfficerKeygen { name, out } => officer_keygen(&name, &out, json),
         HsmCmd::Audit { cmd: AuditCmd::Verify { log, public_keys } } => audit_verify(&log, &public_keys, json),
-        cmd => online(cfg, cmd, json).await,
+        cmd => online(cfg, cmd, json, sm).await,
     }
 }
 
-async fn online(cfg: &Config, cmd: HsmCmd, json: bool) -> Result<()> {
-    let k = Keyd::new(cfg)?;
+async fn online(cfg: &Config, cmd: HsmCmd, json: bool, sm: bool) -> Result<()> {
+    let k = Keyd::new(cfg, sm)?;
     match cmd {
         HsmCmd::Status => {
             let v = k.call(Method::GET, "/v1/hsm/status", None).await?;

@@ -25,6 +25,9 @@ struct Cli {
     /// Machine-readable output (JSON) where a command prints results.
     #[arg(long, global = true)]
     json: bool,
+    /// TLS for the CLI's calls to vbank services: std (TLS 1.3), or sm (国密 TLS 1.3, RFC 8998; needs [tls] sm).
+    #[arg(long, global = true, value_parser = ["std", "sm"], default_value = "std")]
+    tls: String,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -117,7 +120,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Config { cmd: ConfigCmd::Check { path } } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
-        Cmd::Hsm { cmd } => console(&cli.config, cmd, cli.json),
+        Cmd::Hsm { cmd } => console(&cli.config, cmd, cli.json, cli.tls == "sm"),
         Cmd::Bench { cmd } => match runtime().block_on(bench::run(cmd, cli.json)) {
             Ok(()) => 0,
             Err(e) => {
@@ -125,13 +128,13 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json),
+        Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json, cli.tls == "sm"),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 /// Run a console command; online ones load the configuration to find keyd and the operator certificate.
-fn console(config: &std::path::Path, cmd: hsm_cmd::HsmCmd, json: bool) -> i32 {
+fn console(config: &std::path::Path, cmd: hsm_cmd::HsmCmd, json: bool, sm: bool) -> i32 {
     let offline = matches!(
         cmd,
         hsm_cmd::HsmCmd::OfficerKeygen { .. } | hsm_cmd::HsmCmd::Audit { cmd: hsm_cmd::AuditCmd::Verify { .. } }
@@ -147,7 +150,7 @@ fn console(config: &std::path::Path, cmd: hsm_cmd::HsmCmd, json: bool) -> i32 {
             }
         }
     };
-    match runtime().block_on(hsm_cmd::run(&cfg, cmd, json)) {
+    match runtime().block_on(hsm_cmd::run(&cfg, cmd, json, sm)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("vbank hsm: {e:#}");

@@ -115,9 +115,9 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
     let api_listener = vbank_service::bind(cfg.keyd.listen, "keyd.listen").await?;
     let admin_listener = vbank_service::bind(cfg.keyd.admin_listen, "keyd.admin_listen").await?;
     let api_tls =
-        vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Required).map_err(ServiceError::from)?;
+        vbank_tls::service_server_tls(&cfg.tls, Service::Keyd, ClientAuth::Required).map_err(ServiceError::from)?;
     let admin_tls =
-        vbank_tls::service_server_config(&cfg.tls, Service::Keyd, ClientAuth::Optional).map_err(ServiceError::from)?;
+        vbank_tls::service_server_tls(&cfg.tls, Service::Keyd, ClientAuth::Optional).map_err(ServiceError::from)?;
 
     let state =
         api::ApiState { keys: keys.clone(), required: cfg.keyd.approvals_required, token: cfg.hsm.token_label.clone() };

@@ -82,6 +82,7 @@ target = "stderr"   # `vbank up` forwards each service's stderr to its own, pref
 
 [tls]
 dir = "{d}/tls"
+sm = true            # also serve 国密 TLS 1.3 (RFC 8998) clients, with SM2 certificates from a development SM2 CA
 
 [store]
 backend = "redb"
