@@ -3,6 +3,7 @@
 
 mod aead;
 mod keyd;
+mod tls;
 
 use clap::Subcommand;
 
@@ -18,6 +19,15 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
         /// Rounds per measurement (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Full handshakes per second and bulk MB/s, TLS_SM4_GCM_SM3 vs TLS_AES_256_GCM_SHA384 on one listener.
+    Tls {
+        /// Seconds per handshake round.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Rounds (the median is reported).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
@@ -43,6 +53,9 @@ pub enum BenchCmd {
 pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Keyd { seconds, rounds } => keyd::run(seconds, rounds, json).await,
+        BenchCmd::Tls { seconds, rounds } => {
+            tokio::task::spawn_blocking(move || tls::run(seconds, rounds, json)).await?
+        }
         BenchCmd::KeydRaw { module, token, pin_file, kek, seconds, rounds } => {
             keyd_raw(&module, &token, &pin_file, &kek, seconds, rounds)
         }
