@@ -18,6 +18,9 @@ const VBANK = process.env.VBANK_BIN
 const CHROMIUM_FLAGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--autoplay-policy=no-user-gesture-required',
+  // The gateway under test is on loopback; Chromium leaves loopback out of ICE unless told.
+  '--allow-loopback-in-peer-connection',
 ];
 
 function portFree(port) {
@@ -28,12 +31,13 @@ function portFree(port) {
   });
 }
 
-/** Five free consecutive ports in 33000–34999: below the ephemeral range and apart from the Rust tests' range. */
+/** Six free consecutive ports in 33000–34999 (three TCP listeners, UDP media, the public port): below the
+ * ephemeral range and apart from the Rust tests' range. */
 async function freePorts() {
   for (let i = 0; i < 100; i++) {
-    const base = 33000 + 5 * Math.floor(Math.random() * 400);
-    const free = await Promise.all([0, 1, 2, 3, 4].map((d) => portFree(base + d)));
-    if (free.every(Boolean)) return { port: base + 4, base };
+    const base = 33000 + 6 * Math.floor(Math.random() * 330);
+    const free = await Promise.all([0, 1, 2, 3, 4, 5].map((d) => portFree(base + d)));
+    if (free.every(Boolean)) return { port: base + 5, base };
   }
   throw new Error('no free ports in 33000-34999');
 }

@@ -233,6 +233,11 @@ pub struct GatewayConfig {
     pub admin_listen: SocketAddr,
     /// URL customers use to reach this listener (printed, put in links).
     pub public_url: String,
+    /// UDP socket for WebRTC media.
+    pub media_listen: SocketAddr,
+    /// Address browsers send media to (the ICE host candidate); defaults to media_listen, or 127.0.0.1 with its port
+    /// when media_listen is a wildcard.
+    pub media_advertise: SocketAddr,
 }
 
 /// `[keyd]`
@@ -400,10 +405,18 @@ fn read_hsm(s: &Section<'_, '_>) -> HsmConfig {
 fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
     let listen = addr(s, "listen", "0.0.0.0:8443");
     let default_url = format!("https://localhost:{}", listen.port());
+    let media_listen = addr(s, "media_listen", "0.0.0.0:10000");
+    let default_adv = if media_listen.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], media_listen.port()))
+    } else {
+        media_listen
+    };
     let cfg = GatewayConfig {
         listen,
         admin_listen: addr(s, "admin_listen", "127.0.0.1:9101"),
         public_url: s.string("public_url", &default_url, "write the https:// URL customers use"),
+        media_listen,
+        media_advertise: s.parsed("media_advertise", default_adv, "an IP address and port", ADDR_HINT),
     };
     s.finish();
     cfg
@@ -439,7 +452,7 @@ fn check_ports(root: &Section<'_, '_>, cfg: &Config) {
 }
 
 impl Config {
-    /// Every listener of this node, by key path.
+    /// Every TCP listener of this node, by key path (media is UDP: `gateway.media_listen`).
     pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
         vec![
             ("gateway.listen", self.gateway.listen),

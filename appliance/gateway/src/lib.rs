@@ -4,6 +4,8 @@
 //! node's heartbeat in the store (the basis of routing new calls to the least-loaded node). The WebRTC SFU,
 //! signalling and queueing live here too as they arrive.
 
+pub mod media;
+mod signalling;
 mod web;
 
 use std::sync::Arc;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub node: String,
     /// Development mode.
     pub dev: bool,
+    /// The media loop.
+    pub media: media::Media,
 }
 
 /// The public router (pages, assets, status), without listeners: tests drive it with `oneshot`.
@@ -57,6 +61,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(web::routes())
         .route("/api/status", get(status))
+        .route("/ws", get(signalling::ws))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(state)
@@ -95,7 +100,14 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let public = vbank_service::bind(cfg.gateway.listen, "gateway.listen").await?;
     let admin_l = vbank_service::bind(cfg.gateway.admin_listen, "gateway.admin_listen").await?;
 
-    let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode };
+    let media =
+        media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise).map_err(|e| ServiceError::Bind {
+            addr: cfg.gateway.media_listen,
+            key: "gateway.media_listen".into(),
+            hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),
+            source: e,
+        })?;
+    let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode, media };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");

@@ -7,7 +7,8 @@ use vbank_service::Check;
 use super::*;
 
 fn state(dev: bool) -> AppState {
-    AppState { ctx: Context::new("gateway", "n1", &["store"]), node: "n1".into(), dev }
+    let media = media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()).unwrap();
+    AppState { ctx: Context::new("gateway", "n1", &["store"]), node: "n1".into(), dev, media }
 }
 
 async fn get(app: Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {

@@ -13,6 +13,8 @@ const TELLER: &str = include_str!("../../web/teller/index.html");
 const ASSETS: &[(&str, &str, &str)] = &[
     ("app.css", include_str!("../../web/assets/app.css"), "text/css; charset=utf-8"),
     ("status.js", include_str!("../../web/assets/status.js"), "text/javascript; charset=utf-8"),
+    ("call.js", include_str!("../../web/assets/call.js"), "text/javascript; charset=utf-8"),
+    ("call-page.js", include_str!("../../web/assets/call-page.js"), "text/javascript; charset=utf-8"),
 ];
 
 /// Routes for the pages and their assets.

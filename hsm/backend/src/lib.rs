@@ -176,6 +176,8 @@ pub enum HsmError {
 pub trait KeyBackend: Send + Sync + std::fmt::Debug {
     /// The vendor profile: mechanisms, behaviours, allowed software fallbacks.
     fn profile(&self) -> &Profile;
+    /// A cheap liveness check: a logged-in session exists and the token answers.
+    fn ping(&self) -> Result<(), HsmError>;
     /// Identity, mechanisms, login state; opens a session if needed.
     fn status(&self) -> Result<BackendStatus, HsmError>;
     /// Every vbank key object on the token.

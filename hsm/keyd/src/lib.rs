@@ -142,7 +142,7 @@ async fn watch_hsm(backend: Arc<dyn KeyBackend>, ctx: Context) {
     let mut shutdown = ctx.shutdown();
     loop {
         let b = backend.clone();
-        let r = tokio::task::spawn_blocking(move || b.status().map(|_| ()))
+        let r = tokio::task::spawn_blocking(move || b.ping())
             .await
             .unwrap_or_else(|e| Err(HsmError::Unavailable(e.to_string())));
         let stop_retrying = matches!(r, Err(HsmError::PinIncorrect | HsmError::PinLocked));

@@ -21,13 +21,15 @@ use vbank_service::client::{ClientConfig, Connection, Method};
 use super::{aead, median};
 
 fn free_ports() -> Result<(u16, u16)> {
-    let free = |p: u16| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok();
-    for base in (45_000u16..46_000).step_by(5) {
-        if (base..=base + 4).all(free) {
-            return Ok((base + 4, base));
+    let free = |p: u16| {
+        std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
+    };
+    for base in (45_000u16..46_000).step_by(6) {
+        if (base..=base + 5).all(free) {
+            return Ok((base + 5, base));
         }
     }
-    bail!("no five free ports in 45000-46000")
+    bail!("no six free ports in 45000-46000")
 }
 
 struct Node {

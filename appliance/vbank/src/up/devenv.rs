@@ -97,6 +97,7 @@ profile = "softhsm"
 listen = "0.0.0.0:{public}"
 admin_listen = "127.0.0.1:{gw_admin}"
 public_url = "https://localhost:{public}"
+media_listen = "0.0.0.0:{media}"     # WebRTC media (UDP); browsers are told 127.0.0.1:{media}
 
 [keyd]
 listen = "127.0.0.1:{keyd}"
@@ -106,6 +107,7 @@ admin_listen = "127.0.0.1:{keyd_admin}"
         gw_admin = b + 1,
         keyd = b + 2,
         keyd_admin = b + 3,
+        media = b + 4,
     )
 }
 

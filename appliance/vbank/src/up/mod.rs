@@ -163,6 +163,12 @@ async fn preflight(cfg: &Config) -> Result<()> {
             errors.push(e.to_string());
         }
     }
+    if let Err(e) = std::net::UdpSocket::bind(cfg.gateway.media_listen) {
+        errors.push(format!(
+            "cannot use UDP {} (gateway.media_listen): {e} (hint: stop the process using it or change gateway.media_listen)",
+            cfg.gateway.media_listen
+        ));
+    }
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }

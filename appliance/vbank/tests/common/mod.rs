@@ -11,7 +11,7 @@ use vbank_service::client::{self, ClientConfig, Method, StatusCode};
 
 pub const VBANK: &str = env!("CARGO_BIN_EXE_vbank");
 
-/// A public port and an internal base whose next three ports are free too.
+/// A public port and an internal base whose next four ports (three TCP listeners, one UDP media socket) are free.
 ///
 /// Ports come from a per-process counter in 20000–32000, below Linux's ephemeral range, so tests running in parallel
 /// never get the same port and outgoing connections never take one from under a test.
@@ -22,14 +22,15 @@ pub fn free_ports() -> (u16, u16) {
     let _ =
         NEXT.compare_exchange(0, 20_000 + (std::process::id() % 1000) as u16 * 10, Ordering::SeqCst, Ordering::SeqCst);
     for _ in 0..200 {
-        let mut base = NEXT.fetch_add(5, Ordering::SeqCst);
+        let mut base = NEXT.fetch_add(6, Ordering::SeqCst);
         if base > 32_000 {
             NEXT.store(20_000, Ordering::SeqCst);
-            base = NEXT.fetch_add(5, Ordering::SeqCst);
+            base = NEXT.fetch_add(6, Ordering::SeqCst);
         }
-        let all_free = (base..=base + 4).all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok());
+        let all_free = (base..=base + 5)
+            .all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok());
         if all_free {
-            return (base + 4, base);
+            return (base + 5, base);
         }
     }
     panic!("no free ports in 20000-32000");
@@ -73,12 +74,13 @@ pub async fn is_ready(tls: &Arc<ClientConfig>, admin: SocketAddr) -> bool {
 pub fn node_config(dir: &Path, public: u16, base: u16, extra: &str) -> (std::path::PathBuf, vbank_config::Config) {
     let path = dir.join("vbank.toml");
     let text = format!(
-        "{extra}\n[tls]\ndir = \"{d}/tls\"\n[gateway]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"127.0.0.1:{a}\"\n\
+        "{extra}\n[tls]\ndir = \"{d}/tls\"\n[gateway]\nlisten = \"127.0.0.1:{public}\"\nadmin_listen = \"127.0.0.1:{a}\"\nmedia_listen = \"127.0.0.1:{m}\"\n\
          [keyd]\nlisten = \"127.0.0.1:{k}\"\nadmin_listen = \"127.0.0.1:{ka}\"\n",
         d = dir.display(),
         a = base + 1,
         k = base + 2,
         ka = base + 3,
+        m = base + 4,
     );
     std::fs::write(&path, text).unwrap();
     let (cfg, _) = vbank_config::load(&path).unwrap();

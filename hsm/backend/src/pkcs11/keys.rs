@@ -76,6 +76,14 @@ impl KeyBackend for Pkcs11Backend {
         Pkcs11Backend::profile(self)
     }
 
+    fn ping(&self) -> Result<(), HsmError> {
+        self.with_session("ping", |s| {
+            let slot = s.get_session_info()?.slot_id();
+            self.context().get_token_info(slot)?;
+            Ok(())
+        })
+    }
+
     fn status(&self) -> Result<BackendStatus, HsmError> {
         let slot = self.with_session("status", |s| Ok(s.get_session_info()?.slot_id()))?;
         let ctx = self.context();

@@ -1,0 +1,237 @@
+//! The gateway's SFU, sans IO (after str0m): a state machine that takes joins, SDP answers, received datagrams and
+//! the time, and gives datagrams to send, SDP offers to signal, departures, and when to wake it next. No sockets, no
+//! threads, no clock: `vbank gateway`'s media loop owns those, and tests drive it directly.
+//!
+//! Rooms are calls. Media from a participant that publishes is forwarded to every other participant of the same
+//! room that subscribes; a new track triggers a renegotiation offer to each subscriber, sent through signalling.
+//! Keyframe requests travel back to the sender; a gap in an incoming stream asks the sender for a keyframe.
+
+mod participant;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Input, Rtc};
+
+use participant::{Participant, Propagated};
+
+/// A participant, unique for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(pub u64);
+
+/// What a participant is in a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The bank's customer.
+    Customer,
+    /// The teller serving the call.
+    Teller,
+    /// A specialist conferenced or transferred in.
+    Specialist,
+    /// The recorder: receives every track, sends none, hidden.
+    Recorder,
+    /// A supervisor listening in: receives, sends nothing, hidden.
+    Observer,
+}
+
+impl Role {
+    /// Parse the signalling name.
+    pub fn from_name(s: &str) -> Option<Role> {
+        Some(match s {
+            "customer" => Role::Customer,
+            "teller" => Role::Teller,
+            "specialist" => Role::Specialist,
+            "recorder" => Role::Recorder,
+            "observer" => Role::Observer,
+            _ => return None,
+        })
+    }
+
+    /// Whether its media is forwarded to others.
+    pub fn publishes(self) -> bool {
+        !matches!(self, Role::Recorder | Role::Observer)
+    }
+
+    /// Whether it receives others' media.
+    pub fn subscribes(self) -> bool {
+        true
+    }
+}
+
+/// Why a request to the SFU failed. Each names the peer's fault; none affects other calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// The SDP could not be parsed or accepted.
+    #[error("SDP refused: {0}")]
+    Sdp(String),
+    /// No such participant (left, or never joined).
+    #[error("no participant {0}")]
+    UnknownParticipant(u64),
+    /// The room is full.
+    #[error("room {0} is full ({1} participants)")]
+    RoomFull(String, usize),
+}
+
+/// What the SFU wants done.
+#[derive(Debug)]
+pub enum Output {
+    /// Send this datagram.
+    Transmit(str0m::net::Transmit),
+    /// Send this SDP offer to the participant over signalling; its answer comes back through [`Sfu::answer`].
+    Offer(ParticipantId, String),
+    /// The participant's media session ended (ICE gone, DTLS closed, or it left).
+    Left(ParticipantId),
+    /// Nothing more until this time (or new input).
+    Timeout(Instant),
+}
+
+/// Participants per room, a bound against join floods.
+pub const MAX_PER_ROOM: usize = 8;
+
+/// The SFU.
+#[derive(Debug)]
+pub struct Sfu {
+    candidate: SocketAddr,
+    participants: Vec<Participant>,
+    next_id: u64,
+    queue: VecDeque<Output>,
+}
+
+impl Sfu {
+    /// An SFU whose media is reached at `candidate` (the UDP address browsers send to).
+    pub fn new(candidate: SocketAddr) -> Sfu {
+        Sfu { candidate, participants: Vec::new(), next_id: 1, queue: VecDeque::new() }
+    }
+
+    /// Participants now, for metrics.
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// A participant joins `room` with its SDP offer; returns its id and the SDP answer.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        room: &str,
+        role: Role,
+        offer_sdp: &str,
+    ) -> Result<(ParticipantId, String), SfuError> {
+        let in_room = self.participants.iter().filter(|p| p.room == room).count();
+        if in_room >= MAX_PER_ROOM {
+            return Err(SfuError::RoomFull(room.to_string(), in_room));
+        }
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+        let candidate = Candidate::host(self.candidate, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        let mut p = Participant::new(id, room.to_string(), role, rtc);
+        // Subscribe the newcomer to everything already published in the room.
+        for other in self.participants.iter().filter(|o| o.room == room) {
+            for t in other.published() {
+                p.track_opened(t);
+            }
+        }
+        self.participants.push(p);
+        log::info!(participant = id.0, room = room; "joined as {role:?}");
+        Ok((id, answer.to_sdp_string()))
+    }
+
+    /// The participant's answer to a renegotiation offer.
+    pub fn answer(&mut self, id: ParticipantId, answer_sdp: &str) -> Result<(), SfuError> {
+        let p = self.participants.iter_mut().find(|p| p.id == id).ok_or(SfuError::UnknownParticipant(id.0))?;
+        let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        p.accept_answer(answer).map_err(|e| SfuError::Sdp(e.to_string()))
+    }
+
+    /// The participant leaves (signalling closed).
+    pub fn leave(&mut self, id: ParticipantId) {
+        if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
+            p.rtc.disconnect();
+        }
+    }
+
+    /// A datagram arrived. Returns false when no participant claims it (stray or stale traffic).
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, contents: &[u8]) -> bool {
+        let Ok(contents) = contents.try_into() else {
+            return false;
+        };
+        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+        let Some(p) = self.participants.iter_mut().find(|p| p.rtc.accepts(&input)) else {
+            return false;
+        };
+        if let Err(e) = p.rtc.handle_input(input) {
+            log::warn!(participant = p.id.0; "dropping participant after bad input: {e}");
+            p.rtc.disconnect();
+        }
+        true
+    }
+
+    /// Time passed.
+    pub fn timeout(&mut self, now: Instant) {
+        for p in &mut self.participants {
+            if p.rtc.is_alive()
+                && let Err(e) = p.rtc.handle_input(Input::Timeout(now))
+            {
+                log::warn!(participant = p.id.0; "session failed: {e}");
+                p.rtc.disconnect();
+            }
+        }
+    }
+
+    /// The next thing to do. Call until it returns [`Output::Timeout`].
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.queue.pop_front() {
+            return o;
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut next = far;
+        for i in 0..self.participants.len() {
+            loop {
+                match self.participants[i].poll() {
+                    Propagated::Timeout(t) => {
+                        next = next.min(t);
+                        break;
+                    }
+                    Propagated::Nothing => {
+                        if !self.participants[i].rtc.is_alive() {
+                            break;
+                        }
+                    }
+                    Propagated::Transmit(t) => self.queue.push_back(Output::Transmit(t)),
+                    Propagated::Offer(sdp) => self.queue.push_back(Output::Offer(self.participants[i].id, sdp)),
+                    other => self.propagate(i, other),
+                }
+            }
+        }
+        let (alive, dead): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.participants).into_iter().partition(|p| p.rtc.is_alive());
+        self.participants = alive;
+        for p in dead {
+            log::info!(participant = p.id.0, room = p.room.as_str(); "left");
+            self.queue.push_back(Output::Left(p.id));
+        }
+        self.queue.pop_front().unwrap_or(Output::Timeout(next))
+    }
+
+    fn propagate(&mut self, from: usize, what: Propagated) {
+        let (origin, room) = (self.participants[from].id, self.participants[from].room.clone());
+        for (j, p) in self.participants.iter_mut().enumerate() {
+            if j == from || p.room != room {
+                continue;
+            }
+            match &what {
+                Propagated::TrackOpen(t) => p.track_opened(t.clone()),
+                Propagated::Media(d) => p.media_out(origin, d),
+                Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! One participant: a str0m `Rtc`, the tracks it sends (in) and the tracks of others it receives (out), and the
+//! renegotiation needed when someone else's track appears or goes.
+
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
+use str0m::{Event, IceConnectionState, Output, Rtc};
+
+use crate::{ParticipantId, Role};
+
+/// A track this participant sends.
+#[derive(Debug)]
+pub(crate) struct TrackIn {
+    pub origin: ParticipantId,
+    pub mid: Mid,
+    pub kind: MediaKind,
+}
+
+#[derive(Debug)]
+enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+/// Someone else's track this participant receives.
+#[derive(Debug)]
+struct TrackOut {
+    source: Weak<TrackIn>,
+    state: OutState,
+}
+
+impl TrackOut {
+    fn mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::ToOpen => None,
+            OutState::Negotiating(m) | OutState::Open(m) | OutState::ToStop(m) | OutState::NegotiatingStop(m) => {
+                Some(m)
+            }
+        }
+    }
+}
+
+/// What one participant's output means for the room.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // One value at a time on the media path: boxing each packet would cost more.
+pub(crate) enum Propagated {
+    Nothing,
+    Timeout(Instant),
+    Transmit(str0m::net::Transmit),
+    /// Send this SDP offer to the participant over signalling.
+    Offer(String),
+    TrackOpen(Weak<TrackIn>),
+    Media(MediaData),
+    Keyframe(KeyframeRequest, ParticipantId, Mid),
+}
+
+#[derive(Debug)]
+pub(crate) struct Participant {
+    pub id: ParticipantId,
+    pub room: String,
+    pub role: Role,
+    pub rtc: Rtc,
+    tracks_in: Vec<Arc<TrackIn>>,
+    tracks_out: Vec<TrackOut>,
+    pending: Option<SdpPendingOffer>,
+    last_keyframe_request: Option<Instant>,
+    chosen_rid: Option<Rid>,
+    pub connected: bool,
+}
+
+impl Participant {
+    pub fn new(id: ParticipantId, room: String, role: Role, rtc: Rtc) -> Participant {
+        Participant {
+            id,
+            room,
+            role,
+            rtc,
+            tracks_in: Vec::new(),
+            tracks_out: Vec::new(),
+            pending: None,
+            last_keyframe_request: None,
+            chosen_rid: None,
+            connected: false,
+        }
+    }
+
+    /// Tracks this participant already sends, for a newcomer to subscribe to.
+    pub fn published(&self) -> Vec<Weak<TrackIn>> {
+        self.tracks_in.iter().map(Arc::downgrade).collect()
+    }
+
+    pub fn poll(&mut self) -> Propagated {
+        if !self.rtc.is_alive() {
+            return Propagated::Nothing;
+        }
+        if let Some(offer) = self.negotiate_if_needed() {
+            return Propagated::Offer(offer);
+        }
+        match self.rtc.poll_output() {
+            Ok(Output::Transmit(t)) => Propagated::Transmit(t),
+            Ok(Output::Timeout(t)) => Propagated::Timeout(t),
+            Ok(Output::Event(e)) => self.event(e),
+            Err(e) => {
+                log::warn!(participant = self.id.0; "media session failed: {e}");
+                self.rtc.disconnect();
+                Propagated::Nothing
+            }
+        }
+    }
+
+    fn event(&mut self, e: Event) -> Propagated {
+        match e {
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.rtc.disconnect();
+                Propagated::Nothing
+            }
+            Event::Connected => {
+                self.connected = true;
+                Propagated::Nothing
+            }
+            Event::MediaAdded(m) if self.role.publishes() && m.direction.is_receiving() => {
+                let t = Arc::new(TrackIn { origin: self.id, mid: m.mid, kind: m.kind });
+                let weak = Arc::downgrade(&t);
+                self.tracks_in.push(t);
+                Propagated::TrackOpen(weak)
+            }
+            Event::MediaData(data) if self.role.publishes() => {
+                if data.contiguous {
+                    Propagated::Media(data)
+                } else {
+                    // A gap in a video stream: ask the sender for a fresh keyframe (at most every 500 ms).
+                    self.request_keyframe(data.mid, data.rid, data.network_time);
+                    Propagated::Media(data)
+                }
+            }
+            Event::KeyframeRequest(req) => {
+                let Some(source) =
+                    self.tracks_out.iter().find(|o| o.mid() == Some(req.mid)).and_then(|o| o.source.upgrade())
+                else {
+                    return Propagated::Nothing;
+                };
+                Propagated::Keyframe(req, source.origin, source.mid)
+            }
+            _ => Propagated::Nothing,
+        }
+    }
+
+    fn request_keyframe(&mut self, mid: Mid, rid: Option<Rid>, now: Instant) {
+        if self.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t).as_millis() < 500) {
+            return;
+        }
+        self.last_keyframe_request = Some(now);
+        if let Some(mut w) = self.rtc.writer(mid) {
+            let _ = w.request_keyframe(rid, KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Someone else's track: offer it to this participant.
+    pub fn track_opened(&mut self, source: Weak<TrackIn>) {
+        if self.role.subscribes() {
+            self.tracks_out.push(TrackOut { source, state: OutState::ToOpen });
+        }
+    }
+
+    /// Forward media from `origin` if this participant receives that track.
+    pub fn media_out(&mut self, origin: ParticipantId, data: &MediaData) {
+        let Some(mid) = self
+            .tracks_out
+            .iter()
+            .find(|o| o.source.upgrade().is_some_and(|i| i.origin == origin && i.mid == data.mid))
+            .and_then(|o| if let OutState::Open(m) = o.state { Some(m) } else { None })
+        else {
+            return;
+        };
+        // Simulcast: forward the unlayered stream or the high layer until per-subscriber layer choice lands.
+        if data.rid.is_some() && data.rid != Some("h".into()) {
+            return;
+        }
+        self.chosen_rid = data.rid;
+        let Some(writer) = self.rtc.writer(mid) else { return };
+        let Some(pt) = writer.match_params(data.params) else { return };
+        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+            log::warn!(participant = self.id.0; "forwarding failed: {e}");
+            self.rtc.disconnect();
+        }
+    }
+
+    /// A receiver asked for a keyframe of our track `mid`.
+    pub fn keyframe_wanted(&mut self, mut req: KeyframeRequest, mid: Mid) {
+        if !self.tracks_in.iter().any(|t| t.mid == mid) {
+            return;
+        }
+        req.rid = self.chosen_rid;
+        if let Some(mut w) = self.rtc.writer(mid) {
+            let _ = w.request_keyframe(req.rid, req.kind);
+        }
+    }
+
+    fn negotiate_if_needed(&mut self) -> Option<String> {
+        if self.pending.is_some() || !self.connected {
+            return None;
+        }
+        for t in &mut self.tracks_out {
+            if let OutState::Open(m) = t.state
+                && t.source.upgrade().is_none()
+            {
+                t.state = OutState::ToStop(m);
+            }
+        }
+        let mut change = self.rtc.sdp_api();
+        for t in &mut self.tracks_out {
+            match t.state {
+                OutState::ToOpen => {
+                    if let Some(src) = t.source.upgrade() {
+                        let mid =
+                            change.add_media(src.kind, Direction::SendOnly, Some(src.origin.0.to_string()), None, None);
+                        t.state = OutState::Negotiating(mid);
+                    }
+                }
+                OutState::ToStop(m) => {
+                    change.stop_media(m);
+                    t.state = OutState::NegotiatingStop(m);
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return None;
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some(offer.to_sdp_string())
+    }
+
+    /// The participant answered our renegotiation offer.
+    pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<(), str0m::RtcError> {
+        let Some(pending) = self.pending.take() else {
+            return Ok(());
+        };
+        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        for t in &mut self.tracks_out {
+            if let OutState::Negotiating(m) = t.state {
+                t.state = OutState::Open(m);
+            }
+        }
+        self.tracks_out.retain(|t| !matches!(t.state, OutState::NegotiatingStop(_)));
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The media loop: one thread owns the UDP socket and the sans-IO [`Sfu`], as str0m's design wants (mutate, then
+//! drain to a timeout). Signalling tasks talk to it through a channel; it answers joins and pushes renegotiation
+//! offers and departures back to each participant's signalling task.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc as tmpsc, oneshot};
+use vbank_gateway_core::{Output, ParticipantId, Role, Sfu};
+
+/// What the media loop tells a participant's signalling task.
+#[derive(Debug)]
+pub enum ToPeer {
+    /// A renegotiation offer (SDP).
+    Offer(String),
+    /// The media session ended.
+    Left,
+}
+
+/// Requests from signalling.
+pub enum Command {
+    /// Join a room with an SDP offer; the answer (or why not) comes back on `reply`.
+    Join {
+        /// Room (call id).
+        room: String,
+        /// Role.
+        role: Role,
+        /// The browser's SDP offer.
+        offer: String,
+        /// Where to send offers and the departure.
+        events: tmpsc::UnboundedSender<ToPeer>,
+        /// The result.
+        reply: oneshot::Sender<Result<(ParticipantId, String), String>>,
+    },
+    /// An answer to our renegotiation offer.
+    Answer(ParticipantId, String),
+    /// Signalling closed.
+    Leave(ParticipantId),
+}
+
+/// A handle to the media loop.
+#[derive(Clone)]
+pub struct Media {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Media {
+    /// Send a request; false when the loop has stopped.
+    pub fn send(&self, c: Command) -> bool {
+        self.tx.send(c).is_ok()
+    }
+}
+
+/// Longest the loop blocks on the socket before looking at commands again.
+const MAX_WAIT: Duration = Duration::from_millis(10);
+
+/// Bind the media socket (errors name the key) and start the loop.
+pub fn start(listen: SocketAddr, advertise: SocketAddr) -> std::io::Result<Media> {
+    let socket = UdpSocket::bind(listen)?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new().name("vbank-media".into()).spawn(move || run(socket, advertise, rx))?;
+    Ok(Media { tx })
+}
+
+fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>) {
+    let mut sfu = Sfu::new(advertise);
+    let mut peers: HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>> = HashMap::new();
+    let mut buf = vec![0u8; 2000];
+    loop {
+        loop {
+            match rx.try_recv() {
+                Ok(Command::Join { room, role, offer, events, reply }) => {
+                    let r = sfu.join(Instant::now(), &room, role, &offer).map_err(|e| e.to_string());
+                    if let Ok((id, _)) = &r {
+                        peers.insert(*id, events);
+                    }
+                    let _ = reply.send(r);
+                }
+                Ok(Command::Answer(id, sdp)) => {
+                    if let Err(e) = sfu.answer(id, &sdp) {
+                        log::warn!(participant = id.0; "renegotiation answer refused: {e}");
+                    }
+                }
+                Ok(Command::Leave(id)) => sfu.leave(id),
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => return,
+            }
+        }
+        let deadline = loop {
+            match sfu.poll_output() {
+                Output::Transmit(t) => {
+                    let _ = socket.send_to(&t.contents, t.destination);
+                }
+                Output::Offer(id, sdp) => {
+                    if let Some(p) = peers.get(&id) {
+                        let _ = p.send(ToPeer::Offer(sdp));
+                    }
+                }
+                Output::Left(id) => {
+                    if let Some(p) = peers.remove(&id) {
+                        let _ = p.send(ToPeer::Left);
+                    }
+                }
+                Output::Timeout(t) => break t,
+            }
+        };
+        let wait = deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), MAX_WAIT);
+        let _ = socket.set_read_timeout(Some(wait));
+        buf.resize(2000, 0);
+        if let Ok((n, source)) = socket.recv_from(&mut buf) {
+            // The socket may be bound to a wildcard; ICE knows it by the one address it advertises.
+            if !sfu.receive(Instant::now(), source, advertise, &buf[..n]) {
+                log::debug!("unclaimed datagram from {source}");
+            }
+        }
+        sfu.timeout(Instant::now());
+    }
+}

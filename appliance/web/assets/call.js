@@ -1,0 +1,61 @@
+// One call: our camera and microphone go out; every other participant's tracks come in, one <video> per person.
+// SDP travels over /ws (same origin, TLS): we offer once when joining; the gateway offers again whenever someone's
+// tracks appear or go, and we answer.
+
+export async function joinCall({ room, role, localVideo, remotes, onState }) {
+  const media = await navigator.mediaDevices.getUserMedia({
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    video: { width: { ideal: 640 }, height: { ideal: 480 } },
+  });
+  localVideo.srcObject = media;
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  for (const track of media.getTracks()) {
+    pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
+  }
+  pc.ontrack = (e) => {
+    const id = e.streams[0]?.id ?? e.track.id;
+    let video = remotes.querySelector(`video[data-stream="${CSS.escape(id)}"]`);
+    if (!video) {
+      video = document.createElement('video');
+      video.autoplay = true;
+      video.playsInline = true;
+      video.dataset.stream = id;
+      remotes.append(video);
+    }
+    video.srcObject = e.streams[0] ?? new MediaStream([e.track]);
+    e.track.onended = () => { if (!video.srcObject?.getTracks().some((t) => t.readyState === 'live')) video.remove(); };
+  };
+  pc.onconnectionstatechange = () => onState(pc.connectionState);
+
+  const ws = new WebSocket(`wss://${location.host}/ws`);
+  await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error('signalling unavailable')); });
+  ws.onmessage = async (m) => {
+    const msg = JSON.parse(m.data);
+    if (msg.type === 'answer') {
+      await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    } else if (msg.type === 'offer') {
+      await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      ws.send(JSON.stringify({ type: 'answer', sdp: pc.localDescription.sdp }));
+    } else if (msg.type === 'error') {
+      onState(`error: ${msg.message}`);
+    } else if (msg.type === 'left') {
+      onState('ended');
+    }
+  };
+  ws.onclose = () => onState('ended');
+  await pc.setLocalDescription(await pc.createOffer());
+  ws.send(JSON.stringify({ type: 'join', room, role, sdp: pc.localDescription.sdp }));
+
+  const call = {
+    pc,
+    ws,
+    hangup() {
+      ws.close();
+      pc.close();
+      media.getTracks().forEach((t) => t.stop());
+    },
+  };
+  window.vbankCall = call; // for operators' debugging and the browser tests
+  return call;
+}

@@ -1,0 +1,49 @@
+// A customer and a teller in one call through the gateway's SFU, in real headless Chromium with fake camera and
+// microphone: each must decode the other's video and receive the other's audio.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { screenshots, startVbank, withBrowser } from './harness.mjs';
+
+let vbank;
+before(async () => { vbank = await startVbank(); });
+after(async () => { await vbank?.stop(); });
+
+async function inbound(page) {
+  return page.evaluate(async () => {
+    const call = window.vbankCall;
+    if (!call) return { video: 0, audio: 0 };
+    let video = 0;
+    let audio = 0;
+    (await call.pc.getStats()).forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') video += r.framesDecoded ?? 0;
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') audio += r.totalSamplesReceived ?? 0;
+    });
+    return { video, audio };
+  });
+}
+
+test('customer and teller see and hear each other through the SFU', async () => {
+  await withBrowser('call', async (context) => {
+    const customer = await context.newPage();
+    const teller = await context.newPage();
+    await customer.goto(`${vbank.urls.customer}?room=call-1`);
+    await teller.goto(`${vbank.urls.teller}?room=call-1`);
+    await customer.click('#join');
+    await teller.click('#join');
+    const deadline = Date.now() + 30_000;
+    let c;
+    let t;
+    for (;;) {
+      [c, t] = [await inbound(customer), await inbound(teller)];
+      if (c.video > 15 && t.video > 15 && c.audio > 0 && t.audio > 0) break;
+      assert.ok(Date.now() < deadline, `no media both ways after 30 s: customer ${JSON.stringify(c)}, teller ${JSON.stringify(t)}\n${vbank.log.slice(-20).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(await customer.locator('#remotes video').count(), 1);
+    assert.match(await customer.locator('#call-state').innerText(), /通话中/);
+    await screenshots(context, 'call-in-progress');
+    // The teller hangs up: the gateway renegotiates the teller's tracks away and the customer's page drops them.
+    await teller.click('#hangup');
+    await customer.locator('#remotes video').waitFor({ state: 'detached', timeout: 15_000 });
+  });
+});
