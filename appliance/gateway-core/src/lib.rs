@@ -95,6 +95,8 @@ pub const MAX_PER_ROOM: usize = 8;
 /// The SFU.
 #[derive(Debug)]
 pub struct Sfu {
+    /// The latest time given as input: the SFU never reads a clock.
+    now: Instant,
     candidate: SocketAddr,
     participants: Vec<Participant>,
     next_id: u64,
@@ -102,9 +104,9 @@ pub struct Sfu {
 }
 
 impl Sfu {
-    /// An SFU whose media is reached at `candidate` (the UDP address browsers send to).
-    pub fn new(candidate: SocketAddr) -> Sfu {
-        Sfu { candidate, participants: Vec::new(), next_id: 1, queue: VecDeque::new() }
+    /// An SFU starting at `now`, whose media is reached at `candidate` (the UDP address browsers send to).
+    pub fn new(now: Instant, candidate: SocketAddr) -> Sfu {
+        Sfu { now, candidate, participants: Vec::new(), next_id: 1, queue: VecDeque::new() }
     }
 
     /// Participants now, for metrics.
@@ -159,6 +161,7 @@ impl Sfu {
 
     /// A datagram arrived. Returns false when no participant claims it (stray or stale traffic).
     pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, contents: &[u8]) -> bool {
+        self.now = now;
         let Ok(contents) = contents.try_into() else {
             return false;
         };
@@ -175,6 +178,7 @@ impl Sfu {
 
     /// Time passed.
     pub fn timeout(&mut self, now: Instant) {
+        self.now = now;
         for p in &mut self.participants {
             if p.rtc.is_alive()
                 && let Err(e) = p.rtc.handle_input(Input::Timeout(now))
@@ -190,8 +194,8 @@ impl Sfu {
         if let Some(o) = self.queue.pop_front() {
             return o;
         }
-        let far = Instant::now() + Duration::from_secs(3600);
-        let mut next = far;
+        // With nothing scheduled, wake in a second (the IO loop looks at new commands sooner anyway).
+        let mut next = self.now + Duration::from_secs(1);
         for i in 0..self.participants.len() {
             loop {
                 match self.participants[i].poll() {

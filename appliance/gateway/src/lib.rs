@@ -5,7 +5,7 @@
 //! signalling and queueing live here too as they arrive.
 
 pub mod media;
-mod signalling;
+pub mod signalling;
 mod web;
 
 use std::sync::Arc;

@@ -65,7 +65,7 @@ pub fn start(listen: SocketAddr, advertise: SocketAddr) -> std::io::Result<Media
 }
 
 fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>) {
-    let mut sfu = Sfu::new(advertise);
+    let mut sfu = Sfu::new(Instant::now(), advertise);
     let mut peers: HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>> = HashMap::new();
     let mut buf = vec![0u8; 2000];
     loop {

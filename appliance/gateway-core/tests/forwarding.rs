@@ -1,0 +1,180 @@
+//! The SFU with two in-memory str0m peers on virtual time: no sockets, no clock. Each peer publishes audio; each
+//! must receive the other's through the SFU after the SFU's renegotiation offer. Then hostile and misplaced input.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+use vbank_gateway_core::{MAX_PER_ROOM, Output, ParticipantId, Role, Sfu, SfuError};
+
+const SFU_ADDR: &str = "10.0.0.1:5000";
+
+struct Peer {
+    addr: SocketAddr,
+    rtc: Rtc,
+    id: ParticipantId,
+    mid: Mid,
+    connected: bool,
+    received: usize,
+}
+
+fn offer(now: Instant, addr: SocketAddr) -> (Rtc, String, SdpPendingOffer, Mid) {
+    let mut rtc = Rtc::builder().build(now);
+    rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("me".into()), None, None);
+    let (offer, pending) = api.apply().unwrap();
+    (rtc, offer.to_sdp_string(), pending, mid)
+}
+
+fn join(sfu: &mut Sfu, now: Instant, addr: &str, role: Role) -> Peer {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (mut rtc, sdp, pending, mid) = offer(now, addr);
+    let (id, answer) = sfu.join(now, "call", role, &sdp).unwrap();
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    Peer { addr, rtc, id, mid, connected: false, received: 0 }
+}
+
+/// Move everything that is ready between the SFU and the peers at `now`.
+fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
+    for _ in 0..50 {
+        let mut moved = false;
+        loop {
+            match sfu.poll_output() {
+                Output::Transmit(t) => {
+                    moved = true;
+                    if let Some(p) = peers.iter_mut().find(|p| p.addr == t.destination) {
+                        let input = Input::Receive(
+                            now,
+                            Receive {
+                                proto: Protocol::Udp,
+                                source: t.source,
+                                destination: t.destination,
+                                contents: (&t.contents[..]).try_into().unwrap(),
+                            },
+                        );
+                        p.rtc.handle_input(input).unwrap();
+                    }
+                }
+                Output::Offer(id, sdp) => {
+                    moved = true;
+                    let p = peers.iter_mut().find(|p| p.id == id).unwrap();
+                    let answer = p.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap()).unwrap();
+                    sfu.answer(id, &answer.to_sdp_string()).unwrap();
+                }
+                Output::Left(_) => moved = true,
+                Output::Timeout(_) => break,
+            }
+        }
+        for p in peers.iter_mut() {
+            loop {
+                match p.rtc.poll_output().unwrap() {
+                    RtcOutput::Transmit(t) => {
+                        moved = true;
+                        sfu.receive(now, t.source, t.destination, &t.contents);
+                    }
+                    RtcOutput::Event(Event::Connected) => p.connected = true,
+                    RtcOutput::Event(Event::MediaData(_)) => p.received += 1,
+                    RtcOutput::Event(_) => {}
+                    RtcOutput::Timeout(_) => break,
+                }
+            }
+        }
+        if !moved {
+            return;
+        }
+    }
+}
+
+#[test]
+fn audio_is_forwarded_both_ways_after_renegotiation() {
+    let start = Instant::now();
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap());
+    let mut peers = vec![
+        join(&mut sfu, start, "10.0.0.2:7000", Role::Customer),
+        join(&mut sfu, start, "10.0.0.3:7000", Role::Teller),
+    ];
+    let mut now = start;
+    let mut rtp_time = 0u64;
+    for _ in 0..1500 {
+        now += Duration::from_millis(10);
+        sfu.timeout(now);
+        for p in &mut peers {
+            p.rtc.handle_input(Input::Timeout(now)).unwrap();
+            if p.connected {
+                let mid = p.mid;
+                let w = p.rtc.writer(mid).unwrap();
+                let pt = w.payload_params().next().unwrap().pt();
+                w.write(
+                    pt,
+                    now,
+                    MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+                    vec![0xF8, 0xFF, 0xFE],
+                )
+                .unwrap();
+            }
+        }
+        rtp_time += 480;
+        exchange(&mut sfu, &mut peers, now);
+        if peers.iter().all(|p| p.received >= 20) {
+            break;
+        }
+    }
+    assert!(peers.iter().all(|p| p.connected), "ICE/DTLS completed");
+    assert!(
+        peers[0].received >= 20 && peers[1].received >= 20,
+        "received: {} and {}",
+        peers[0].received,
+        peers[1].received
+    );
+    assert!(now - start < Duration::from_secs(10), "within 10 s of virtual time");
+
+    // One leaves: the SFU reports it.
+    sfu.leave(peers[1].id);
+    let mut left = false;
+    for _ in 0..10 {
+        if let Output::Left(id) = sfu.poll_output() {
+            left = id == peers[1].id;
+            break;
+        }
+    }
+    assert!(left);
+}
+
+#[test]
+fn hostile_sdp_and_unknown_participants_are_refused_without_harm() {
+    let now = Instant::now();
+    let mut sfu = Sfu::new(now, SFU_ADDR.parse().unwrap());
+    for bad in ["", "v=0", "not sdp at all \u{0}\u{1}", &"a=x\r\n".repeat(10_000)] {
+        assert!(matches!(sfu.join(now, "r", Role::Customer, bad), Err(SfuError::Sdp(_))));
+    }
+    assert!(matches!(sfu.answer(ParticipantId(99), "v=0"), Err(SfuError::UnknownParticipant(99))));
+    assert!(!sfu.receive(now, "10.9.9.9:1".parse().unwrap(), SFU_ADDR.parse().unwrap(), &[0x16, 0xfe, 0xfd, 0, 0]));
+    assert!(!sfu.receive(now, "10.9.9.9:1".parse().unwrap(), SFU_ADDR.parse().unwrap(), &[]));
+    assert_eq!(sfu.participant_count(), 0);
+}
+
+#[test]
+fn a_room_holds_a_bounded_number_of_participants() {
+    let now = Instant::now();
+    let mut sfu = Sfu::new(now, SFU_ADDR.parse().unwrap());
+    for i in 0..MAX_PER_ROOM {
+        let (_, sdp, _, _) = offer(now, format!("10.0.1.{}:7000", i + 1).parse().unwrap());
+        sfu.join(now, "full", Role::Customer, &sdp).unwrap();
+    }
+    let (_, sdp, _, _) = offer(now, "10.0.2.1:7000".parse().unwrap());
+    assert!(matches!(sfu.join(now, "full", Role::Customer, &sdp), Err(SfuError::RoomFull(_, n)) if n == MAX_PER_ROOM));
+    // Other rooms are not affected.
+    assert!(sfu.join(now, "other", Role::Customer, &sdp).is_ok());
+}
+
+#[test]
+fn roles() {
+    assert_eq!(Role::from_name("teller"), Some(Role::Teller));
+    assert_eq!(Role::from_name("admin"), None);
+    assert!(!Role::Recorder.publishes() && Role::Recorder.subscribes());
+    assert!(Role::Customer.publishes());
+}

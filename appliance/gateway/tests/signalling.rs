@@ -1,0 +1,67 @@
+//! `/ws` against bad input: each mistake gets a clear error code, the connection and other calls go on; oversized
+//! messages are refused; outside development mode nobody joins without a token.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use vbank_gateway::{AppState, app, media};
+use vbank_service::Context;
+
+async fn server(dev: bool) -> String {
+    let media = media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()).unwrap();
+    let state = AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media };
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app(state)).await.unwrap() });
+    url
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ask(ws: &mut Ws, text: &str) -> Value {
+    ws.send(Message::text(text)).await.unwrap();
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_messages_get_error_codes_and_the_connection_survives() {
+    let url = server(true).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(ask(&mut ws, "nonsense").await["code"], "bad_message");
+    assert_eq!(ask(&mut ws, r#"{"type":"hello"}"#).await["code"], "bad_message");
+    assert_eq!(ask(&mut ws, r#"{"type":"answer","sdp":"v=0"}"#).await["code"], "not_joined");
+    assert_eq!(ask(&mut ws, r#"{"type":"join","room":"r","role":"recorder","sdp":""}"#).await["code"], "bad_role");
+    assert_eq!(ask(&mut ws, r#"{"type":"join","room":"r/../x","role":"customer","sdp":""}"#).await["code"], "bad_room");
+    let hostile = ask(&mut ws, r#"{"type":"join","room":"r","role":"customer","sdp":"v=0\r\no=- 0 0 IN IP4 1.1.1.1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}"#).await;
+    assert_eq!(hostile["code"], "join_refused", "{hostile}");
+    // Still usable after all that.
+    assert_eq!(ask(&mut ws, "{}").await["code"], "bad_message");
+}
+
+#[tokio::test]
+async fn oversized_messages_close_only_that_connection() {
+    let url = server(true).await;
+    let (mut big, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let huge = format!(r#"{{"type":"answer","sdp":"{}"}}"#, "a".repeat(70 * 1024));
+    let _ = big.send(Message::text(huge)).await;
+    let next = big.next().await;
+    assert!(matches!(next, None | Some(Err(_)) | Some(Ok(Message::Close(_)))), "{next:?}");
+    // Another connection is untouched.
+    let (mut other, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_eq!(ask(&mut other, "x").await["code"], "bad_message");
+}
+
+#[tokio::test]
+async fn outside_development_mode_joining_needs_a_token() {
+    let url = server(false).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let v = ask(&mut ws, r#"{"type":"join","room":"r","role":"customer","sdp":"v=0"}"#).await;
+    assert_eq!(v["code"], "unauthorized");
+    assert!(v["message"].as_str().unwrap().contains("token"));
+}
