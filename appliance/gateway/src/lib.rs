@@ -54,7 +54,12 @@ pub struct AppState {
     pub dev: bool,
     /// The media loop.
     pub media: media::Media,
+    /// Public keys that verify call tokens, refreshed from keyd.
+    pub token_keys: TokenKeys,
 }
+
+/// The call-token verification keys (label, key), shared with the refresher.
+pub type TokenKeys = Arc<std::sync::RwLock<Vec<(String, vbank_crypto::p256sig::P256PublicKey)>>>;
 
 /// The public router (pages, assets, status), without listeners: tests drive it with `oneshot`.
 pub fn app(state: AppState) -> Router {
@@ -90,7 +95,8 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 
 /// Run the gateway until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), GatewayError> {
-    let ctx = Context::new("gateway", &cfg.node.name, &["store"]);
+    let checks: &[&str] = if cfg.node.dev_mode { &["store"] } else { &["store", "token_keys"] };
+    let ctx = Context::new("gateway", &cfg.node.name, checks);
     ctx.stop_on_signals();
     let public_tls = vbank_tls::public_server_tls(&cfg.tls).map_err(ServiceError::from)?;
     let admin_tls =
@@ -107,7 +113,9 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
             hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),
             source: e,
         })?;
-    let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode, media };
+    let token_keys = TokenKeys::default();
+    let refresher = tokio::spawn(refresh_token_keys(cfg.clone(), token_keys.clone(), ctx.clone()));
+    let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode, media, token_keys };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
@@ -116,8 +124,65 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let _ = public_task.await;
     let _ = admin_task.await;
     heartbeat.abort();
+    refresher.abort();
     log::info!("gateway stopped");
     Ok(())
+}
+
+/// Fetch the call-token public keys from keyd every 30 s. Outside development mode they are a readiness check: a
+/// gateway that cannot verify tokens cannot admit anyone.
+async fn refresh_token_keys(cfg: Config, keys: TokenKeys, ctx: Context) {
+    let mut shutdown = ctx.shutdown();
+    let name = vbank_tls::service_dns_name(Service::Keyd);
+    loop {
+        let r = async {
+            let tls = vbank_tls::internal_client_config(&cfg.tls, Service::Gateway).map_err(|e| e.to_string())?;
+            let (s, body) = vbank_service::client::call(
+                tls,
+                cfg.keyd.listen,
+                &name,
+                vbank_service::client::Method::GET,
+                "/v1/token/keys",
+                None,
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if !s.is_success() {
+                return Err(format!("keyd answered {s}"));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            let mut fresh = Vec::new();
+            for k in v["keys"].as_array().into_iter().flatten() {
+                let pem = k["pem"].as_str().unwrap_or_default();
+                let key = vbank_crypto::p256sig::P256PublicKey::from_pem(pem).map_err(|e| e.to_string())?;
+                fresh.push((k["kid"].as_str().unwrap_or_default().to_string(), key));
+            }
+            if fresh.is_empty() {
+                return Err("keyd has no call-token key yet (hold the key ceremony)".into());
+            }
+            Ok(fresh)
+        }
+        .await;
+        match r {
+            Ok(fresh) => {
+                *keys.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                if !cfg.node.dev_mode {
+                    ctx.health.set("token_keys", vbank_service::Check::Ok);
+                }
+            }
+            Err(e) => {
+                log::debug!("call-token keys not refreshed: {e}");
+                if !cfg.node.dev_mode {
+                    ctx.health.set("token_keys", vbank_service::Check::Failing(e));
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Record this node's heartbeat in the store every few seconds; the store check follows the outcome.

@@ -3,8 +3,8 @@
 //! Client → server: `{"type":"join","room":R,"role":"customer|teller|specialist|observer","sdp":OFFER}`, then
 //! `{"type":"answer","sdp":ANSWER}` to each renegotiation offer. Server → client: `{"type":"answer","sdp":…}` to the
 //! join, `{"type":"offer","sdp":…}` when tracks come or go, `{"type":"error","code":…,"message":…}`.
-//! Messages over 64 KiB are refused. Until call tokens signed through keyd arrive (gateway issue), joins are accepted
-//! only in development mode.
+//! Messages over 64 KiB are refused. A join carries a call token signed by keyd (`"token"`), checked against the
+//! keys fetched from keyd; only development mode admits a join without one.
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -23,8 +23,16 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum In {
-    Join { room: String, role: String, sdp: String },
-    Answer { sdp: String },
+    Join {
+        room: String,
+        role: String,
+        sdp: String,
+        #[serde(default)]
+        token: Option<String>,
+    },
+    Answer {
+        sdp: String,
+    },
 }
 
 /// The WebSocket upgrade.
@@ -55,7 +63,9 @@ async fn session(s: AppState, mut socket: WebSocket) {
                 let reply = match serde_json::from_str::<In>(&text) {
                     Err(e) => Some(error("bad_message", format!("not a signalling message: {e}"))),
                     Ok(In::Join { .. }) if me.is_some() => Some(error("already_joined", "this connection has joined already")),
-                    Ok(In::Join { room, role, sdp }) => Some(join(&s, &room, &role, sdp, &events_tx, &mut me).await),
+                    Ok(In::Join { room, role, sdp, token }) => {
+                        Some(join(&s, &room, &role, sdp, token.as_deref(), &events_tx, &mut me).await)
+                    }
                     Ok(In::Answer { sdp }) => match me {
                         Some(id) => {
                             s.media.send(Command::Answer(id, sdp));
@@ -94,14 +104,22 @@ async fn join(
     room: &str,
     role: &str,
     sdp: String,
+    token: Option<&str>,
     events: &mpsc::UnboundedSender<ToPeer>,
     me: &mut Option<ParticipantId>,
 ) -> Message {
-    if !s.dev {
-        return error(
-            "unauthorized",
-            "joining needs a call token signed by keyd, which this build does not issue yet; only development mode (vbank up) accepts joins",
-        );
+    match token {
+        Some(t) => {
+            let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            if let Err(e) = vbank_token::verify(t, &keys, now).and_then(|c| c.require(room, role)) {
+                return error("unauthorized", format!("{e}: ask for a new call token"));
+            }
+        }
+        // Development mode (vbank up) lets its pages join without a token; no production node does.
+        None if s.dev => {}
+        None => return error("unauthorized", "joining needs a call token (from `vbank token` or the call service)"),
     }
     let Some(role) = Role::from_name(role).filter(|r| *r != Role::Recorder) else {
         return error("bad_role", "role must be customer, teller, specialist or observer");

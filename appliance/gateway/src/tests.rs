@@ -8,7 +8,13 @@ use super::*;
 
 fn state(dev: bool) -> AppState {
     let media = media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()).unwrap();
-    AppState { ctx: Context::new("gateway", "n1", &["store"]), node: "n1".into(), dev, media }
+    AppState {
+        ctx: Context::new("gateway", "n1", &["store"]),
+        node: "n1".into(),
+        dev,
+        media,
+        token_keys: TokenKeys::default(),
+    }
 }
 
 async fn get(app: Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {

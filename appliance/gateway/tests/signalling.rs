@@ -4,12 +4,16 @@
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use vbank_gateway::{AppState, app, media};
+use vbank_gateway::{AppState, TokenKeys, app, media};
 use vbank_service::Context;
 
 async fn server(dev: bool) -> String {
+    server_with_keys(dev, TokenKeys::default()).await
+}
+
+async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
     let media = media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()).unwrap();
-    let state = AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media };
+    let state = AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media, token_keys };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app(state)).await.unwrap() });
@@ -64,4 +68,54 @@ async fn outside_development_mode_joining_needs_a_token() {
     let v = ask(&mut ws, r#"{"type":"join","room":"r","role":"customer","sdp":"v=0"}"#).await;
     assert_eq!(v["code"], "unauthorized");
     assert!(v["message"].as_str().unwrap().contains("token"));
+}
+
+/// A token as keyd would make it, signed here with a software P-256 key standing in for the HSM's.
+fn token(key: &p256::ecdsa::SigningKey, room: &str, role: &str, iat: u64, exp: u64) -> String {
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+    let claims = vbank_token::Claims {
+        v: 1,
+        room: room.into(),
+        role: role.into(),
+        iat,
+        exp,
+        jti: "00".into(),
+        kid: "vbank/call-token/v1".into(),
+    };
+    let input = vbank_token::signing_input(&claims);
+    let sig: p256::ecdsa::Signature = key.sign_prehash(&vbank_token::digest(&input)).unwrap();
+    vbank_token::assemble(&input, &sig.to_bytes())
+}
+
+#[tokio::test]
+async fn joins_need_a_valid_token_for_that_room_and_role() {
+    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let public = key.verifying_key().to_sec1_point(false);
+    let verify = vbank_crypto::p256sig::P256PublicKey::from_sec1(public.as_bytes()).unwrap();
+    let keys = TokenKeys::default();
+    keys.write().unwrap().push(("vbank/call-token/v1".into(), verify));
+    let url = server_with_keys(false, keys).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let join = |t: &str| format!(r#"{{"type":"join","room":"r1","role":"customer","sdp":"v=0","token":"{t}"}}"#);
+
+    // Valid: past authorization, so the (bad) SDP is what is refused.
+    let v = ask(&mut ws, &join(&token(&key, "r1", "customer", now, now + 600))).await;
+    assert_eq!(v["code"], "join_refused", "{v}");
+    let v = ask(&mut ws, &join(&token(&key, "r1", "customer", now - 700, now - 100))).await;
+    assert_eq!(
+        (v["code"].as_str(), v["message"].as_str().unwrap().contains("expired")),
+        (Some("unauthorized"), true),
+        "{v}"
+    );
+    let v = ask(&mut ws, &join(&token(&key, "r2", "customer", now, now + 600))).await;
+    assert!(v["message"].as_str().unwrap().contains("another room or role"), "{v}");
+    let v = ask(&mut ws, &join(&token(&key, "r1", "teller", now, now + 600))).await;
+    assert_eq!(v["code"], "unauthorized");
+    let other = p256::ecdsa::SigningKey::from_slice(&[9u8; 32]).unwrap();
+    let v = ask(&mut ws, &join(&token(&other, "r1", "customer", now, now + 600))).await;
+    assert!(v["message"].as_str().unwrap().contains("signature invalid"), "{v}");
+    let v = ask(&mut ws, &join("v1.e30.AAAA")).await;
+    assert_eq!(v["code"], "unauthorized");
+    assert!(!v["message"].as_str().unwrap().contains("v1.e30"), "a token is never echoed");
 }

@@ -197,6 +197,32 @@ impl Keyd {
     }
 }
 
+/// `vbank token`: a call token for `room` and `role`, signed by keyd's call-token key in the HSM.
+pub async fn token(cfg: &Config, room: &str, role: &str, ttl: &str, json: bool, sm: bool) -> Result<()> {
+    let ttl_s = parse_ttl(ttl)?;
+    let k = Keyd::new(cfg, sm)?;
+    let v = k.call(Method::POST, "/v1/token/sign", Some(json!({"room": room, "role": role, "ttl_s": ttl_s}))).await?;
+    if json {
+        println!("{v}");
+    } else {
+        println!("{}", v["token"].as_str().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `90s`, `10m`, `1h`, or plain seconds.
+fn parse_ttl(s: &str) -> Result<u64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().with_context(|| format!("--ttl {s:?}: write e.g. 90s, 10m or 1h"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        other => bail!("--ttl unit {other:?}: use s, m or h"),
+    };
+    Ok(n * mult)
+}
+
 fn read_key(path: &Path) -> Result<Sm2PrivateKey> {
     let pem = std::fs::read_to_string(path).with_context(|| format!("reading officer key {}", path.display()))?;
     Sm2PrivateKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("{}: not an SM2 private key: {e}", path.display()))

@@ -66,6 +66,18 @@ enum Cmd {
         #[command(subcommand)]
         cmd: hsm_cmd::HsmCmd,
     },
+    /// Print a call token (room, role, expiry) signed by keyd, for joining a call by hand or from a test.
+    Token {
+        /// The room (call).
+        #[arg(long)]
+        room: String,
+        /// customer, teller, specialist, recorder or observer.
+        #[arg(long)]
+        role: String,
+        /// How long it is valid: 90s, 10m, 1h (at most 1h).
+        #[arg(long, default_value = "10m")]
+        ttl: String,
+    },
     /// Benchmarks against a peer measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -121,6 +133,21 @@ fn main() -> ExitCode {
         }
         Cmd::Config { cmd: ConfigCmd::Check { path } } => config_cmd::check(&path.unwrap_or(cli.config), cli.json),
         Cmd::Hsm { cmd } => console(&cli.config, cmd, cli.json, cli.tls == "sm"),
+        Cmd::Token { room, role, ttl } => match vbank_config::load(&cli.config) {
+            Err(e) => {
+                eprintln!("vbank token: {e}");
+                exit::CONFIG
+            }
+            Ok((cfg, _)) => {
+                match runtime().block_on(hsm_cmd::token(&cfg, &room, &role, &ttl, cli.json, cli.tls == "sm")) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("vbank token: {e:#}");
+                        1
+                    }
+                }
+            }
+        },
         Cmd::Bench { cmd } => match runtime().block_on(bench::run(cmd, cli.json)) {
             Ok(()) => 0,
             Err(e) => {

@@ -150,8 +150,42 @@ async fn ceremony_dek_rotate_rewrap_destroy_seal_audit_outage() {
 
     let args = ceremony_args(&[pair("alice", &alice_key), pair("bob", &bob_key)]);
     let report = node.ok_json(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(report["keys"].as_array().unwrap().len(), 6, "{report}");
+    assert_eq!(report["keys"].as_array().unwrap().len(), 7, "{report}");
     assert_eq!(report["witnesses"], json!(["alice", "bob"]));
+
+    // A call token from the CLI verifies with the key keyd publishes to gateways; scope and lifetime are enforced.
+    let t = node.ok_json(&["token", "--room", "call-9", "--role", "customer", "--ttl", "10m"]);
+    let token = t["token"].as_str().unwrap().to_string();
+    let gw = vbank_tls::service_client_config(&node.cfg.tls, Service::Gateway).unwrap();
+    let (s, body) = client::call(
+        gw,
+        node.cfg.keyd.listen,
+        &vbank_tls::service_dns_name(Service::Keyd),
+        Method::GET,
+        "/v1/token/keys",
+        None,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let published: Value = serde_json::from_slice(&body).unwrap();
+    let keys: Vec<(String, vbank_crypto::p256sig::P256PublicKey)> = published["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["kid"].as_str().unwrap().to_string(),
+                vbank_crypto::p256sig::P256PublicKey::from_pem(k["pem"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = vbank_token::verify(&token, &keys, now).unwrap();
+    assert_eq!((claims.room.as_str(), claims.role.as_str(), claims.exp - claims.iat), ("call-9", "customer", 600));
+    assert!(claims.require("call-9", "teller").is_err());
+    assert!(!node.vbank(&["token", "--room", "call-9", "--role", "customer", "--ttl", "2h"]).status.success());
 
     // KEKs in the HSM: sensitive, never extractable (keyd's view and OpenSC's).
     let keys = node.ok_json(&["hsm", "keys", "list"]);

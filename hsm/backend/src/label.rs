@@ -18,17 +18,20 @@ pub enum Purpose {
     AuditSeal,
     /// Signs evidence manifests and e-signature attestations.
     EvidenceSeal,
+    /// Signs short-lived call tokens (room, role, expiry) that the gateway checks.
+    CallToken,
 }
 
 impl Purpose {
     /// Every purpose.
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 7] = [
         Purpose::Recording,
         Purpose::Media,
         Purpose::Backup,
         Purpose::Signing,
         Purpose::AuditSeal,
         Purpose::EvidenceSeal,
+        Purpose::CallToken,
     ];
 
     /// The name used in labels, APIs and the console.
@@ -40,6 +43,7 @@ impl Purpose {
             Purpose::Signing => "signing",
             Purpose::AuditSeal => "audit-seal",
             Purpose::EvidenceSeal => "evidence-seal",
+            Purpose::CallToken => "call-token",
         }
     }
 
@@ -62,6 +66,7 @@ impl Purpose {
             Purpose::Signing => 4,
             Purpose::AuditSeal => 5,
             Purpose::EvidenceSeal => 6,
+            Purpose::CallToken => 7,
         }
     }
 

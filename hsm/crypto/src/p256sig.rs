@@ -3,7 +3,7 @@
 
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
-use p256::pkcs8::{EncodePublicKey, LineEnding};
+use p256::pkcs8::{DecodePublicKey, EncodePublicKey, LineEnding};
 
 use crate::CryptoError;
 
@@ -15,6 +15,11 @@ impl P256PublicKey {
     /// From an uncompressed SEC1 point (as PKCS#11 CKA_EC_POINT holds it, after unwrapping the DER OCTET STRING).
     pub fn from_sec1(bytes: &[u8]) -> Result<P256PublicKey, CryptoError> {
         VerifyingKey::from_sec1_bytes(bytes).map(P256PublicKey).map_err(|e| CryptoError::Encoding(e.to_string()))
+    }
+
+    /// From SubjectPublicKeyInfo PEM.
+    pub fn from_pem(pem: &str) -> Result<P256PublicKey, CryptoError> {
+        VerifyingKey::from_public_key_pem(pem).map(P256PublicKey).map_err(|e| CryptoError::Encoding(e.to_string()))
     }
 
     /// SubjectPublicKeyInfo PEM.

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use vbank_config::Service;
 use vbank_crypto::aead::AeadAlg;
 use vbank_crypto::{from_hex, to_hex};
@@ -28,6 +28,8 @@ pub fn policy() -> AccessPolicy {
         .allow("/v1/hsm/status", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
         .allow("/v1/dek", &[Service::Recorder, Service::Gateway, Service::Cli])
         .allow("/v1/sign", &[Service::Recorder, Service::Kyc, Service::Gateway])
+        .allow("/v1/token/sign", &[Service::Gateway, Service::Cli])
+        .allow("/v1/token/keys", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
         .allow("/v1/admin", &[Service::Cli])
 }
 
@@ -118,6 +120,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dek/create", post(dek_create))
         .route("/v1/dek/open", post(dek_open))
         .route("/v1/sign", post(sign))
+        .route("/v1/token/sign", post(token_sign))
+        .route("/v1/token/keys", get(token_keys))
         .route("/v1/admin/keys", get(keys_list))
         .route("/v1/admin/keys/create", post(keys_create))
         .route("/v1/admin/keys/{purpose}/{version}/public", get(key_public))
@@ -225,6 +229,25 @@ async fn sign(State(s): State<ApiState>, Extension(peer): Extension<Peer>, Json(
     }
     let data = hex_in("data", &r.data)?;
     Ok(Json(s.keys.sign(purpose, &data, EVIDENCE_ID, svc.name()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenIn {
+    room: String,
+    role: String,
+    ttl_s: u64,
+}
+
+async fn token_sign(State(s): State<ApiState>, Extension(peer): Extension<Peer>, Json(r): Json<TokenIn>) -> ApiResult {
+    let svc = caller(&peer)?;
+    let (token, claims) = s.keys.sign_token(&r.room, &r.role, r.ttl_s, svc.name()).await?;
+    Ok(Json(json!({"token": token, "claims": claims})).into_response())
+}
+
+async fn token_keys(State(s): State<ApiState>) -> ApiResult {
+    let keys: Vec<Value> =
+        s.keys.token_keys().await?.into_iter().map(|(label, pem)| json!({"kid": label, "pem": pem})).collect();
+    Ok(Json(json!({"keys": keys})).into_response())
 }
 
 async fn keys_list(State(s): State<ApiState>) -> ApiResult {

@@ -49,6 +49,7 @@ const PLAN: &[(Purpose, KeyAlg)] = &[
     (Purpose::Backup, KeyAlg::Aes256),
     (Purpose::AuditSeal, KeyAlg::Sm2),
     (Purpose::EvidenceSeal, KeyAlg::Sm2),
+    (Purpose::CallToken, KeyAlg::P256),
 ];
 
 impl KeyService {

@@ -441,6 +441,64 @@ impl KeyService {
         Ok(out)
     }
 
+    /// Sign a call token for `room` and `role`, valid `ttl_s` seconds (at most an hour), with the HSM's call-token key.
+    pub async fn sign_token(
+        &self,
+        room: &str,
+        role: &str,
+        ttl_s: u64,
+        actor: &str,
+    ) -> Result<(String, vbank_token::Claims), KeydError> {
+        if room.is_empty()
+            || room.len() > 64
+            || !room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(KeydError::BadRequest("room: 1-64 letters, digits, - or _".into()));
+        }
+        if !["customer", "teller", "specialist", "recorder", "observer"].contains(&role) {
+            return Err(KeydError::BadRequest("role: customer, teller, specialist, recorder or observer".into()));
+        }
+        if ttl_s == 0 || ttl_s > vbank_token::MAX_TTL_S {
+            return Err(KeydError::BadRequest(format!("ttl: 1 to {} seconds", vbank_token::MAX_TTL_S)));
+        }
+        let rec = self.current(Purpose::CallToken).await?;
+        if rec.alg != KeyAlg::P256 {
+            return Err(KeydError::Refused(format!("{} must be a p256 key", rec.label)));
+        }
+        let b = self.backend.clone();
+        let jti = to_hex(blocking(move || b.random(12)).await?.expose());
+        let iat = crate::approvals::unix_now();
+        let claims = vbank_token::Claims {
+            v: 1,
+            room: room.into(),
+            role: role.into(),
+            iat,
+            exp: iat + ttl_s,
+            jti,
+            kid: rec.label.to_string(),
+        };
+        let input = vbank_token::signing_input(&claims);
+        let (b, label, digest) = (self.backend.clone(), rec.label, vbank_token::digest(&input));
+        let sig = blocking(move || b.sign_p256(label, &digest)).await?;
+        let detail = format!("room={room} role={role} ttl={ttl_s}s jti={}", claims.jti);
+        self.audit.append(self, actor, "token.sign", &rec.label.to_string(), "ok", &detail).await?;
+        Ok((vbank_token::assemble(&input, &sig), claims))
+    }
+
+    /// The public keys that verify call tokens (every active version), as PEM by label.
+    pub async fn token_keys(&self) -> Result<Vec<(String, String)>, KeydError> {
+        let mut out = Vec::new();
+        for r in self
+            .records()
+            .await?
+            .into_iter()
+            .filter(|r| r.label.purpose == Purpose::CallToken && r.state == KeyState::Active)
+        {
+            out.push((r.label.to_string(), self.public_pem(r.label).await?));
+        }
+        Ok(out)
+    }
+
     /// The public key of a signing key version, as PEM.
     pub async fn public_pem(&self, label: KeyLabel) -> Result<String, KeydError> {
         let (rec, _) =
