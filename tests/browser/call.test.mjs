@@ -42,6 +42,13 @@ test('customer and teller see and hear each other through the SFU', async () => 
     assert.equal(await customer.locator('#remotes video').count(), 1);
     assert.match(await customer.locator('#call-state').innerText(), /通话中/);
     await screenshots(context, 'call-in-progress');
+    // Operators see the call on the gateway's /metrics (updated every second by the media loop).
+    await new Promise((r) => setTimeout(r, 1500));
+    const metrics = await (await context.request.get(`${vbank.urls.admin.gateway}/metrics`)).text();
+    const counter = (name) => Number(new RegExp(`^vbank_${name}(?:_total)? (\\d+)`, 'm').exec(metrics)?.[1] ?? -1);
+    assert.ok(counter('media_frames_forwarded') > 0, metrics);
+    assert.equal(counter('media_participants'), 2, metrics);
+    assert.equal(counter('media_rooms'), 1, metrics);
     // The teller hangs up: the gateway renegotiates the teller's tracks away and the customer's page drops them.
     await teller.click('#hangup');
     await customer.locator('#remotes video').waitFor({ state: 'detached', timeout: 15_000 });

@@ -89,6 +89,23 @@ pub enum Output {
     Timeout(Instant),
 }
 
+/// Counters of the media path, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams received and claimed by a participant.
+    pub datagrams_in: u64,
+    /// Bytes of those datagrams.
+    pub bytes_in: u64,
+    /// Datagrams sent.
+    pub datagrams_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Datagrams no participant claimed (stray, stale or hostile).
+    pub unclaimed: u64,
+    /// Media frames forwarded to subscribers.
+    pub frames_forwarded: u64,
+}
+
 /// Participants per room, a bound against join floods.
 pub const MAX_PER_ROOM: usize = 8;
 
@@ -101,17 +118,38 @@ pub struct Sfu {
     participants: Vec<Participant>,
     next_id: u64,
     queue: VecDeque<Output>,
+    counters: Counters,
 }
 
 impl Sfu {
     /// An SFU starting at `now`, whose media is reached at `candidate` (the UDP address browsers send to).
     pub fn new(now: Instant, candidate: SocketAddr) -> Sfu {
-        Sfu { now, candidate, participants: Vec::new(), next_id: 1, queue: VecDeque::new() }
+        Sfu {
+            now,
+            candidate,
+            participants: Vec::new(),
+            next_id: 1,
+            queue: VecDeque::new(),
+            counters: Counters::default(),
+        }
     }
 
     /// Participants now, for metrics.
     pub fn participant_count(&self) -> usize {
         self.participants.len()
+    }
+
+    /// Rooms with at least one participant.
+    pub fn room_count(&self) -> usize {
+        let mut rooms: Vec<&str> = self.participants.iter().map(|p| p.room.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        rooms.len()
+    }
+
+    /// The media path's counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
     /// A participant joins `room` with its SDP offer; returns its id and the SDP answer.
@@ -162,13 +200,18 @@ impl Sfu {
     /// A datagram arrived. Returns false when no participant claims it (stray or stale traffic).
     pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, contents: &[u8]) -> bool {
         self.now = now;
+        let len = contents.len() as u64;
         let Ok(contents) = contents.try_into() else {
+            self.counters.unclaimed += 1;
             return false;
         };
         let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
         let Some(p) = self.participants.iter_mut().find(|p| p.rtc.accepts(&input)) else {
+            self.counters.unclaimed += 1;
             return false;
         };
+        self.counters.datagrams_in += 1;
+        self.counters.bytes_in += len;
         if let Err(e) = p.rtc.handle_input(input) {
             log::warn!(participant = p.id.0; "dropping participant after bad input: {e}");
             p.rtc.disconnect();
@@ -208,7 +251,11 @@ impl Sfu {
                             break;
                         }
                     }
-                    Propagated::Transmit(t) => self.queue.push_back(Output::Transmit(t)),
+                    Propagated::Transmit(t) => {
+                        self.counters.datagrams_out += 1;
+                        self.counters.bytes_out += t.contents.len() as u64;
+                        self.queue.push_back(Output::Transmit(t));
+                    }
                     Propagated::Offer(sdp) => self.queue.push_back(Output::Offer(self.participants[i].id, sdp)),
                     other => self.propagate(i, other),
                 }
@@ -232,7 +279,11 @@ impl Sfu {
             }
             match &what {
                 Propagated::TrackOpen(t) => p.track_opened(t.clone()),
-                Propagated::Media(d) => p.media_out(origin, d),
+                Propagated::Media(d) => {
+                    if p.media_out(origin, d) {
+                        self.counters.frames_forwarded += 1;
+                    }
+                }
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
                 _ => {}
             }

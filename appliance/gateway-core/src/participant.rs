@@ -167,27 +167,29 @@ impl Participant {
         }
     }
 
-    /// Forward media from `origin` if this participant receives that track.
-    pub fn media_out(&mut self, origin: ParticipantId, data: &MediaData) {
+    /// Forward media from `origin` if this participant receives that track; true when it was written.
+    pub fn media_out(&mut self, origin: ParticipantId, data: &MediaData) -> bool {
         let Some(mid) = self
             .tracks_out
             .iter()
             .find(|o| o.source.upgrade().is_some_and(|i| i.origin == origin && i.mid == data.mid))
             .and_then(|o| if let OutState::Open(m) = o.state { Some(m) } else { None })
         else {
-            return;
+            return false;
         };
         // Simulcast: forward the unlayered stream or the high layer until per-subscriber layer choice lands.
         if data.rid.is_some() && data.rid != Some("h".into()) {
-            return;
+            return false;
         }
         self.chosen_rid = data.rid;
-        let Some(writer) = self.rtc.writer(mid) else { return };
-        let Some(pt) = writer.match_params(data.params) else { return };
+        let Some(writer) = self.rtc.writer(mid) else { return false };
+        let Some(pt) = writer.match_params(data.params) else { return false };
         if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
             log::warn!(participant = self.id.0; "forwarding failed: {e}");
             self.rtc.disconnect();
+            return false;
         }
+        true
     }
 
     /// A receiver asked for a keyframe of our track `mid`.

@@ -131,6 +131,9 @@ fn audio_is_forwarded_both_ways_after_renegotiation() {
         peers[1].received
     );
     assert!(now - start < Duration::from_secs(10), "within 10 s of virtual time");
+    let c = sfu.counters();
+    assert!(c.frames_forwarded >= 40 && c.datagrams_in > 0 && c.datagrams_out > 0 && c.bytes_out > 0, "{c:?}");
+    assert_eq!((sfu.participant_count(), sfu.room_count()), (2, 1));
 
     // One leaves: the SFU reports it.
     sfu.leave(peers[1].id);

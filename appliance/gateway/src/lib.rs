@@ -106,13 +106,16 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let public = vbank_service::bind(cfg.gateway.listen, "gateway.listen").await?;
     let admin_l = vbank_service::bind(cfg.gateway.admin_listen, "gateway.admin_listen").await?;
 
-    let media =
-        media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise).map_err(|e| ServiceError::Bind {
+    let media_metrics = media::MediaMetrics::default();
+    ctx.metrics.register(|r| media_metrics.register(r));
+    let media = media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise, media_metrics).map_err(|e| {
+        ServiceError::Bind {
             addr: cfg.gateway.media_listen,
             key: "gateway.media_listen".into(),
             hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),
             source: e,
-        })?;
+        }
+    })?;
     let token_keys = TokenKeys::default();
     let refresher = tokio::spawn(refresh_token_keys(cfg.clone(), token_keys.clone(), ctx.clone()));
     let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode, media, token_keys };

@@ -7,8 +7,59 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc as tmpsc, oneshot};
-use vbank_gateway_core::{Output, ParticipantId, Role, Sfu};
+use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu};
+
+/// The media path's metrics (registered on the gateway's /metrics).
+#[derive(Clone, Default)]
+pub struct MediaMetrics {
+    participants: Gauge,
+    rooms: Gauge,
+    datagrams_in: Counter,
+    bytes_in: Counter,
+    datagrams_out: Counter,
+    bytes_out: Counter,
+    unclaimed: Counter,
+    frames_forwarded: Counter,
+}
+
+impl MediaMetrics {
+    /// Register under `vbank_media_*`.
+    pub fn register(&self, r: &mut Registry) {
+        r.register("media_participants", "Participants with a media session", self.participants.clone());
+        r.register("media_rooms", "Calls with at least one participant", self.rooms.clone());
+        r.register(
+            "media_datagrams_in",
+            "UDP datagrams received and claimed by a participant",
+            self.datagrams_in.clone(),
+        );
+        r.register("media_bytes_in", "Bytes of those datagrams", self.bytes_in.clone());
+        r.register("media_datagrams_out", "UDP datagrams sent", self.datagrams_out.clone());
+        r.register("media_bytes_out", "Bytes sent", self.bytes_out.clone());
+        r.register(
+            "media_unclaimed_datagrams",
+            "Datagrams no participant claimed (stray, stale or hostile)",
+            self.unclaimed.clone(),
+        );
+        r.register("media_frames_forwarded", "Media frames forwarded to subscribers", self.frames_forwarded.clone());
+    }
+
+    fn update(&self, sfu: &Sfu, last: &mut Counters) {
+        let c = sfu.counters();
+        self.participants.set(sfu.participant_count() as i64);
+        self.rooms.set(sfu.room_count() as i64);
+        self.datagrams_in.inc_by(c.datagrams_in - last.datagrams_in);
+        self.bytes_in.inc_by(c.bytes_in - last.bytes_in);
+        self.datagrams_out.inc_by(c.datagrams_out - last.datagrams_out);
+        self.bytes_out.inc_by(c.bytes_out - last.bytes_out);
+        self.unclaimed.inc_by(c.unclaimed - last.unclaimed);
+        self.frames_forwarded.inc_by(c.frames_forwarded - last.frames_forwarded);
+        *last = c;
+    }
+}
 
 /// What the media loop tells a participant's signalling task.
 #[derive(Debug)]
@@ -57,15 +108,17 @@ impl Media {
 const MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// Bind the media socket (errors name the key) and start the loop.
-pub fn start(listen: SocketAddr, advertise: SocketAddr) -> std::io::Result<Media> {
+pub fn start(listen: SocketAddr, advertise: SocketAddr, metrics: MediaMetrics) -> std::io::Result<Media> {
     let socket = UdpSocket::bind(listen)?;
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new().name("vbank-media".into()).spawn(move || run(socket, advertise, rx))?;
+    std::thread::Builder::new().name("vbank-media".into()).spawn(move || run(socket, advertise, rx, metrics))?;
     Ok(Media { tx })
 }
 
-fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>) {
+fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>, metrics: MediaMetrics) {
     let mut sfu = Sfu::new(Instant::now(), advertise);
+    let mut last = Counters::default();
+    let mut last_update = Instant::now();
     let mut peers: HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>> = HashMap::new();
     let mut buf = vec![0u8; 2000];
     loop {
@@ -116,5 +169,9 @@ fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>) {
             }
         }
         sfu.timeout(Instant::now());
+        if last_update.elapsed() >= Duration::from_secs(1) {
+            metrics.update(&sfu, &mut last);
+            last_update = Instant::now();
+        }
     }
 }

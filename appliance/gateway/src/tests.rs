@@ -7,7 +7,9 @@ use vbank_service::Check;
 use super::*;
 
 fn state(dev: bool) -> AppState {
-    let media = media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()).unwrap();
+    let media =
+        media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), media::MediaMetrics::default())
+            .unwrap();
     AppState {
         ctx: Context::new("gateway", "n1", &["store"]),
         node: "n1".into(),

@@ -12,7 +12,9 @@ async fn server(dev: bool) -> String {
 }
 
 async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
-    let media = media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()).unwrap();
+    let media =
+        media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), media::MediaMetrics::default())
+            .unwrap();
     let state = AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media, token_keys };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", l.local_addr().unwrap());
