@@ -279,11 +279,7 @@ impl Sfu {
             }
             match &what {
                 Propagated::TrackOpen(t) => p.track_opened(t.clone()),
-                Propagated::Media(d) => {
-                    if p.media_out(origin, d) {
-                        self.counters.frames_forwarded += 1;
-                    }
-                }
+                Propagated::Media(d) if p.media_out(origin, d) => self.counters.frames_forwarded += 1,
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
                 _ => {}
             }
