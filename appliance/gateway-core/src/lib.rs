@@ -160,6 +160,29 @@ impl Sfu {
         role: Role,
         offer_sdp: &str,
     ) -> Result<(ParticipantId, String), SfuError> {
+        self.join_with(now, room, role, offer_sdp, true)
+    }
+
+    /// A WHIP or WHEP client joins: no renegotiation; what it receives is bound to the receiving m-lines of its one
+    /// offer, by kind, as tracks become available.
+    pub fn join_fixed(
+        &mut self,
+        now: Instant,
+        room: &str,
+        role: Role,
+        offer_sdp: &str,
+    ) -> Result<(ParticipantId, String), SfuError> {
+        self.join_with(now, room, role, offer_sdp, false)
+    }
+
+    fn join_with(
+        &mut self,
+        now: Instant,
+        room: &str,
+        role: Role,
+        offer_sdp: &str,
+        renegotiates: bool,
+    ) -> Result<(ParticipantId, String), SfuError> {
         let in_room = self.participants.iter().filter(|p| p.room == room).count();
         if in_room >= MAX_PER_ROOM {
             return Err(SfuError::RoomFull(room.to_string(), in_room));
@@ -171,7 +194,7 @@ impl Sfu {
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
-        let mut p = Participant::new(id, room.to_string(), role, rtc);
+        let mut p = Participant::new(id, room.to_string(), role, rtc, renegotiates);
         // Subscribe the newcomer to everything already published in the room.
         for other in self.participants.iter().filter(|o| o.room == room) {
             for t in other.published() {
@@ -261,6 +284,7 @@ impl Sfu {
                 }
             }
         }
+        self.fill_slots();
         let (alive, dead): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.participants).into_iter().partition(|p| p.rtc.is_alive());
         self.participants = alive;
@@ -269,6 +293,22 @@ impl Sfu {
             self.queue.push_back(Output::Left(p.id));
         }
         self.queue.pop_front().unwrap_or(Output::Timeout(next))
+    }
+
+    /// Bind published tracks to WHEP clients' free receiving m-lines.
+    fn fill_slots(&mut self) {
+        for i in 0..self.participants.len() {
+            if self.participants[i].free_slots.is_empty() {
+                continue;
+            }
+            let room = self.participants[i].room.clone();
+            let me = self.participants[i].id;
+            let tracks: Vec<_> =
+                self.participants.iter().filter(|o| o.room == room && o.id != me).flat_map(|o| o.published()).collect();
+            for t in tracks {
+                self.participants[i].bind(t);
+            }
+        }
     }
 
     fn propagate(&mut self, from: usize, what: Propagated) {

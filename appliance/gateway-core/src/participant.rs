@@ -71,10 +71,15 @@ pub(crate) struct Participant {
     last_keyframe_request: Option<Instant>,
     chosen_rid: Option<Rid>,
     pub connected: bool,
+    /// Signalling can carry renegotiation offers (WebSocket). WHIP/WHEP clients cannot: their receiving m-lines
+    /// are fixed by their one offer and get bound to the room's tracks as they come ([`Participant::free_slots`]).
+    renegotiates: bool,
+    /// Receiving m-lines (WHEP) not yet bound to a track.
+    pub free_slots: Vec<(Mid, MediaKind)>,
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, room: String, role: Role, rtc: Rtc) -> Participant {
+    pub fn new(id: ParticipantId, room: String, role: Role, rtc: Rtc, renegotiates: bool) -> Participant {
         Participant {
             id,
             room,
@@ -86,6 +91,8 @@ impl Participant {
             last_keyframe_request: None,
             chosen_rid: None,
             connected: false,
+            renegotiates,
+            free_slots: Vec::new(),
         }
     }
 
@@ -121,6 +128,10 @@ impl Participant {
             }
             Event::Connected => {
                 self.connected = true;
+                Propagated::Nothing
+            }
+            Event::MediaAdded(m) if !self.renegotiates && m.direction == Direction::SendOnly => {
+                self.free_slots.push((m.mid, m.kind));
                 Propagated::Nothing
             }
             Event::MediaAdded(m) if self.role.publishes() && m.direction.is_receiving() => {
@@ -160,11 +171,29 @@ impl Participant {
         }
     }
 
-    /// Someone else's track: offer it to this participant.
+    /// Someone else's track: offer it to this participant (renegotiating clients), or bind it to a free receiving
+    /// m-line of the same kind (WHEP).
     pub fn track_opened(&mut self, source: Weak<TrackIn>) {
-        if self.role.subscribes() {
-            self.tracks_out.push(TrackOut { source, state: OutState::ToOpen });
+        if !self.role.subscribes() {
+            return;
         }
+        if self.renegotiates {
+            self.tracks_out.push(TrackOut { source, state: OutState::ToOpen });
+        } else {
+            self.bind(source);
+        }
+    }
+
+    /// Bind a track to a free receiving m-line of its kind, if there is one. Returns whether it was bound.
+    pub fn bind(&mut self, source: Weak<TrackIn>) -> bool {
+        let Some(src) = source.upgrade() else { return false };
+        if self.tracks_out.iter().any(|t| t.source.ptr_eq(&source)) {
+            return false;
+        }
+        let Some(pos) = self.free_slots.iter().position(|(_, k)| *k == src.kind) else { return false };
+        let (mid, _) = self.free_slots.remove(pos);
+        self.tracks_out.push(TrackOut { source, state: OutState::Open(mid) });
+        true
     }
 
     /// Forward media from `origin` if this participant receives that track; true when it was written.
@@ -204,7 +233,7 @@ impl Participant {
     }
 
     fn negotiate_if_needed(&mut self) -> Option<String> {
-        if self.pending.is_some() || !self.connected {
+        if !self.renegotiates || self.pending.is_some() || !self.connected {
             return None;
         }
         for t in &mut self.tracks_out {

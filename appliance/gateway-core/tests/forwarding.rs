@@ -22,10 +22,14 @@ struct Peer {
 }
 
 fn offer(now: Instant, addr: SocketAddr) -> (Rtc, String, SdpPendingOffer, Mid) {
+    offer_dir(now, addr, Direction::SendOnly)
+}
+
+fn offer_dir(now: Instant, addr: SocketAddr, dir: Direction) -> (Rtc, String, SdpPendingOffer, Mid) {
     let mut rtc = Rtc::builder().build(now);
     rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
     let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, Some("me".into()), None, None);
+    let mid = api.add_media(MediaKind::Audio, dir, Some("me".into()), None, None);
     let (offer, pending) = api.apply().unwrap();
     (rtc, offer.to_sdp_string(), pending, mid)
 }
@@ -145,6 +149,45 @@ fn audio_is_forwarded_both_ways_after_renegotiation() {
         }
     }
     assert!(left);
+}
+
+#[test]
+fn a_whep_style_subscriber_gets_tracks_without_renegotiation() {
+    let start = Instant::now();
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap());
+    let publisher = join(&mut sfu, start, "10.0.0.2:7000", Role::Customer);
+    let addr: SocketAddr = "10.0.0.4:7000".parse().unwrap();
+    let (mut rtc, sdp, pending, mid) = offer_dir(start, addr, Direction::RecvOnly);
+    let (id, answer) = sfu.join_fixed(start, "call", Role::Observer, &sdp).unwrap();
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let mut peers = vec![publisher, Peer { addr, rtc, id, mid, connected: false, received: 0 }];
+    let mut now = start;
+    let mut rtp_time = 0u64;
+    for _ in 0..1500 {
+        now += Duration::from_millis(10);
+        sfu.timeout(now);
+        for p in &mut peers {
+            p.rtc.handle_input(Input::Timeout(now)).unwrap();
+        }
+        if peers[0].connected {
+            let mid = peers[0].mid;
+            let w = peers[0].rtc.writer(mid).unwrap();
+            let pt = w.payload_params().next().unwrap().pt();
+            w.write(
+                pt,
+                now,
+                MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
+                vec![0xF8, 0xFF, 0xFE],
+            )
+            .unwrap();
+        }
+        rtp_time += 480;
+        exchange(&mut sfu, &mut peers, now);
+        if peers[1].received >= 20 {
+            break;
+        }
+    }
+    assert!(peers[1].received >= 20, "the fixed subscriber received {}", peers[1].received);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 pub mod media;
 pub mod signalling;
 mod web;
+mod whip;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,6 +68,11 @@ pub fn app(state: AppState) -> Router {
         .merge(web::routes())
         .route("/api/status", get(status))
         .route("/ws", get(signalling::ws))
+        .route("/whip/{room}", axum::routing::post(whip::whip))
+        .route("/whep/{room}", axum::routing::post(whip::whep))
+        .route("/whip/{room}/{id}", axum::routing::delete(whip::leave))
+        .route("/whep/{room}/{id}", axum::routing::delete(whip::leave))
+        .layer(axum::extract::DefaultBodyLimit::max(signalling::MAX_MESSAGE))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(state)

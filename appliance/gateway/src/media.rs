@@ -84,6 +84,8 @@ pub enum Command {
         events: tmpsc::UnboundedSender<ToPeer>,
         /// The result.
         reply: oneshot::Sender<Result<(ParticipantId, String), String>>,
+        /// WHIP/WHEP: no renegotiation; receiving m-lines are bound to the room's tracks.
+        fixed: bool,
     },
     /// An answer to our renegotiation offer.
     Answer(ParticipantId, String),
@@ -124,8 +126,13 @@ fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>, me
     loop {
         loop {
             match rx.try_recv() {
-                Ok(Command::Join { room, role, offer, events, reply }) => {
-                    let r = sfu.join(Instant::now(), &room, role, &offer).map_err(|e| e.to_string());
+                Ok(Command::Join { room, role, offer, events, reply, fixed }) => {
+                    let r = if fixed {
+                        sfu.join_fixed(Instant::now(), &room, role, &offer)
+                    } else {
+                        sfu.join(Instant::now(), &room, role, &offer)
+                    }
+                    .map_err(|e| e.to_string());
                     if let Ok((id, _)) = &r {
                         peers.insert(*id, events);
                     }

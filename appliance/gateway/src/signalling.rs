@@ -35,6 +35,23 @@ enum In {
     },
 }
 
+/// Check a call token for `room` and `role`; development mode alone admits a request without one.
+pub fn authorize(s: &AppState, token: Option<&str>, room: &str, role: &str) -> Result<(), String> {
+    match token {
+        Some(t) => {
+            let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            vbank_token::verify(t, &keys, now)
+                .and_then(|c| c.require(room, role))
+                .map_err(|e| format!("{e}: ask for a new call token"))
+        }
+        // Development mode (vbank up) lets its pages join without a token; no production node does.
+        None if s.dev => Ok(()),
+        None => Err("joining needs a call token (from `vbank token` or the call service)".into()),
+    }
+}
+
 /// The WebSocket upgrade.
 pub async fn ws(State(s): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.max_message_size(MAX_MESSAGE).max_frame_size(MAX_MESSAGE).on_upgrade(move |socket| session(s, socket))
@@ -128,7 +145,14 @@ async fn join(
         return error("bad_room", "room: 1-64 letters, digits, - or _");
     }
     let (reply_tx, reply_rx) = oneshot::channel();
-    let cmd = Command::Join { room: room.to_string(), role, offer: sdp, events: events.clone(), reply: reply_tx };
+    let cmd = Command::Join {
+        room: room.to_string(),
+        role,
+        offer: sdp,
+        events: events.clone(),
+        reply: reply_tx,
+        fixed: false,
+    };
     if !s.media.send(cmd) {
         return error("unavailable", "the media service is not running");
     }

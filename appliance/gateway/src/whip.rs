@@ -1,0 +1,104 @@
+//! WHIP (RFC 9725) and WHEP: `POST /whip/{room}` publishes, `POST /whep/{room}` plays, each with an SDP offer
+//! (`Content-Type: application/sdp`) and `Authorization: Bearer <call token>`; `201 Created` carries the SDP answer
+//! and a `Location`; `DELETE` on it leaves. These clients cannot renegotiate: WHIP publishes what it offered, WHEP
+//! receives the room's tracks on the receiving m-lines of its offer, by kind.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::{mpsc, oneshot};
+use vbank_gateway_core::{ParticipantId, Role};
+
+use crate::AppState;
+use crate::media::Command;
+use crate::signalling::authorize;
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into() + "\n").into_response()
+}
+
+/// The role a token grants, or the development default.
+fn role_of(s: &AppState, token: Option<&str>, room: &str, default: &str) -> Result<String, (StatusCode, String)> {
+    let role = match token {
+        Some(t) => {
+            // The role is whatever the token names; authorize() then checks the token for room and role.
+            let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            vbank_token::verify(t, &keys, now)
+                .map(|c| c.role)
+                .map_err(|e| (StatusCode::UNAUTHORIZED, format!("{e}: ask for a new call token")))?
+        }
+        None => default.to_string(),
+    };
+    authorize(s, token, room, &role).map_err(|e| (StatusCode::UNAUTHORIZED, e))?;
+    Ok(role)
+}
+
+async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: Bytes) -> Response {
+    let is_sdp = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/sdp"));
+    if !is_sdp {
+        return problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "send the SDP offer as Content-Type: application/sdp");
+    }
+    if room.is_empty() || room.len() > 64 || !room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return problem(StatusCode::BAD_REQUEST, "room: 1-64 letters, digits, - or _");
+    }
+    let default = if kind == "whip" { "customer" } else { "observer" };
+    let role_name = match role_of(&s, bearer(&headers), &room, default) {
+        Ok(r) => r,
+        Err((status, why)) => return problem(status, why),
+    };
+    let Some(role) = Role::from_name(&role_name) else {
+        return problem(StatusCode::FORBIDDEN, "the token's role cannot join");
+    };
+    if kind == "whip" && !role.publishes() {
+        return problem(StatusCode::FORBIDDEN, format!("a {role_name} token cannot publish"));
+    }
+    let Ok(offer) = String::from_utf8(body.to_vec()) else {
+        return problem(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8");
+    };
+    let (events, _) = mpsc::unbounded_channel();
+    let (reply, answer) = oneshot::channel();
+    if !s.media.send(Command::Join { room: room.clone(), role, offer, events, reply, fixed: true }) {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "the media service is not running");
+    }
+    match answer.await {
+        Ok(Ok((id, sdp))) => {
+            let location = format!("/{kind}/{room}/{}", id.0);
+            let mut resp = (StatusCode::CREATED, sdp).into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+            h.insert(header::LOCATION, HeaderValue::from_str(&location).expect("ASCII path"));
+            resp
+        }
+        Ok(Err(e)) => problem(StatusCode::BAD_REQUEST, format!("offer refused: {e}")),
+        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "the media service stopped"),
+    }
+}
+
+/// `POST /whip/{room}`
+pub async fn whip(State(s): State<AppState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    join(s, "whip", room, headers, body).await
+}
+
+/// `POST /whep/{room}`
+pub async fn whep(State(s): State<AppState>, Path(room): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    join(s, "whep", room, headers, body).await
+}
+
+/// `DELETE /whip/{room}/{id}` and `DELETE /whep/{room}/{id}`: leave. Needs a token for the room (any role).
+pub async fn leave(State(s): State<AppState>, Path((room, id)): Path<(String, u64)>, headers: HeaderMap) -> Response {
+    if let Err((status, why)) = role_of(&s, bearer(&headers), &room, "observer") {
+        return problem(status, why);
+    }
+    s.media.send(Command::Leave(ParticipantId(id)));
+    StatusCode::OK.into_response()
+}
