@@ -93,6 +93,39 @@ fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
     }
 }
 
+/// Advance virtual time in 10 ms steps (at most 15 s): the `publishers` write one audio frame per step once
+/// connected, everything is exchanged, until `done` holds. Returns the time reached.
+fn run_until(
+    sfu: &mut Sfu,
+    peers: &mut [Peer],
+    start: Instant,
+    publishers: &[usize],
+    done: impl Fn(&[Peer]) -> bool,
+) -> Instant {
+    let mut now = start;
+    let mut rtp_time = 0u64;
+    for _ in 0..1500 {
+        now += Duration::from_millis(10);
+        sfu.timeout(now);
+        for (i, p) in peers.iter_mut().enumerate() {
+            p.rtc.handle_input(Input::Timeout(now)).unwrap();
+            if p.connected && publishers.contains(&i) {
+                let mid = p.mid;
+                let w = p.rtc.writer(mid).unwrap();
+                let pt = w.payload_params().next().unwrap().pt();
+                let t = MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+                w.write(pt, now, t, vec![0xF8, 0xFF, 0xFE]).unwrap();
+            }
+        }
+        rtp_time += 480;
+        exchange(sfu, peers, now);
+        if done(peers) {
+            break;
+        }
+    }
+    now
+}
+
 #[test]
 fn audio_is_forwarded_both_ways_after_renegotiation() {
     let start = Instant::now();
@@ -101,32 +134,7 @@ fn audio_is_forwarded_both_ways_after_renegotiation() {
         join(&mut sfu, start, "10.0.0.2:7000", Role::Customer),
         join(&mut sfu, start, "10.0.0.3:7000", Role::Teller),
     ];
-    let mut now = start;
-    let mut rtp_time = 0u64;
-    for _ in 0..1500 {
-        now += Duration::from_millis(10);
-        sfu.timeout(now);
-        for p in &mut peers {
-            p.rtc.handle_input(Input::Timeout(now)).unwrap();
-            if p.connected {
-                let mid = p.mid;
-                let w = p.rtc.writer(mid).unwrap();
-                let pt = w.payload_params().next().unwrap().pt();
-                w.write(
-                    pt,
-                    now,
-                    MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
-                    vec![0xF8, 0xFF, 0xFE],
-                )
-                .unwrap();
-            }
-        }
-        rtp_time += 480;
-        exchange(&mut sfu, &mut peers, now);
-        if peers.iter().all(|p| p.received >= 20) {
-            break;
-        }
-    }
+    let now = run_until(&mut sfu, &mut peers, start, &[0, 1], |p| p.iter().all(|p| p.received >= 20));
     assert!(peers.iter().all(|p| p.connected), "ICE/DTLS completed");
     assert!(
         peers[0].received >= 20 && peers[1].received >= 20,
@@ -161,32 +169,7 @@ fn a_whep_style_subscriber_gets_tracks_without_renegotiation() {
     let (id, answer) = sfu.join_fixed(start, "call", Role::Observer, &sdp).unwrap();
     rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
     let mut peers = vec![publisher, Peer { addr, rtc, id, mid, connected: false, received: 0 }];
-    let mut now = start;
-    let mut rtp_time = 0u64;
-    for _ in 0..1500 {
-        now += Duration::from_millis(10);
-        sfu.timeout(now);
-        for p in &mut peers {
-            p.rtc.handle_input(Input::Timeout(now)).unwrap();
-        }
-        if peers[0].connected {
-            let mid = peers[0].mid;
-            let w = peers[0].rtc.writer(mid).unwrap();
-            let pt = w.payload_params().next().unwrap().pt();
-            w.write(
-                pt,
-                now,
-                MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ),
-                vec![0xF8, 0xFF, 0xFE],
-            )
-            .unwrap();
-        }
-        rtp_time += 480;
-        exchange(&mut sfu, &mut peers, now);
-        if peers[1].received >= 20 {
-            break;
-        }
-    }
+    run_until(&mut sfu, &mut peers, start, &[0], |p| p[1].received >= 20);
     assert!(peers[1].received >= 20, "the fixed subscriber received {}", peers[1].received);
 }
 
