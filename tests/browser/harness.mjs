@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
+import { udpRelay } from './relay.mjs';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 export const ARTIFACTS = join(ROOT, 'tests/artifacts');
@@ -42,12 +43,15 @@ async function freePorts() {
   throw new Error('no free ports in 33000-34999');
 }
 
-/** Start `vbank up --json`; resolves with the URLs once every service is ready. */
-export async function startVbank() {
+/** Start `vbank up --json`; resolves with the URLs once every service is ready. With `{ relay: true }` browsers
+ * reach the gateway's media port through a UDP relay the test can cut (`vbank.relay.cut(ms)`). */
+export async function startVbank({ relay = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vbank-browser-'));
   const { port, base } = await freePorts();
+  const mediaRelay = relay ? await udpRelay(base + 4) : null;
+  const extra = mediaRelay ? ['--media-advertise', `127.0.0.1:${mediaRelay.port}`] : [];
   const proc = spawn(VBANK, ['up', '--json', '--data-dir', join(dir, 'data'), '--port', String(port),
-    '--internal-port-base', String(base), '--ready-timeout', '60'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--internal-port-base', String(base), '--ready-timeout', '60', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   createInterface({ input: proc.stderr }).on('line', (l) => log.push(l));
   const urls = await new Promise((ok, fail) => {
@@ -58,7 +62,9 @@ export async function startVbank() {
   return {
     urls,
     log,
+    relay: mediaRelay,
     async stop() {
+      mediaRelay?.close();
       if (proc.exitCode === null) {
         const exited = new Promise((ok) => proc.once('exit', ok));
         proc.kill('SIGTERM');

@@ -49,6 +49,10 @@ enum Cmd {
         /// Internal listeners of a fresh configuration use the ports after this one.
         #[arg(long, default_value_t = 9100)]
         internal_port_base: u16,
+        /// For a fresh configuration: the address browsers send media to (e.g. this machine's LAN address and
+        /// internal-port-base + 4, for phones); default 127.0.0.1.
+        #[arg(long)]
+        media_advertise: Option<std::net::SocketAddr>,
         /// Extra DNS names or IPs for the public certificate (localhost and 127.0.0.1 are always included).
         #[arg(long = "name")]
         names: Vec<String>,
@@ -108,7 +112,7 @@ fn main() -> ExitCode {
         Cmd::Keyd => run_service("keyd", &cli.config, |cfg| async move {
             vbank_keyd::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
-        Cmd::Up { data_dir, port, internal_port_base, mut names, ready_timeout } => {
+        Cmd::Up { data_dir, port, internal_port_base, media_advertise, mut names, ready_timeout } => {
             let _ = vbank_log::init(
                 vbank_log::Identity { service: "up".into(), node: "dev".into(), dev: true },
                 log::LevelFilter::Info,
@@ -118,7 +122,7 @@ fn main() -> ExitCode {
             names.dedup();
             let opts = up::UpOptions {
                 data_dir,
-                ports: up::Ports { public: port, internal_base: internal_port_base },
+                ports: up::Ports { public: port, internal_base: internal_port_base, media_advertise },
                 public_names: names,
                 json: cli.json,
                 ready_timeout: Duration::from_secs(ready_timeout),

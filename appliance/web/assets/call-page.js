@@ -1,4 +1,5 @@
-// The call controls on the customer and teller pages.
+// The call controls on the customer and teller pages. If the call drops without the user hanging up (network switch,
+// a gateway that ended the session, lost signalling), the page rejoins the same room after a second.
 import { joinCall } from '/assets/call.js';
 
 const el = (id) => document.getElementById(id);
@@ -8,24 +9,59 @@ if (params.get('room')) el('room').value = params.get('room');
 
 const states = {
   new: '准备中 · Preparing', connecting: '连接中 · Connecting', connected: '通话中 · In call',
-  disconnected: '网络中断，正在重连 · Reconnecting', failed: '连接失败 · Connection failed', ended: '通话结束 · Call ended',
+  disconnected: '网络中断，正在恢复 · Connection interrupted', reconnecting: '正在重新连接 · Reconnecting',
+  failed: '连接失败 · Connection failed', ended: '通话结束 · Call ended',
 };
 const show = (s) => { el('call-state').textContent = states[s] ?? s; el('call').dataset.state = s; };
 
 let call = null;
-el('join').addEventListener('click', async () => {
-  el('join').disabled = true;
+let wanted = false; // the user wants to be in the call
+let retry = null;
+let rejoins = 0;
+
+function reconnect() {
+  if (retry || !wanted) return;
+  show('reconnecting');
+  const old = call;
+  call = null;
+  old?.hangup();
+  retry = setTimeout(() => { retry = null; rejoins += 1; el('call').dataset.rejoins = String(rejoins); start(); }, 1000);
+}
+
+async function start() {
+  if (call) return;
   show('new');
   try {
-    call = await joinCall({ room: el('room').value.trim(), role, localVideo: el('local'), remotes: el('remotes'), onState: show });
+    call = await joinCall({
+      room: el('room').value.trim(),
+      role,
+      localVideo: el('local'),
+      remotes: el('remotes'),
+      onState: (s) => {
+        show(s);
+        if (s === 'ended' || s === 'failed') reconnect();
+      },
+    });
     el('hangup').hidden = false;
   } catch (e) {
     show(`error: ${e.message}`);
-    el('join').disabled = false;
+    call = null;
+    reconnect();
   }
+}
+
+el('join').addEventListener('click', () => {
+  el('join').disabled = true;
+  wanted = true;
+  start();
 });
 el('hangup').addEventListener('click', () => {
-  call?.hangup();
+  wanted = false;
+  clearTimeout(retry);
+  retry = null;
+  const old = call;
+  call = null;
+  old?.hangup();
   show('ended');
   el('hangup').hidden = true;
   el('join').disabled = false;

@@ -32,6 +32,8 @@ pub struct Ports {
     pub public: u16,
     /// Internal listeners take base+1, base+2, …
     pub internal_base: u16,
+    /// Where browsers send media, when not 127.0.0.1 (a LAN address for phones).
+    pub media_advertise: Option<std::net::SocketAddr>,
 }
 
 const DEV_TOKEN: &str = "vbank-dev";
@@ -97,7 +99,8 @@ profile = "softhsm"
 listen = "0.0.0.0:{public}"
 admin_listen = "127.0.0.1:{gw_admin}"
 public_url = "https://localhost:{public}"
-media_listen = "0.0.0.0:{media}"     # WebRTC media (UDP); browsers are told 127.0.0.1:{media}
+media_listen = "0.0.0.0:{media}"     # WebRTC media (UDP)
+media_advertise = "{advertise}"   # the address browsers send media to
 
 [keyd]
 listen = "127.0.0.1:{keyd}"
@@ -108,6 +111,7 @@ admin_listen = "127.0.0.1:{keyd_admin}"
         keyd = b + 2,
         keyd_admin = b + 3,
         media = b + 4,
+        advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4))),
     )
 }
 
@@ -208,7 +212,7 @@ mod tests {
     fn prepares_once_and_reuses() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let ports = Ports { public: 18443, internal_base: 19100 };
+        let ports = Ports { public: 18443, internal_base: 19100, media_advertise: None };
         let names = vec!["localhost".to_string()];
         let env = prepare(&dir, ports, &names).unwrap();
         assert_eq!(env.config.gateway.listen.port(), 18443);
@@ -226,7 +230,9 @@ mod tests {
 
     #[test]
     fn an_unwritable_data_dir_names_the_fix() {
-        let e = prepare(Path::new("/proc/vbank-data"), Ports { public: 1, internal_base: 2 }, &[]).unwrap_err();
+        let e =
+            prepare(Path::new("/proc/vbank-data"), Ports { public: 1, internal_base: 2, media_advertise: None }, &[])
+                .unwrap_err();
         assert!(format!("{e:#}").contains("--data-dir"), "{e:#}");
     }
 }

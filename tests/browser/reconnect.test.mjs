@@ -1,0 +1,70 @@
+// The customer's media path is cut for 2 s (a UDP relay drops everything): the call must come back by itself —
+// the page rejoins the same room if the gateway ended the session — and video must flow both ways again.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startVbank, withBrowser } from './harness.mjs';
+
+let vbank;
+before(async () => { vbank = await startVbank({ relay: true }); });
+after(async () => { await vbank?.stop(); });
+
+const decoded = (page) => page.evaluate(async () => {
+  const call = window.vbankCall;
+  if (!call || call.pc.connectionState === 'closed') return 0;
+  let n = 0;
+  (await call.pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded ?? 0; });
+  return n;
+});
+
+async function flowing(page, label, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let first = await decoded(page);
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = await decoded(page);
+    if (now > first && now >= 10) return;
+    if (now < first) first = now; // a new peer connection after a rejoin starts from zero
+    assert.ok(Date.now() < deadline, `${label}: video not flowing (${now} frames)\n${vbank.log.slice(-15).join('\n')}`);
+  }
+}
+
+test('a 2 s cut of the media path: the call recovers and media flows both ways again', async () => {
+  await withBrowser('reconnect', async (context) => {
+    const customer = await context.newPage();
+    const teller = await context.newPage();
+    await customer.goto(`${vbank.urls.customer}?room=rc-1`);
+    await teller.goto(`${vbank.urls.teller}?room=rc-1`);
+    await customer.click('#join');
+    await teller.click('#join');
+    await flowing(customer, 'customer before the cut', 30_000);
+    await flowing(teller, 'teller before the cut', 30_000);
+
+    vbank.relay.cut(2_000);
+    await new Promise((r) => setTimeout(r, 2_500));
+
+    await flowing(customer, 'customer after the cut', 30_000);
+    await flowing(teller, 'teller after the cut', 30_000);
+    assert.match(await customer.locator('#call-state').innerText(), /通话中/);
+  });
+});
+
+test('a cut long enough to end the sessions: both pages rejoin the same room and media flows again', async () => {
+  await withBrowser('rejoin', async (context) => {
+    const customer = await context.newPage();
+    const teller = await context.newPage();
+    await customer.goto(`${vbank.urls.customer}?room=rc-2`);
+    await teller.goto(`${vbank.urls.teller}?room=rc-2`);
+    await customer.click('#join');
+    await teller.click('#join');
+    await flowing(customer, 'customer before the cut', 30_000);
+
+    vbank.relay.cut(15_000);
+    await new Promise((r) => setTimeout(r, 15_500));
+
+    await flowing(customer, 'customer after rejoining', 45_000);
+    await flowing(teller, 'teller after rejoining', 45_000);
+    const rejoins = Number(await customer.locator('#call').getAttribute('data-rejoins') ?? 0)
+      + Number(await teller.locator('#call').getAttribute('data-rejoins') ?? 0);
+    assert.ok(rejoins >= 1, 'at least one page rejoined the room');
+  });
+});
