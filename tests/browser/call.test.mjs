@@ -2,7 +2,7 @@
 // microphone: each must decode the other's video and receive the other's audio.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { screenshots, startVbank, withBrowser } from './harness.mjs';
+import { openCall, screenshots, startVbank, withBrowser } from './harness.mjs';
 
 let vbank;
 before(async () => { vbank = await startVbank(); });
@@ -24,12 +24,7 @@ async function inbound(page) {
 
 test('customer and teller see and hear each other through the SFU', async () => {
   await withBrowser('call', async (context) => {
-    const customer = await context.newPage();
-    const teller = await context.newPage();
-    await customer.goto(`${vbank.urls.customer}?room=call-1`);
-    await teller.goto(`${vbank.urls.teller}?room=call-1`);
-    await customer.click('#join');
-    await teller.click('#join');
+    const { customer, teller } = await openCall(context, vbank, 'call-1');
     const deadline = Date.now() + 30_000;
     let c;
     let t;

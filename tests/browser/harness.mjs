@@ -109,3 +109,14 @@ export async function withBrowser(name, body) {
     await browser.close();
   }
 }
+
+/** Open the customer page and the teller console in `room` and press join on both. */
+export async function openCall(context, vbank, room) {
+  const customer = await context.newPage();
+  const teller = await context.newPage();
+  await customer.goto(`${vbank.urls.customer}?room=${room}`);
+  await teller.goto(`${vbank.urls.teller}?room=${room}`);
+  await customer.click('#join');
+  await teller.click('#join');
+  return { customer, teller };
+}

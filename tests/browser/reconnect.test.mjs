@@ -2,7 +2,7 @@
 // the page rejoins the same room if the gateway ended the session — and video must flow both ways again.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { startVbank, withBrowser } from './harness.mjs';
+import { openCall, startVbank, withBrowser } from './harness.mjs';
 
 let vbank;
 before(async () => { vbank = await startVbank({ relay: true }); });
@@ -30,12 +30,7 @@ async function flowing(page, label, timeoutMs) {
 
 test('a 2 s cut of the media path: the call recovers and media flows both ways again', async () => {
   await withBrowser('reconnect', async (context) => {
-    const customer = await context.newPage();
-    const teller = await context.newPage();
-    await customer.goto(`${vbank.urls.customer}?room=rc-1`);
-    await teller.goto(`${vbank.urls.teller}?room=rc-1`);
-    await customer.click('#join');
-    await teller.click('#join');
+    const { customer, teller } = await openCall(context, vbank, 'rc-1');
     await flowing(customer, 'customer before the cut', 30_000);
     await flowing(teller, 'teller before the cut', 30_000);
 
@@ -50,12 +45,7 @@ test('a 2 s cut of the media path: the call recovers and media flows both ways a
 
 test('a cut long enough to end the sessions: both pages rejoin the same room and media flows again', async () => {
   await withBrowser('rejoin', async (context) => {
-    const customer = await context.newPage();
-    const teller = await context.newPage();
-    await customer.goto(`${vbank.urls.customer}?room=rc-2`);
-    await teller.goto(`${vbank.urls.teller}?room=rc-2`);
-    await customer.click('#join');
-    await teller.click('#join');
+    const { customer, teller } = await openCall(context, vbank, 'rc-2');
     await flowing(customer, 'customer before the cut', 30_000);
 
     vbank.relay.cut(15_000);
