@@ -114,6 +114,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
 
     let media_metrics = media::MediaMetrics::default();
     ctx.metrics.register(|r| media_metrics.register(r));
+    let load_source = media_metrics.clone();
     let media = media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise, media_metrics).map_err(|e| {
         ServiceError::Bind {
             addr: cfg.gateway.media_listen,
@@ -125,7 +126,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let token_keys = TokenKeys::default();
     let refresher = tokio::spawn(refresh_token_keys(cfg.clone(), token_keys.clone(), ctx.clone()));
     let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode, media, token_keys };
-    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone()));
+    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone(), load_source.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
     let admin_task = tokio::spawn(serve_tls(admin_l, admin_tls, admin_app, ctx.shutdown()));
@@ -194,15 +195,36 @@ async fn refresh_token_keys(cfg: Config, keys: TokenKeys, ctx: Context) {
     }
 }
 
-/// Record this node's heartbeat in the store every few seconds; the store check follows the outcome.
-async fn heartbeat(cfg: Config, store: Arc<dyn Store>, ctx: Context) {
+/// CPU seconds this process has used (user + system), from /proc/self/stat.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of those.
+    let rest = stat.rsplit(')').next()?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+/// Record this node's heartbeat and load in the store every few seconds (the basis of routing a new call to the
+/// least-loaded healthy node); the store check follows the outcome.
+async fn heartbeat(cfg: Config, store: Arc<dyn Store>, ctx: Context, media: media::MediaMetrics) {
     let mut shutdown = ctx.shutdown();
+    let mut last = (std::time::Instant::now(), media.load().bytes_out, cpu_seconds().unwrap_or(0.0));
     loop {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let load = media.load();
+        let (t, cpu) = (std::time::Instant::now(), cpu_seconds().unwrap_or(0.0));
+        let secs = t.duration_since(last.0).as_secs_f64().max(0.001);
+        let egress_bps = (load.bytes_out.saturating_sub(last.1)) as f64 * 8.0 / secs;
+        let cpu_percent = (cpu - last.2).max(0.0) / secs * 100.0;
+        last = (t, load.bytes_out, cpu);
         let record = serde_json::json!({
             "node": cfg.node.name,
             "public_url": cfg.gateway.public_url,
-            "calls": 0,
+            "calls": load.rooms,
+            "participants": load.participants,
+            "egress_bps": egress_bps.round(),
+            "cpu_percent": (cpu_percent * 10.0).round() / 10.0,
             "heartbeat_unix": now,
         });
         let r = store.put(Table::Nodes, &cfg.node.name, record.to_string().as_bytes(), Expect::Any).await;

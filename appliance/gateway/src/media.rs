@@ -26,7 +26,23 @@ pub struct MediaMetrics {
     frames_forwarded: Counter,
 }
 
+/// This node's media load, for routing new calls to the least-loaded node.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Load {
+    /// Calls with at least one participant.
+    pub rooms: i64,
+    /// Participants with a media session.
+    pub participants: i64,
+    /// Bytes sent since start.
+    pub bytes_out: u64,
+}
+
 impl MediaMetrics {
+    /// The load as last published by the media loop (at most a second old).
+    pub fn load(&self) -> Load {
+        Load { rooms: self.rooms.get(), participants: self.participants.get(), bytes_out: self.bytes_out.get() }
+    }
+
     /// Register under `vbank_media_*`.
     pub fn register(&self, r: &mut Registry) {
         r.register("media_participants", "Participants with a media session", self.participants.clone());

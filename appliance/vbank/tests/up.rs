@@ -109,6 +109,14 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(live_processes_mentioning(&data), Vec::<String>::new());
 
+    // The gateway left its heartbeat with its load in the store (read now that the node is stopped).
+    let store = vbank_store::RedbStore::open(&data.join("store/gateway.redb")).unwrap();
+    let node = vbank_store::Store::get(&store, vbank_store::Table::Nodes, "dev").await.unwrap().expect("heartbeat");
+    let node: serde_json::Value = serde_json::from_slice(&node.value).unwrap();
+    for field in ["calls", "participants", "egress_bps", "cpu_percent", "heartbeat_unix", "public_url"] {
+        assert!(node.get(field).is_some(), "{field} missing from {node}");
+    }
+
     // A second start reuses the token, CA and configuration.
     let pin_again = std::fs::read_to_string(data.join("credentials/hsm-pin")).unwrap();
     assert_eq!(pin, pin_again);
