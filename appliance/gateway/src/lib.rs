@@ -57,6 +57,8 @@ pub struct AppState {
     pub media: media::Media,
     /// Public keys that verify call tokens, refreshed from keyd.
     pub token_keys: TokenKeys,
+    /// The shared store (node heartbeats for routing); `None` in tests of the router alone.
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// The call-token verification keys (label, key), shared with the refresher.
@@ -67,6 +69,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(web::routes())
         .route("/api/status", get(status))
+        .route("/api/route", get(route))
         .route("/ws", get(signalling::ws))
         .route("/whip/{room}", axum::routing::post(whip::whip))
         .route("/whep/{room}", axum::routing::post(whip::whep))
@@ -89,6 +92,53 @@ async fn status(State(s): State<AppState>) -> Response {
         "checks": report.checks,
     }))
     .into_response()
+}
+
+/// A heartbeat older than this means the node is not taking calls.
+const HEARTBEAT_STALE_S: u64 = 15;
+
+/// The least-loaded healthy gateway node for a new call: fresh heartbeat, fewest calls, then lowest CPU.
+pub fn choose_node(records: &[serde_json::Value], now_unix: u64) -> Option<serde_json::Value> {
+    records
+        .iter()
+        .filter(|r| r["heartbeat_unix"].as_u64().is_some_and(|t| now_unix.saturating_sub(t) <= HEARTBEAT_STALE_S))
+        .min_by(|a, b| {
+            let key = |r: &serde_json::Value| {
+                (r["calls"].as_i64().unwrap_or(i64::MAX), r["cpu_percent"].as_f64().unwrap_or(f64::MAX))
+            };
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        })
+        .cloned()
+}
+
+async fn route(State(s): State<AppState>) -> Response {
+    let Some(store) = &s.store else {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"error": "unavailable"})))
+            .into_response();
+    };
+    let records: Vec<serde_json::Value> = match store.list(Table::Nodes, "", 1000).await {
+        Ok(rows) => rows.iter().filter_map(|(_, v)| serde_json::from_slice(&v.value).ok()).collect(),
+        Err(e) => {
+            log::warn!("routing: store unavailable: {e}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({"error": "unavailable", "message": "routing data unavailable, try again"}),
+                ),
+            )
+                .into_response();
+        }
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    match choose_node(&records, now) {
+        Some(r) => axum::Json(serde_json::json!({"node": r["node"], "url": r["public_url"]})).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"error": "no_node", "message": "no gateway node is taking calls"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
@@ -125,7 +175,14 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     })?;
     let token_keys = TokenKeys::default();
     let refresher = tokio::spawn(refresh_token_keys(cfg.clone(), token_keys.clone(), ctx.clone()));
-    let state = AppState { ctx: ctx.clone(), node: cfg.node.name.clone(), dev: cfg.node.dev_mode, media, token_keys };
+    let state = AppState {
+        ctx: ctx.clone(),
+        node: cfg.node.name.clone(),
+        dev: cfg.node.dev_mode,
+        media,
+        token_keys,
+        store: Some(store.clone()),
+    };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone(), load_source.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");

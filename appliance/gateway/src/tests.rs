@@ -16,6 +16,7 @@ fn state(dev: bool) -> AppState {
         dev,
         media,
         token_keys: TokenKeys::default(),
+        store: None,
     }
 }
 
@@ -60,4 +61,13 @@ async fn unknown_paths_and_assets_are_404() {
     assert!(body.contains("no such page: /nope"));
     let (s, _, _) = get(app(state(false)), "/assets/../../etc/passwd").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn routing_picks_the_least_loaded_fresh_node() {
+    let now = 1_000_000;
+    let rec = |node: &str, calls: i64, cpu: f64, age: u64| serde_json::json!({"node": node, "public_url": format!("https://{node}"), "calls": calls, "cpu_percent": cpu, "heartbeat_unix": now - age});
+    let records = vec![rec("a", 3, 10.0, 1), rec("b", 1, 50.0, 2), rec("c", 0, 5.0, 60), rec("d", 1, 20.0, 0)];
+    assert_eq!(choose_node(&records, now).unwrap()["node"], "d", "c is stale; b and d tie on calls, d has less CPU");
+    assert!(choose_node(&[rec("x", 0, 0.0, 100)], now).is_none());
 }

@@ -15,7 +15,8 @@ async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
     let media =
         media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), media::MediaMetrics::default())
             .unwrap();
-    let state = AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media, token_keys };
+    let state =
+        AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media, token_keys, store: None };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app(state)).await.unwrap() });

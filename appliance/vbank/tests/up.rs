@@ -32,6 +32,14 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
     assert!(body.contains("视频银行"), "{body}");
     let (s, body) = get(&anon, public_addr, "localhost", "/teller").await;
     assert!(s.is_success() && body.contains("柜员工作台"));
+    // Routing: one node, so the least-loaded healthy node is this one (after its first heartbeat).
+    let (s, body) = get(&anon, public_addr, "localhost", "/api/route").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let route: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (route["node"].as_str(), route["url"].as_str()),
+        (Some("dev"), Some(urls["customer"].as_str().unwrap().trim_end_matches('/')))
+    );
     let (_, body) = get(&anon, public_addr, "localhost", "/api/status").await;
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!((status["ready"].as_bool(), status["dev"].as_bool()), (Some(true), Some(true)), "{body}");

@@ -50,8 +50,24 @@ async function start() {
   }
 }
 
-el('join').addEventListener('click', () => {
+// Smart routing (智能选路): a new call goes to the least-loaded healthy gateway node. Compare node names, not
+// origins, so a page opened by a LAN address is not sent to another name for the same node.
+async function routed() {
+  try {
+    const [route, status] = await Promise.all([fetch('/api/route'), fetch('/api/status')].map((p) => p.then((r) => (r.ok ? r.json() : null))));
+    if (route?.node && status?.node && route.node !== status.node && route.url) {
+      location.href = new URL(`${location.pathname}?room=${encodeURIComponent(el('room').value.trim())}`, route.url).href;
+      return false;
+    }
+  } catch {
+    // Routing data unavailable: stay on this node.
+  }
+  return true;
+}
+
+el('join').addEventListener('click', async () => {
   el('join').disabled = true;
+  if (!(await routed())) return;
   wanted = true;
   start();
 });
