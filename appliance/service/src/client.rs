@@ -87,18 +87,30 @@ impl Connection {
             .map_err(|_| CallError::Connect { addr, detail: format!("no answer within {timeout:?}") })?
     }
 
-    /// Send one request on this connection.
+    /// Send one request on this connection (a body is JSON).
     pub async fn request(
         &mut self,
         method: Method,
         path: &str,
         body: Option<Bytes>,
     ) -> Result<(StatusCode, Bytes), CallError> {
+        let headers: &[(&str, &str)] = if body.is_some() { &[("content-type", "application/json")] } else { &[] };
+        self.request_with(method, path, headers, body).await.map(|(s, _, b)| (s, b))
+    }
+
+    /// Send one request with extra headers; returns the status, the response headers and the body.
+    pub async fn request_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), CallError> {
         let addr = self.addr;
         let http = |e: hyper::Error| CallError::Http { addr, detail: e.to_string() };
         let mut req = Request::builder().method(method).uri(path).header(hyper::header::HOST, self.host.as_str());
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let req = req
             .body(Full::new(body.unwrap_or_default()))
@@ -106,8 +118,9 @@ impl Connection {
         self.sender.ready().await.map_err(http)?;
         let resp = self.sender.send_request(req).await.map_err(http)?;
         let status = resp.status();
+        let resp_headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
-        Ok((status, bytes))
+        Ok((status, resp_headers, bytes))
     }
 }
 
