@@ -35,7 +35,10 @@ test('5% loss and 150 ms jitter: the call stays up and video keeps decoding', as
     const before = await inbound(customer);
     await new Promise((r) => setTimeout(r, 15_000));
     const after = await inbound(customer);
+    const metrics = await (await context.request.get(`${vbank.urls.admin.gateway}/metrics`)).text();
     vbank.relay.impair({});
+    const nacks = Number(/^vbank_media_nacks (\d+)/m.exec(metrics)?.[1] ?? -1);
+    assert.ok(nacks > 0, `the gateway counts the repair traffic: ${metrics.split('\n').filter((l) => l.startsWith('vbank_media')).join('\n')}`);
     assert.equal(after.state, 'connected', JSON.stringify(after));
     assert.ok(after.frames - before.frames >= 75, `only ${after.frames - before.frames} frames decoded in 15 s under impairment`);
     assert.ok(after.lost > before.lost, `losses were seen: ${JSON.stringify({ before, after })}`);

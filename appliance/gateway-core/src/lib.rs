@@ -7,6 +7,7 @@
 //! Keyframe requests travel back to the sender; a gap in an incoming stream asks the sender for a keyframe.
 
 mod participant;
+mod quality;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Rtc};
 
 use participant::{Participant, Propagated};
+pub use quality::Quality;
 
 /// A participant, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,8 +85,9 @@ pub enum Output {
     Transmit(str0m::net::Transmit),
     /// Send this SDP offer to the participant over signalling; its answer comes back through [`Sfu::answer`].
     Offer(ParticipantId, String),
-    /// The participant's media session ended (ICE gone, DTLS closed, or it left).
-    Left(ParticipantId),
+    /// The participant's media session ended (ICE gone, DTLS closed, or it left), with its room, role and the quality
+    /// its media had: the per-call quality summary.
+    Left(ParticipantId, Summary),
     /// Nothing more until this time (or new input).
     Timeout(Instant),
 }
@@ -104,6 +107,17 @@ pub struct Counters {
     pub unclaimed: u64,
     /// Media frames forwarded to subscribers.
     pub frames_forwarded: u64,
+}
+
+/// What a departing participant's call looked like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The room (call).
+    pub room: String,
+    /// The role it had.
+    pub role: Role,
+    /// Its media quality.
+    pub quality: Quality,
 }
 
 /// Participants per room, a bound against join floods.
@@ -147,6 +161,14 @@ impl Sfu {
         rooms.len()
     }
 
+    /// The current quality of every participant, with its room and role.
+    pub fn quality(&self) -> Vec<(ParticipantId, Summary)> {
+        self.participants
+            .iter()
+            .map(|p| (p.id, Summary { room: p.room.clone(), role: p.role, quality: p.quality.snapshot() }))
+            .collect()
+    }
+
     /// The media path's counters since start.
     pub fn counters(&self) -> Counters {
         self.counters
@@ -188,7 +210,7 @@ impl Sfu {
             return Err(SfuError::RoomFull(room.to_string(), in_room));
         }
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
-        let mut rtc = Rtc::builder().set_ice_lite(true).build(now);
+        let mut rtc = Rtc::builder().set_ice_lite(true).set_stats_interval(Some(Duration::from_secs(1))).build(now);
         let candidate = Candidate::host(self.candidate, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
@@ -290,7 +312,8 @@ impl Sfu {
         self.participants = alive;
         for p in dead {
             log::info!(participant = p.id.0, room = p.room.as_str(); "left");
-            self.queue.push_back(Output::Left(p.id));
+            let summary = Summary { room: p.room.clone(), role: p.role, quality: p.quality.snapshot() };
+            self.queue.push_back(Output::Left(p.id, summary));
         }
         self.queue.pop_front().unwrap_or(Output::Timeout(next))
     }

@@ -8,6 +8,7 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
+use crate::quality::QualityTracker;
 use crate::{ParticipantId, Role};
 
 /// A track this participant sends.
@@ -76,6 +77,8 @@ pub(crate) struct Participant {
     renegotiates: bool,
     /// Receiving m-lines (WHEP) not yet bound to a track.
     pub free_slots: Vec<(Mid, MediaKind)>,
+    /// Call quality from str0m's statistics.
+    pub quality: QualityTracker,
 }
 
 impl Participant {
@@ -93,6 +96,7 @@ impl Participant {
             connected: false,
             renegotiates,
             free_slots: Vec::new(),
+            quality: QualityTracker::default(),
         }
     }
 
@@ -141,13 +145,24 @@ impl Participant {
                 Propagated::TrackOpen(weak)
             }
             Event::MediaData(data) if self.role.publishes() => {
-                if data.contiguous {
-                    Propagated::Media(data)
-                } else {
-                    // A gap in a video stream: ask the sender for a fresh keyframe (at most every 500 ms).
+                if !data.contiguous {
+                    // A gap in the stream: ask the sender for a fresh keyframe (at most every 500 ms).
+                    self.quality.gaps += 1;
                     self.request_keyframe(data.mid, data.rid, data.network_time);
-                    Propagated::Media(data)
                 }
+                Propagated::Media(data)
+            }
+            Event::PeerStats(s) => {
+                self.quality.peer(s);
+                Propagated::Nothing
+            }
+            Event::MediaIngressStats(s) => {
+                self.quality.ingress(&s);
+                Propagated::Nothing
+            }
+            Event::MediaEgressStats(s) => {
+                self.quality.egress(&s);
+                Propagated::Nothing
             }
             Event::KeyframeRequest(req) => {
                 let Some(source) =

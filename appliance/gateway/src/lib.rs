@@ -165,14 +165,15 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let media_metrics = media::MediaMetrics::default();
     ctx.metrics.register(|r| media_metrics.register(r));
     let load_source = media_metrics.clone();
-    let media = media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise, media_metrics).map_err(|e| {
-        ServiceError::Bind {
+    let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
+    let quality_task = tokio::spawn(record_quality(store.clone(), summaries));
+    let media = media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise, media_metrics, summaries_tx)
+        .map_err(|e| ServiceError::Bind {
             addr: cfg.gateway.media_listen,
             key: "gateway.media_listen".into(),
             hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),
             source: e,
-        }
-    })?;
+        })?;
     let token_keys = TokenKeys::default();
     let refresher = tokio::spawn(refresh_token_keys(cfg.clone(), token_keys.clone(), ctx.clone()));
     let state = AppState {
@@ -192,6 +193,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let _ = admin_task.await;
     heartbeat.abort();
     refresher.abort();
+    quality_task.abort();
     log::info!("gateway stopped");
     Ok(())
 }
@@ -248,6 +250,40 @@ async fn refresh_token_keys(cfg: Config, keys: TokenKeys, ctx: Context) {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Keep each departing participant's quality summary with its call: `calls/quality/<room>/<participant>`.
+async fn record_quality(
+    store: Arc<dyn Store>,
+    mut summaries: tokio::sync::mpsc::UnboundedReceiver<(
+        vbank_gateway_core::ParticipantId,
+        vbank_gateway_core::Summary,
+    )>,
+) {
+    while let Some((id, s)) = summaries.recv().await {
+        let q = &s.quality;
+        let record = serde_json::json!({
+            "room": s.room,
+            "participant": id.0,
+            "role": format!("{:?}", s.role).to_lowercase(),
+            "left_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "rtt_ms": q.rtt_ms,
+            "ingress_loss": q.ingress_loss,
+            "egress_loss": q.egress_loss,
+            "bwe_bps": q.bwe_bps,
+            "bytes_rx": q.bytes_rx,
+            "bytes_tx": q.bytes_tx,
+            "nacks_sent": q.nacks_sent,
+            "nacks_received": q.nacks_received,
+            "keyframe_requests_sent": q.keyframe_requests_sent,
+            "keyframe_requests_received": q.keyframe_requests_received,
+            "gaps": q.gaps,
+        });
+        let key = format!("quality/{}/{}", s.room, id.0);
+        if let Err(e) = store.put(Table::Calls, &key, record.to_string().as_bytes(), Expect::Any).await {
+            log::warn!(room = s.room.as_str(); "could not keep the call quality summary: {e}");
         }
     }
 }

@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc as tmpsc, oneshot};
-use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu};
+use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu, Summary};
 
 /// The media path's metrics (registered on the gateway's /metrics).
 #[derive(Clone, Default)]
@@ -24,6 +24,10 @@ pub struct MediaMetrics {
     bytes_out: Counter,
     unclaimed: Counter,
     frames_forwarded: Counter,
+    worst_rtt_ms: Gauge,
+    worst_loss_permille: Gauge,
+    nacks: Gauge,
+    keyframe_requests: Gauge,
 }
 
 /// This node's media load, for routing new calls to the least-loaded node.
@@ -61,6 +65,22 @@ impl MediaMetrics {
             self.unclaimed.clone(),
         );
         r.register("media_frames_forwarded", "Media frames forwarded to subscribers", self.frames_forwarded.clone());
+        r.register(
+            "media_worst_rtt_ms",
+            "Highest round-trip time among current participants, ms",
+            self.worst_rtt_ms.clone(),
+        );
+        r.register(
+            "media_worst_loss_permille",
+            "Highest packet loss (either way) among current participants, per mille",
+            self.worst_loss_permille.clone(),
+        );
+        r.register("media_nacks", "NACKs exchanged with current participants (both ways)", self.nacks.clone());
+        r.register(
+            "media_keyframe_requests",
+            "Keyframe requests (PLI, FIR) exchanged with current participants (both ways)",
+            self.keyframe_requests.clone(),
+        );
     }
 
     fn update(&self, sfu: &Sfu, last: &mut Counters) {
@@ -74,6 +94,19 @@ impl MediaMetrics {
         self.unclaimed.inc_by(c.unclaimed - last.unclaimed);
         self.frames_forwarded.inc_by(c.frames_forwarded - last.frames_forwarded);
         *last = c;
+        let q = sfu.quality();
+        let worst =
+            |f: &dyn Fn(&vbank_gateway_core::Quality) -> f64| q.iter().map(|(_, s)| f(&s.quality)).fold(0.0, f64::max);
+        self.worst_rtt_ms.set(worst(&|q| q.rtt_ms.unwrap_or(0.0)) as i64);
+        let loss = |q: &vbank_gateway_core::Quality| {
+            f64::from(q.ingress_loss.unwrap_or(0.0).max(q.egress_loss.unwrap_or(0.0)))
+        };
+        self.worst_loss_permille.set((worst(&loss) * 1000.0) as i64);
+        self.nacks.set(q.iter().map(|(_, s)| s.quality.nacks_sent + s.quality.nacks_received).sum::<u64>() as i64);
+        self.keyframe_requests.set(
+            q.iter().map(|(_, s)| s.quality.keyframe_requests_sent + s.quality.keyframe_requests_received).sum::<u64>()
+                as i64,
+        );
     }
 }
 
@@ -125,15 +158,29 @@ impl Media {
 /// Longest the loop blocks on the socket before looking at commands again.
 const MAX_WAIT: Duration = Duration::from_millis(10);
 
-/// Bind the media socket (errors name the key) and start the loop.
-pub fn start(listen: SocketAddr, advertise: SocketAddr, metrics: MediaMetrics) -> std::io::Result<Media> {
+/// Bind the media socket (errors name the key) and start the loop. Each departing participant's quality summary
+/// goes to `summaries`.
+pub fn start(
+    listen: SocketAddr,
+    advertise: SocketAddr,
+    metrics: MediaMetrics,
+    summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
+) -> std::io::Result<Media> {
     let socket = UdpSocket::bind(listen)?;
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new().name("vbank-media".into()).spawn(move || run(socket, advertise, rx, metrics))?;
+    std::thread::Builder::new()
+        .name("vbank-media".into())
+        .spawn(move || run(socket, advertise, rx, metrics, summaries))?;
     Ok(Media { tx })
 }
 
-fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>, metrics: MediaMetrics) {
+fn run(
+    socket: UdpSocket,
+    advertise: SocketAddr,
+    rx: mpsc::Receiver<Command>,
+    metrics: MediaMetrics,
+    summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
+) {
     let mut sfu = Sfu::new(Instant::now(), advertise);
     let mut last = Counters::default();
     let mut last_update = Instant::now();
@@ -174,10 +221,11 @@ fn run(socket: UdpSocket, advertise: SocketAddr, rx: mpsc::Receiver<Command>, me
                         let _ = p.send(ToPeer::Offer(sdp));
                     }
                 }
-                Output::Left(id) => {
+                Output::Left(id, summary) => {
                     if let Some(p) = peers.remove(&id) {
                         let _ = p.send(ToPeer::Left);
                     }
+                    let _ = summaries.send((id, summary));
                 }
                 Output::Timeout(t) => break t,
             }

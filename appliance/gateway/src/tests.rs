@@ -7,9 +7,13 @@ use vbank_service::Check;
 use super::*;
 
 fn state(dev: bool) -> AppState {
-    let media =
-        media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), media::MediaMetrics::default())
-            .unwrap();
+    let media = media::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:9".parse().unwrap(),
+        media::MediaMetrics::default(),
+        tokio::sync::mpsc::unbounded_channel().0,
+    )
+    .unwrap();
     AppState {
         ctx: Context::new("gateway", "n1", &["store"]),
         node: "n1".into(),

@@ -12,9 +12,13 @@ async fn server(dev: bool) -> String {
 }
 
 async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
-    let media =
-        media::start("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap(), media::MediaMetrics::default())
-            .unwrap();
+    let media = media::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:9".parse().unwrap(),
+        media::MediaMetrics::default(),
+        tokio::sync::mpsc::unbounded_channel().0,
+    )
+    .unwrap();
     let state =
         AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media, token_keys, store: None };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
