@@ -36,6 +36,21 @@ test('customer and teller see and hear each other through the SFU', async () => 
     }
     assert.equal(await customer.locator('#remotes video').count(), 1);
     assert.match(await customer.locator('#call-state').innerText(), /通话中/);
+    // A specialist is conferenced in: everyone sees everyone.
+    const specialist = await context.newPage();
+    await specialist.goto(`${vbank.urls.teller}?room=call-1&role=specialist`);
+    await specialist.click('#join');
+    await customer.locator('#remotes video').nth(1).waitFor({ timeout: 20_000 });
+    await specialist.locator('#remotes video').nth(1).waitFor({ timeout: 20_000 });
+    const start = (await inbound(specialist)).video;
+    const deadline2 = Date.now() + 20_000;
+    while ((await inbound(specialist)).video < start + 30) {
+      assert.ok(Date.now() < deadline2, 'the specialist decodes both other participants');
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(await customer.locator('#remotes video').count(), 2);
+    await specialist.click('#hangup');
+    await customer.locator('#remotes video').nth(1).waitFor({ state: 'detached', timeout: 15_000 });
     await screenshots(context, 'call-in-progress');
     // Operators see the call on the gateway's /metrics (updated every second by the media loop).
     await new Promise((r) => setTimeout(r, 1500));

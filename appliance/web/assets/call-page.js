@@ -3,7 +3,9 @@
 import { joinCall } from '/assets/call.js';
 
 const el = (id) => document.getElementById(id);
-const role = document.body.dataset.page === 'teller' ? 'teller' : 'customer';
+// The teller console can also join as a specialist (conferenced in): ?role=specialist.
+const params0 = new URLSearchParams(location.search);
+const role = document.body.dataset.page === 'teller' ? (params0.get('role') === 'specialist' ? 'specialist' : 'teller') : 'customer';
 const params = new URLSearchParams(location.search);
 if (params.get('room')) el('room').value = params.get('room');
 
