@@ -44,12 +44,14 @@ async function freePorts() {
 }
 
 /** Start `vbank up --json`; resolves with the URLs once every service is ready. With `{ relay: true }` browsers
- * reach the gateway's media port through a UDP relay the test can cut (`vbank.relay.cut(ms)`). */
-export async function startVbank({ relay = false } = {}) {
+ * reach the gateway's media port through a UDP relay the test can cut (`vbank.relay.cut(ms)`), and no ICE-TCP
+ * candidate is offered (it would bypass the relay) unless `{ tcp: true }`. */
+export async function startVbank({ relay = false, tcp = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vbank-browser-'));
   const { port, base } = await freePorts();
   const mediaRelay = relay ? await udpRelay(base + 4) : null;
   const extra = mediaRelay ? ['--media-advertise', `127.0.0.1:${mediaRelay.port}`] : [];
+  if (mediaRelay && !tcp) extra.push('--no-media-tcp');
   const proc = spawn(VBANK, ['up', '--json', '--data-dir', join(dir, 'data'), '--port', String(port),
     '--internal-port-base', String(base), '--ready-timeout', '60', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];

@@ -238,6 +238,10 @@ pub struct GatewayConfig {
     /// Address browsers send media to (the ICE host candidate); defaults to media_listen, or 127.0.0.1 with its port
     /// when media_listen is a wildcard.
     pub media_advertise: SocketAddr,
+    /// Passive ICE-TCP candidate for browsers whose network blocks UDP (RFC 6544, RFC 4571 framing), listened on
+    /// media_listen's address over TCP. `None` when `media_tcp = false`. Defaults to media_advertise's IP with
+    /// media_listen's port.
+    pub media_tcp_advertise: Option<SocketAddr>,
 }
 
 /// `[keyd]`
@@ -417,7 +421,11 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
         public_url: s.string("public_url", &default_url, "write the https:// URL customers use"),
         media_listen,
         media_advertise: s.parsed("media_advertise", default_adv, "an IP address and port", ADDR_HINT),
+        media_tcp_advertise: None,
     };
+    let default_tcp = SocketAddr::new(cfg.media_advertise.ip(), media_listen.port());
+    let tcp_advertise = s.parsed("media_tcp_advertise", default_tcp, "an IP address and port", ADDR_HINT);
+    let cfg = GatewayConfig { media_tcp_advertise: s.boolean("media_tcp", true).then_some(tcp_advertise), ..cfg };
     s.finish();
     cfg
 }

@@ -115,3 +115,14 @@ fn check_reports_missing_files_with_lines() {
     let pin = diags.iter().find(|d| d.key == "hsm.pin").unwrap();
     assert_eq!(pin.severity, Severity::Error);
 }
+
+#[test]
+fn ice_tcp_follows_the_media_address_and_can_be_turned_off() {
+    let src = "[gateway]\nmedia_listen = \"0.0.0.0:10500\"\nmedia_advertise = \"10.1.2.3:40000\"\n";
+    let (cfg, _) = parse(src).unwrap();
+    assert_eq!(cfg.gateway.media_tcp_advertise, Some("10.1.2.3:10500".parse().unwrap()));
+    let (cfg, _) = parse("[gateway]\nmedia_tcp = false\n").unwrap();
+    assert_eq!(cfg.gateway.media_tcp_advertise, None);
+    let diags = parse("[gateway]\nmedia_tcp_advertise = \"nowhere\"\n").unwrap_err();
+    assert_eq!(diags[0].key, "gateway.media_tcp_advertise");
+}

@@ -14,11 +14,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::net::{Protocol, Receive};
+use str0m::net::Receive;
 use str0m::{Candidate, Input, Rtc};
 
 use participant::{Participant, Propagated};
 pub use quality::Quality;
+/// The transport and packet types of [`Output::Transmit`], from str0m.
+pub use str0m::net::{Protocol, Transmit};
 
 /// A participant, unique for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -129,6 +131,8 @@ pub struct Sfu {
     /// The latest time given as input: the SFU never reads a clock.
     now: Instant,
     candidate: SocketAddr,
+    /// A passive ICE-TCP candidate (RFC 4571 framing) for clients behind UDP-blocking firewalls.
+    tcp_candidate: Option<SocketAddr>,
     participants: Vec<Participant>,
     next_id: u64,
     queue: VecDeque<Output>,
@@ -141,11 +145,19 @@ impl Sfu {
         Sfu {
             now,
             candidate,
+            tcp_candidate: None,
             participants: Vec::new(),
             next_id: 1,
             queue: VecDeque::new(),
             counters: Counters::default(),
         }
+    }
+
+    /// Also offer a passive ICE-TCP candidate at `tcp` (where the caller accepts TCP connections and feeds their
+    /// RFC 4571 frames to [`Sfu::receive_tcp`]); transmits to such participants come out with `proto == Tcp`.
+    pub fn with_tcp(mut self, tcp: SocketAddr) -> Sfu {
+        self.tcp_candidate = Some(tcp);
+        self
     }
 
     /// Participants now, for metrics.
@@ -213,6 +225,10 @@ impl Sfu {
         let mut rtc = Rtc::builder().set_ice_lite(true).set_stats_interval(Some(Duration::from_secs(1))).build(now);
         let candidate = Candidate::host(self.candidate, "udp").map_err(|e| SfuError::Sdp(e.to_string()))?;
         rtc.add_local_candidate(candidate);
+        if let Some(tcp) = self.tcp_candidate {
+            let c = Candidate::builder().tcp().host(tcp).tcptype(str0m::net::TcpType::Passive).build();
+            rtc.add_local_candidate(c.map_err(|e| SfuError::Sdp(e.to_string()))?);
+        }
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
@@ -242,15 +258,31 @@ impl Sfu {
         }
     }
 
-    /// A datagram arrived. Returns false when no participant claims it (stray or stale traffic).
+    /// A UDP datagram arrived. Returns false when no participant claims it (stray or stale traffic).
     pub fn receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, contents: &[u8]) -> bool {
+        self.receive_on(now, Protocol::Udp, source, destination, contents)
+    }
+
+    /// A packet arrived on an ICE-TCP connection (one RFC 4571 frame).
+    pub fn receive_tcp(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, contents: &[u8]) -> bool {
+        self.receive_on(now, Protocol::Tcp, source, destination, contents)
+    }
+
+    fn receive_on(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+    ) -> bool {
         self.now = now;
         let len = contents.len() as u64;
         let Ok(contents) = contents.try_into() else {
             self.counters.unclaimed += 1;
             return false;
         };
-        let input = Input::Receive(now, Receive { proto: Protocol::Udp, source, destination, contents });
+        let input = Input::Receive(now, Receive { proto, source, destination, contents });
         let Some(p) = self.participants.iter_mut().find(|p| p.rtc.accepts(&input)) else {
             self.counters.unclaimed += 1;
             return false;

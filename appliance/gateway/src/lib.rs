@@ -4,6 +4,7 @@
 //! node's heartbeat in the store (the basis of routing new calls to the least-loaded node). The WebRTC SFU,
 //! signalling and queueing live here too as they arrive.
 
+mod ice_tcp;
 pub mod media;
 pub mod signalling;
 mod web;
@@ -167,13 +168,19 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let load_source = media_metrics.clone();
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
     let quality_task = tokio::spawn(record_quality(store.clone(), summaries));
-    let media = media::start(cfg.gateway.media_listen, cfg.gateway.media_advertise, media_metrics, summaries_tx)
-        .map_err(|e| ServiceError::Bind {
-            addr: cfg.gateway.media_listen,
-            key: "gateway.media_listen".into(),
-            hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),
-            source: e,
-        })?;
+    let media = media::start(
+        cfg.gateway.media_listen,
+        cfg.gateway.media_advertise,
+        cfg.gateway.media_tcp_advertise,
+        media_metrics,
+        summaries_tx,
+    )
+    .map_err(|e| ServiceError::Bind {
+        addr: cfg.gateway.media_listen,
+        key: "gateway.media_listen".into(),
+        hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),
+        source: e,
+    })?;
     let token_keys = TokenKeys::default();
     let refresher = tokio::spawn(refresh_token_keys(cfg.clone(), token_keys.clone(), ctx.clone()));
     let state = AppState {

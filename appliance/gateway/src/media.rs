@@ -13,6 +13,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc as tmpsc, oneshot};
 use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu, Summary};
 
+use crate::ice_tcp::{self, TcpEvent};
+
 /// The media path's metrics (registered on the gateway's /metrics).
 #[derive(Clone, Default)]
 pub struct MediaMetrics {
@@ -28,6 +30,7 @@ pub struct MediaMetrics {
     worst_loss_permille: Gauge,
     nacks: Gauge,
     keyframe_requests: Gauge,
+    tcp_connections: Gauge,
 }
 
 /// This node's media load, for routing new calls to the least-loaded node.
@@ -53,11 +56,12 @@ impl MediaMetrics {
         r.register("media_rooms", "Calls with at least one participant", self.rooms.clone());
         r.register(
             "media_datagrams_in",
-            "UDP datagrams received and claimed by a participant",
+            "Packets (UDP datagrams or ICE-TCP frames) received and claimed by a participant",
             self.datagrams_in.clone(),
         );
         r.register("media_bytes_in", "Bytes of those datagrams", self.bytes_in.clone());
-        r.register("media_datagrams_out", "UDP datagrams sent", self.datagrams_out.clone());
+        r.register("media_datagrams_out", "Packets sent (UDP datagrams or ICE-TCP frames)", self.datagrams_out.clone());
+        r.register("media_tcp_connections", "Open ICE-TCP connections", self.tcp_connections.clone());
         r.register("media_bytes_out", "Bytes sent", self.bytes_out.clone());
         r.register(
             "media_unclaimed_datagrams",
@@ -155,33 +159,86 @@ impl Media {
     }
 }
 
-/// Longest the loop blocks on the socket before looking at commands again.
+/// Longest the loop blocks on the UDP socket before looking at commands again.
 const MAX_WAIT: Duration = Duration::from_millis(10);
+/// The same while ICE-TCP connections are open: their frames arrive on a channel, not the socket, so the loop
+/// looks more often to keep their added latency small.
+const MAX_WAIT_TCP: Duration = Duration::from_millis(2);
 
-/// Bind the media socket (errors name the key) and start the loop. Each departing participant's quality summary
-/// goes to `summaries`.
+/// Bind the media socket, and the ICE-TCP listener on the same address when `tcp_advertise` is set, and start the
+/// loop. Each departing participant's quality summary goes to `summaries`.
 pub fn start(
     listen: SocketAddr,
     advertise: SocketAddr,
+    tcp_advertise: Option<SocketAddr>,
     metrics: MediaMetrics,
     summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
 ) -> std::io::Result<Media> {
     let socket = UdpSocket::bind(listen)?;
+    let (tcp_tx, tcp_rx) = mpsc::channel();
+    if tcp_advertise.is_some() {
+        // The UDP socket's own address, so a port 0 listen gets the same port for both.
+        ice_tcp::listen(socket.local_addr()?, tcp_tx)?;
+    }
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("vbank-media".into())
-        .spawn(move || run(socket, advertise, rx, metrics, summaries))?;
+    let mut sfu = Sfu::new(Instant::now(), advertise);
+    if let Some(tcp) = tcp_advertise {
+        sfu = sfu.with_tcp(tcp);
+    }
+    let io = Io { socket, advertise, tcp_advertise, tcp_rx, tcp: HashMap::new() };
+    std::thread::Builder::new().name("vbank-media".into()).spawn(move || run(sfu, io, rx, metrics, summaries))?;
     Ok(Media { tx })
 }
 
-fn run(
+/// The media loop's network edge.
+struct Io {
     socket: UdpSocket,
     advertise: SocketAddr,
+    tcp_advertise: Option<SocketAddr>,
+    tcp_rx: mpsc::Receiver<TcpEvent>,
+    /// Open ICE-TCP connections by the browser's address.
+    tcp: HashMap<SocketAddr, mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl Io {
+    fn transmit(&self, t: &vbank_gateway_core::Transmit) {
+        if t.proto == vbank_gateway_core::Protocol::Tcp {
+            if let Some(conn) = self.tcp.get(&t.destination) {
+                let _ = conn.try_send(t.contents.to_vec());
+            }
+        } else {
+            let _ = self.socket.send_to(&t.contents, t.destination);
+        }
+    }
+
+    fn receive_tcp(&mut self, sfu: &mut Sfu) {
+        let Some(local) = self.tcp_advertise else { return };
+        while let Ok(event) = self.tcp_rx.try_recv() {
+            match event {
+                TcpEvent::Connected(peer, conn) => {
+                    self.tcp.insert(peer, conn);
+                }
+                TcpEvent::Frame(peer, frame) => {
+                    if !sfu.receive_tcp(Instant::now(), peer, local, &frame) {
+                        log::debug!("unclaimed ICE-TCP frame from {peer}");
+                    }
+                }
+                TcpEvent::Closed(peer) => {
+                    self.tcp.remove(&peer);
+                }
+            }
+        }
+    }
+}
+
+fn run(
+    mut sfu: Sfu,
+    mut io: Io,
     rx: mpsc::Receiver<Command>,
     metrics: MediaMetrics,
     summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
 ) {
-    let mut sfu = Sfu::new(Instant::now(), advertise);
+    let advertise = io.advertise;
     let mut last = Counters::default();
     let mut last_update = Instant::now();
     let mut peers: HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>> = HashMap::new();
@@ -213,9 +270,7 @@ fn run(
         }
         let deadline = loop {
             match sfu.poll_output() {
-                Output::Transmit(t) => {
-                    let _ = socket.send_to(&t.contents, t.destination);
-                }
+                Output::Transmit(t) => io.transmit(&t),
                 Output::Offer(id, sdp) => {
                     if let Some(p) = peers.get(&id) {
                         let _ = p.send(ToPeer::Offer(sdp));
@@ -230,18 +285,21 @@ fn run(
                 Output::Timeout(t) => break t,
             }
         };
-        let wait = deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), MAX_WAIT);
-        let _ = socket.set_read_timeout(Some(wait));
+        let max = if io.tcp.is_empty() { MAX_WAIT } else { MAX_WAIT_TCP };
+        let wait = deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), max);
+        let _ = io.socket.set_read_timeout(Some(wait));
         buf.resize(2000, 0);
-        if let Ok((n, source)) = socket.recv_from(&mut buf) {
+        if let Ok((n, source)) = io.socket.recv_from(&mut buf) {
             // The socket may be bound to a wildcard; ICE knows it by the one address it advertises.
             if !sfu.receive(Instant::now(), source, advertise, &buf[..n]) {
                 log::debug!("unclaimed datagram from {source}");
             }
         }
+        io.receive_tcp(&mut sfu);
         sfu.timeout(Instant::now());
         if last_update.elapsed() >= Duration::from_secs(1) {
             metrics.update(&sfu, &mut last);
+            metrics.tcp_connections.set(io.tcp.len() as i64);
             last_update = Instant::now();
         }
     }

@@ -10,6 +10,7 @@ fn state(dev: bool) -> AppState {
     let media = media::start(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:9".parse().unwrap(),
+        None,
         media::MediaMetrics::default(),
         tokio::sync::mpsc::unbounded_channel().0,
     )

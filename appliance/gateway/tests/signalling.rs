@@ -15,6 +15,7 @@ async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
     let media = media::start(
         "127.0.0.1:0".parse().unwrap(),
         "127.0.0.1:9".parse().unwrap(),
+        None,
         media::MediaMetrics::default(),
         tokio::sync::mpsc::unbounded_channel().0,
     )

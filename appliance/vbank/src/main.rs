@@ -53,6 +53,9 @@ enum Cmd {
         /// internal-port-base + 4, for phones); default 127.0.0.1.
         #[arg(long)]
         media_advertise: Option<std::net::SocketAddr>,
+        /// For a fresh configuration: offer no ICE-TCP candidate (media over UDP only).
+        #[arg(long)]
+        no_media_tcp: bool,
         /// Extra DNS names or IPs for the public certificate (localhost and 127.0.0.1 are always included).
         #[arg(long = "name")]
         names: Vec<String>,
@@ -112,7 +115,7 @@ fn main() -> ExitCode {
         Cmd::Keyd => run_service("keyd", &cli.config, |cfg| async move {
             vbank_keyd::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
-        Cmd::Up { data_dir, port, internal_port_base, media_advertise, mut names, ready_timeout } => {
+        Cmd::Up { data_dir, port, internal_port_base, media_advertise, no_media_tcp, mut names, ready_timeout } => {
             let _ = vbank_log::init(
                 vbank_log::Identity { service: "up".into(), node: "dev".into(), dev: true },
                 log::LevelFilter::Info,
@@ -122,7 +125,12 @@ fn main() -> ExitCode {
             names.dedup();
             let opts = up::UpOptions {
                 data_dir,
-                ports: up::Ports { public: port, internal_base: internal_port_base, media_advertise },
+                ports: up::Ports {
+                    public: port,
+                    internal_base: internal_port_base,
+                    media_advertise,
+                    media_tcp: !no_media_tcp,
+                },
                 public_names: names,
                 json: cli.json,
                 ready_timeout: Duration::from_secs(ready_timeout),

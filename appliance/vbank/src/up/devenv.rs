@@ -34,6 +34,8 @@ pub struct Ports {
     pub internal_base: u16,
     /// Where browsers send media, when not 127.0.0.1 (a LAN address for phones).
     pub media_advertise: Option<std::net::SocketAddr>,
+    /// Offer ICE-TCP on the media port (for networks that block UDP).
+    pub media_tcp: bool,
 }
 
 const DEV_TOKEN: &str = "vbank-dev";
@@ -101,6 +103,7 @@ admin_listen = "127.0.0.1:{gw_admin}"
 public_url = "https://localhost:{public}"
 media_listen = "0.0.0.0:{media}"     # WebRTC media (UDP)
 media_advertise = "{advertise}"   # the address browsers send media to
+media_tcp = {media_tcp}              # also ICE-TCP on media_listen's port, for networks that block UDP
 
 [keyd]
 listen = "127.0.0.1:{keyd}"
@@ -112,6 +115,7 @@ admin_listen = "127.0.0.1:{keyd_admin}"
         keyd_admin = b + 3,
         media = b + 4,
         advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4))),
+        media_tcp = ports.media_tcp,
     )
 }
 
@@ -212,7 +216,7 @@ mod tests {
     fn prepares_once_and_reuses() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let ports = Ports { public: 18443, internal_base: 19100, media_advertise: None };
+        let ports = Ports { public: 18443, internal_base: 19100, media_advertise: None, media_tcp: true };
         let names = vec!["localhost".to_string()];
         let env = prepare(&dir, ports, &names).unwrap();
         assert_eq!(env.config.gateway.listen.port(), 18443);
@@ -230,9 +234,12 @@ mod tests {
 
     #[test]
     fn an_unwritable_data_dir_names_the_fix() {
-        let e =
-            prepare(Path::new("/proc/vbank-data"), Ports { public: 1, internal_base: 2, media_advertise: None }, &[])
-                .unwrap_err();
+        let e = prepare(
+            Path::new("/proc/vbank-data"),
+            Ports { public: 1, internal_base: 2, media_advertise: None, media_tcp: true },
+            &[],
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("--data-dir"), "{e:#}");
     }
 }
