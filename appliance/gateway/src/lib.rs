@@ -6,6 +6,7 @@
 
 mod ice_tcp;
 pub mod media;
+pub mod room_messages;
 pub mod signalling;
 mod web;
 mod whip;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub token_keys: TokenKeys,
     /// The shared store (node heartbeats for routing); `None` in tests of the router alone.
     pub store: Option<Arc<dyn Store>>,
+    /// Chat, link, document and whiteboard messages per room.
+    pub rooms: room_messages::Rooms,
 }
 
 /// The call-token verification keys (label, key), shared with the refresher.
@@ -190,6 +193,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         media,
         token_keys,
         store: Some(store.clone()),
+        rooms: Default::default(),
     };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone(), load_source.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));

@@ -3,6 +3,8 @@
 //! Client → server: `{"type":"join","room":R,"role":"customer|teller|specialist|observer","sdp":OFFER}`, then
 //! `{"type":"answer","sdp":ANSWER}` to each renegotiation offer. Server → client: `{"type":"answer","sdp":…}` to the
 //! join, `{"type":"offer","sdp":…}` when tracks come or go, `{"type":"error","code":…,"message":…}`.
+//! After joining, `{"type":"message","body":{"kind":…}}` sends a chat, link, document or whiteboard message to the
+//! room (see [`crate::room_messages`]); everyone, the sender too, receives it with its sequence number.
 //! Messages over 64 KiB are refused. A join carries a call token signed by keyd (`"token"`), checked against the
 //! keys fetched from keyd; only development mode admits a join without one.
 
@@ -11,11 +13,12 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use vbank_gateway_core::{ParticipantId, Role};
 
 use crate::AppState;
 use crate::media::{Command, ToPeer};
+use crate::room_messages::{Body, RateLimit, Refused};
 
 /// Largest signalling message accepted.
 pub const MAX_MESSAGE: usize = 64 * 1024;
@@ -33,6 +36,26 @@ enum In {
     Answer {
         sdp: String,
     },
+    Message {
+        body: Body,
+    },
+}
+
+/// The joined participant behind a connection.
+struct Joined {
+    id: ParticipantId,
+    room: String,
+    role: Role,
+    role_name: String,
+    messages: broadcast::Receiver<std::sync::Arc<str>>,
+}
+
+/// The next room message, or never when not joined.
+async fn next_message(j: &mut Option<Joined>) -> Result<std::sync::Arc<str>, broadcast::error::RecvError> {
+    match j {
+        Some(j) => j.messages.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Check a call token for `room` and `role`; development mode alone admits a request without one.
@@ -63,7 +86,8 @@ fn error(code: &str, message: impl Into<String>) -> Message {
 
 async fn session(s: AppState, mut socket: WebSocket) {
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut me: Option<ParticipantId> = None;
+    let mut me: Option<Joined> = None;
+    let mut limit = RateLimit::new(std::time::Instant::now());
     loop {
         tokio::select! {
             msg = socket.recv() => {
@@ -83,17 +107,44 @@ async fn session(s: AppState, mut socket: WebSocket) {
                     Ok(In::Join { room, role, sdp, token }) => {
                         Some(join(&s, &room, &role, sdp, token.as_deref(), &events_tx, &mut me).await)
                     }
-                    Ok(In::Answer { sdp }) => match me {
-                        Some(id) => {
-                            s.media.send(Command::Answer(id, sdp));
+                    Ok(In::Answer { sdp }) => match &me {
+                        Some(j) => {
+                            s.media.send(Command::Answer(j.id, sdp));
                             None
                         }
                         None => Some(error("not_joined", "join first")),
+                    },
+                    Ok(In::Message { body }) => match &me {
+                        None => Some(error("not_joined", "join first")),
+                        Some(j) if !j.role.publishes() => Some(error("read_only", "observers receive messages but send none")),
+                        Some(_) if !limit.allow(std::time::Instant::now()) => {
+                            Some(error("rate_limited", "more than 30 messages a second; send fewer"))
+                        }
+                        Some(j) => match s.rooms.send(s.store.as_ref(), &j.room, j.id.0, &j.role_name, body).await {
+                            Ok(_) => None,
+                            Err(Refused::Invalid(why)) => Some(error("bad_message", why)),
+                            Err(e @ Refused::NotRecorded(_)) => {
+                                log::error!(room = j.room.as_str(); "call message refused: {e}");
+                                Some(error("not_recorded", e.to_string()))
+                            }
+                        },
                     },
                 };
                 if let Some(r) = reply
                     && socket.send(r).await.is_err()
                 {
+                    break;
+                }
+            }
+            m = next_message(&mut me) => {
+                let out = match m {
+                    Ok(text) => Message::Text(text.to_string().into()),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        error("missed_messages", format!("{n} room messages were dropped because this connection was slow"))
+                    }
+                    Err(broadcast::error::RecvError::Closed) => continue,
+                };
+                if socket.send(out).await.is_err() {
                     break;
                 }
             }
@@ -105,14 +156,19 @@ async fn session(s: AppState, mut socket: WebSocket) {
                 }
                 Some(ToPeer::Left) | None => {
                     let _ = socket.send(Message::Text(json!({"type": "left"}).to_string().into())).await;
-                    me = None;
+                    if let Some(j) = me.take() {
+                        drop(j.messages);
+                        s.rooms.release(&j.room);
+                    }
                     break;
                 }
             }
         }
     }
-    if let Some(id) = me {
-        s.media.send(Command::Leave(id));
+    if let Some(j) = me {
+        s.media.send(Command::Leave(j.id));
+        drop(j.messages);
+        s.rooms.release(&j.room);
     }
 }
 
@@ -123,27 +179,20 @@ async fn join(
     sdp: String,
     token: Option<&str>,
     events: &mpsc::UnboundedSender<ToPeer>,
-    me: &mut Option<ParticipantId>,
+    me: &mut Option<Joined>,
 ) -> Message {
-    match token {
-        Some(t) => {
-            let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            if let Err(e) = vbank_token::verify(t, &keys, now).and_then(|c| c.require(room, role)) {
-                return error("unauthorized", format!("{e}: ask for a new call token"));
-            }
-        }
-        // Development mode (vbank up) lets its pages join without a token; no production node does.
-        None if s.dev => {}
-        None => return error("unauthorized", "joining needs a call token (from `vbank token` or the call service)"),
+    if let Err(e) = authorize(s, token, room, role) {
+        return error("unauthorized", e);
     }
+    let role_name = role;
     let Some(role) = Role::from_name(role).filter(|r| *r != Role::Recorder) else {
         return error("bad_role", "role must be customer, teller, specialist or observer");
     };
     if room.is_empty() || room.len() > 64 || !room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return error("bad_room", "room: 1-64 letters, digits, - or _");
     }
+    // Subscribed before joining, so no message sent once the join is answered is missed.
+    let messages = s.rooms.subscribe(room);
     let (reply_tx, reply_rx) = oneshot::channel();
     let cmd = Command::Join {
         room: room.to_string(),
@@ -153,15 +202,26 @@ async fn join(
         reply: reply_tx,
         fixed: false,
     };
+    let refused = |m: Message| {
+        s.rooms.release(room);
+        m
+    };
     if !s.media.send(cmd) {
-        return error("unavailable", "the media service is not running");
+        drop(messages);
+        return refused(error("unavailable", "the media service is not running"));
     }
     match reply_rx.await {
         Ok(Ok((id, answer))) => {
-            *me = Some(id);
+            *me = Some(Joined { id, room: room.to_string(), role, role_name: role_name.to_string(), messages });
             Message::Text(json!({"type": "answer", "sdp": answer, "participant": id.0}).to_string().into())
         }
-        Ok(Err(e)) => error("join_refused", e),
-        Err(_) => error("unavailable", "the media service stopped"),
+        Ok(Err(e)) => {
+            drop(messages);
+            refused(error("join_refused", e))
+        }
+        Err(_) => {
+            drop(messages);
+            refused(error("unavailable", "the media service stopped"))
+        }
     }
 }

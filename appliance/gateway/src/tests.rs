@@ -22,6 +22,7 @@ fn state(dev: bool) -> AppState {
         media,
         token_keys: TokenKeys::default(),
         store: None,
+        rooms: Default::default(),
     }
 }
 

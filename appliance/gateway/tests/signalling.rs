@@ -20,8 +20,15 @@ async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
         tokio::sync::mpsc::unbounded_channel().0,
     )
     .unwrap();
-    let state =
-        AppState { ctx: Context::new("gateway", "t", &[]), node: "t".into(), dev, media, token_keys, store: None };
+    let state = AppState {
+        ctx: Context::new("gateway", "t", &[]),
+        node: "t".into(),
+        dev,
+        media,
+        token_keys,
+        store: None,
+        rooms: Default::default(),
+    };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app(state)).await.unwrap() });
@@ -48,6 +55,10 @@ async fn bad_messages_get_error_codes_and_the_connection_survives() {
     assert_eq!(ask(&mut ws, "nonsense").await["code"], "bad_message");
     assert_eq!(ask(&mut ws, r#"{"type":"hello"}"#).await["code"], "bad_message");
     assert_eq!(ask(&mut ws, r#"{"type":"answer","sdp":"v=0"}"#).await["code"], "not_joined");
+    let early = ask(&mut ws, r#"{"type":"message","body":{"kind":"chat","text":"hi"}}"#).await;
+    assert_eq!(early["code"], "not_joined", "{early}");
+    let unknown = ask(&mut ws, r#"{"type":"message","body":{"kind":"video"}}"#).await;
+    assert_eq!(unknown["code"], "bad_message", "{unknown}");
     assert_eq!(ask(&mut ws, r#"{"type":"join","room":"r","role":"recorder","sdp":""}"#).await["code"], "bad_role");
     assert_eq!(ask(&mut ws, r#"{"type":"join","room":"r/../x","role":"customer","sdp":""}"#).await["code"], "bad_room");
     let hostile = ask(&mut ws, r#"{"type":"join","room":"r","role":"customer","sdp":"v=0\r\no=- 0 0 IN IP4 1.1.1.1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}"#).await;

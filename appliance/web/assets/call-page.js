@@ -39,18 +39,60 @@ async function start() {
       role,
       localVideo: el('local'),
       remotes: el('remotes'),
+      onMessage: showMessage,
       onState: (s) => {
         show(s);
         if (s === 'ended' || s === 'failed') reconnect();
       },
     });
     el('hangup').hidden = false;
+    el('chat').hidden = false;
   } catch (e) {
     show(`error: ${e.message}`);
     call = null;
     reconnect();
   }
 }
+
+// Chat: text is always inserted as text (never HTML); links are shown only when they are https.
+const roles = { customer: '客户 · Customer', teller: '柜员 · Teller', specialist: '专家 · Specialist' };
+function showMessage(msg) {
+  const li = document.createElement('li');
+  if (msg.type === 'error') {
+    li.className = 'chat-error';
+    li.textContent = msg.message;
+  } else {
+    li.dataset.seq = String(msg.seq);
+    li.dataset.kind = msg.body.kind;
+    const who = document.createElement('strong');
+    who.textContent = `${roles[msg.role] ?? msg.role}: `;
+    li.append(who);
+    if (msg.body.kind === 'chat') {
+      li.append(msg.body.text);
+    } else if (msg.body.kind === 'link' && msg.body.url.startsWith('https://')) {
+      const a = document.createElement('a');
+      a.href = msg.body.url;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      a.textContent = msg.body.title || msg.body.url;
+      li.append(a);
+    } else if (msg.body.kind === 'document') {
+      li.append(`文档 · Document: ${msg.body.name} (p. ${msg.body.page})`);
+    } else {
+      return; // whiteboard strokes are drawn by the call-experience pages, not listed
+    }
+  }
+  el('chat-log').append(li);
+  li.scrollIntoView({ block: 'nearest' });
+}
+
+el('chat-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = el('chat-text').value.trim();
+  if (!text || !call) return;
+  call.send({ kind: 'chat', text });
+  el('chat-text').value = '';
+});
 
 // Smart routing (智能选路): a new call goes to the least-loaded healthy gateway node. Compare node names, not
 // origins, so a page opened by a LAN address is not sent to another name for the same node.

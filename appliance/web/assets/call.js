@@ -1,8 +1,9 @@
 // One call: our camera and microphone go out; every other participant's tracks come in, one <video> per person.
 // SDP travels over /ws (same origin, TLS): we offer once when joining; the gateway offers again whenever someone's
-// tracks appear or go, and we answer.
+// tracks appear or go, and we answer. Chat, link, document and whiteboard messages travel on the same socket
+// (`send(body)`); each arrives back, with its place in the call's record, through `onMessage`.
 
-export async function joinCall({ room, role, localVideo, remotes, onState }) {
+export async function joinCall({ room, role, localVideo, remotes, onState, onMessage = () => {} }) {
   const media = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     video: { width: { ideal: 640 }, height: { ideal: 480 } },
@@ -37,6 +38,10 @@ export async function joinCall({ room, role, localVideo, remotes, onState }) {
       await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
       await pc.setLocalDescription(await pc.createAnswer());
       ws.send(JSON.stringify({ type: 'answer', sdp: pc.localDescription.sdp }));
+    } else if (msg.type === 'message') {
+      onMessage(msg);
+    } else if (msg.type === 'error' && ['bad_message', 'rate_limited', 'read_only', 'not_recorded', 'missed_messages'].includes(msg.code)) {
+      onMessage({ type: 'error', code: msg.code, message: msg.message });
     } else if (msg.type === 'error') {
       onState(`error: ${msg.message}`);
     } else if (msg.type === 'left') {
@@ -50,6 +55,7 @@ export async function joinCall({ room, role, localVideo, remotes, onState }) {
   const call = {
     pc,
     ws,
+    send(body) { ws.send(JSON.stringify({ type: 'message', body })); },
     hangup() {
       ws.close();
       pc.close();
