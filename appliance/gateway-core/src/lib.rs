@@ -251,6 +251,17 @@ impl Sfu {
         p.accept_answer(answer).map_err(|e| SfuError::Sdp(e.to_string()))
     }
 
+    /// The participant restarts ICE (its address changed, or its media path broke while signalling stayed up): its
+    /// offer carries new ICE credentials; the answer carries ours. The session, its tracks and subscriptions stay.
+    pub fn restart(&mut self, now: Instant, id: ParticipantId, offer_sdp: &str) -> Result<String, SfuError> {
+        self.now = now;
+        let p = self.participants.iter_mut().find(|p| p.id == id).ok_or(SfuError::UnknownParticipant(id.0))?;
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let answer = p.accept_restart(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        log::info!(participant = id.0; "ICE restart");
+        Ok(answer.to_sdp_string())
+    }
+
     /// The participant leaves (signalling closed).
     pub fn leave(&mut self, id: ParticipantId) {
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {

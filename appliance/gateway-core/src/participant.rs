@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequest, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::{Event, IceConnectionState, Output, Rtc};
 
@@ -19,7 +19,7 @@ pub(crate) struct TrackIn {
     pub kind: MediaKind,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum OutState {
     ToOpen,
     Negotiating(Mid),
@@ -281,6 +281,21 @@ impl Participant {
         let (offer, pending) = change.apply()?;
         self.pending = Some(pending);
         Some(offer.to_sdp_string())
+    }
+
+    /// The participant offers (an ICE restart). An offer of ours still awaiting its answer crossed it: roll ours back
+    /// (str0m applies a change only when its answer is accepted) and offer it again once this exchange is done.
+    pub fn accept_restart(&mut self, offer: SdpOffer) -> Result<SdpAnswer, str0m::RtcError> {
+        if self.pending.take().is_some() {
+            for t in &mut self.tracks_out {
+                t.state = match t.state {
+                    OutState::Negotiating(_) => OutState::ToOpen,
+                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
+                    s => s,
+                };
+            }
+        }
+        self.rtc.sdp_api().accept_offer(offer)
     }
 
     /// The participant answered our renegotiation offer.

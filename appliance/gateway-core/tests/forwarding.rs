@@ -219,3 +219,36 @@ fn roles() {
     assert!(!Role::Recorder.publishes() && Role::Recorder.subscribes());
     assert!(Role::Customer.publishes());
 }
+
+#[test]
+fn an_ice_restart_from_a_new_address_keeps_the_session_and_its_media() {
+    let start = Instant::now();
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap());
+    let mut peers = vec![
+        join(&mut sfu, start, "10.0.0.2:7000", Role::Customer),
+        join(&mut sfu, start, "10.0.0.3:7000", Role::Teller),
+    ];
+    let now = run_until(&mut sfu, &mut peers, start, &[0, 1], |p| p.iter().all(|p| p.received >= 20));
+    assert!(peers.iter().all(|p| p.received >= 20), "media before the restart");
+
+    // The customer's phone moves from Wi-Fi to 4G: a new address, new ICE credentials, the same session.
+    let moved: SocketAddr = "10.9.9.9:4000".parse().unwrap();
+    let p = &mut peers[0];
+    let mut api = p.rtc.sdp_api();
+    api.ice_restart(false);
+    let (offer, pending) = api.apply().unwrap();
+    let answer = sfu.restart(now, p.id, &offer.to_sdp_string()).unwrap();
+    // str0m replaces its local candidates when the restart completes, so the new address is added after.
+    p.rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    p.rtc.add_local_candidate(Candidate::host(moved, "udp").unwrap());
+    p.addr = moved;
+    let before = (peers[0].received, peers[1].received);
+
+    run_until(&mut sfu, &mut peers, now, &[0, 1], |p| p[0].received >= before.0 + 20 && p[1].received >= before.1 + 20);
+    assert!(peers[0].received >= before.0 + 20, "the customer receives again at its new address");
+    assert!(peers[1].received >= before.1 + 20, "the teller receives the customer's media again");
+    assert_eq!(sfu.participant_count(), 2, "nobody left: the session survived the restart");
+
+    let err = sfu.restart(now, ParticipantId(999), &offer.to_sdp_string()).unwrap_err();
+    assert!(matches!(err, SfuError::UnknownParticipant(999)));
+}

@@ -142,6 +142,8 @@ pub enum Command {
     },
     /// An answer to our renegotiation offer.
     Answer(ParticipantId, String),
+    /// An ICE restart offer; our answer (or why not) comes back on the sender.
+    Restart(ParticipantId, String, oneshot::Sender<Result<String, String>>),
     /// Signalling closed.
     Leave(ParticipantId),
 }
@@ -262,6 +264,9 @@ fn run(
                     if let Err(e) = sfu.answer(id, &sdp) {
                         log::warn!(participant = id.0; "renegotiation answer refused: {e}");
                     }
+                }
+                Ok(Command::Restart(id, sdp, reply)) => {
+                    let _ = reply.send(sfu.restart(Instant::now(), id, &sdp).map_err(|e| e.to_string()));
                 }
                 Ok(Command::Leave(id)) => sfu.leave(id),
                 Err(mpsc::TryRecvError::Empty) => break,

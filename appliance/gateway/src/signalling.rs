@@ -3,6 +3,7 @@
 //! Client → server: `{"type":"join","room":R,"role":"customer|teller|specialist|observer","sdp":OFFER}`, then
 //! `{"type":"answer","sdp":ANSWER}` to each renegotiation offer. Server → client: `{"type":"answer","sdp":…}` to the
 //! join, `{"type":"offer","sdp":…}` when tracks come or go, `{"type":"error","code":…,"message":…}`.
+//! `{"type":"restart","sdp":OFFER}` restarts ICE within the session (answered like a join, with `"restart":true`).
 //! After joining, `{"type":"message","body":{"kind":…}}` sends a chat, link, document or whiteboard message to the
 //! room (see [`crate::room_messages`]); everyone, the sender too, receives it with its sequence number.
 //! Messages over 64 KiB are refused. A join carries a call token signed by keyd (`"token"`), checked against the
@@ -38,6 +39,9 @@ enum In {
     },
     Message {
         body: Body,
+    },
+    Restart {
+        sdp: String,
     },
 }
 
@@ -114,6 +118,10 @@ async fn session(s: AppState, mut socket: WebSocket) {
                         }
                         None => Some(error("not_joined", "join first")),
                     },
+                    Ok(In::Restart { sdp }) => match &me {
+                        Some(j) => Some(restart(&s, j.id, sdp).await),
+                        None => Some(error("not_joined", "join first")),
+                    },
                     Ok(In::Message { body }) => match &me {
                         None => Some(error("not_joined", "join first")),
                         Some(j) if !j.role.publishes() => Some(error("read_only", "observers receive messages but send none")),
@@ -169,6 +177,18 @@ async fn session(s: AppState, mut socket: WebSocket) {
         s.media.send(Command::Leave(j.id));
         drop(j.messages);
         s.rooms.release(&j.room);
+    }
+}
+
+async fn restart(s: &AppState, id: ParticipantId, sdp: String) -> Message {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if !s.media.send(Command::Restart(id, sdp, reply_tx)) {
+        return error("unavailable", "the media service is not running");
+    }
+    match reply_rx.await {
+        Ok(Ok(answer)) => Message::Text(json!({"type": "answer", "sdp": answer, "restart": true}).to_string().into()),
+        Ok(Err(e)) => error("restart_refused", format!("{e}; rejoin the call")),
+        Err(_) => error("unavailable", "the media service stopped"),
     }
 }
 

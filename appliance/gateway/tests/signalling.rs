@@ -57,6 +57,7 @@ async fn bad_messages_get_error_codes_and_the_connection_survives() {
     assert_eq!(ask(&mut ws, r#"{"type":"answer","sdp":"v=0"}"#).await["code"], "not_joined");
     let early = ask(&mut ws, r#"{"type":"message","body":{"kind":"chat","text":"hi"}}"#).await;
     assert_eq!(early["code"], "not_joined", "{early}");
+    assert_eq!(ask(&mut ws, r#"{"type":"restart","sdp":"v=0"}"#).await["code"], "not_joined");
     let unknown = ask(&mut ws, r#"{"type":"message","body":{"kind":"video"}}"#).await;
     assert_eq!(unknown["code"], "bad_message", "{unknown}");
     assert_eq!(ask(&mut ws, r#"{"type":"join","room":"r","role":"recorder","sdp":""}"#).await["code"], "bad_role");

@@ -27,6 +27,31 @@ export async function joinCall({ room, role, localVideo, remotes, onState, onMes
     e.track.onended = () => { if (!video.srcObject?.getTracks().some((t) => t.readyState === 'live')) video.remove(); };
   };
   pc.onconnectionstatechange = () => onState(pc.connectionState);
+  // The media path broke while signalling stayed up (a NAT rebinding, a Wi-Fi/4G switch on the phone): restart ICE
+  // in the same session after 2 s, so tracks and subscriptions stay. If that fails, the page rejoins instead.
+  let restartTimer = null;
+  let restarts = 0;
+  const restartIce = async () => {
+    restartTimer = null;
+    if (ws.readyState !== WebSocket.OPEN || pc.signalingState !== 'stable') return;
+    if (!['disconnected', 'failed'].includes(pc.iceConnectionState)) return;
+    try {
+      await pc.setLocalDescription(await pc.createOffer({ iceRestart: true }));
+      ws.send(JSON.stringify({ type: 'restart', sdp: pc.localDescription.sdp }));
+      restarts += 1;
+      onState('reconnecting');
+    } catch {
+      // The connection closed meanwhile; the page rejoins.
+    }
+  };
+  pc.oniceconnectionstatechange = () => {
+    if (['disconnected', 'failed'].includes(pc.iceConnectionState)) {
+      restartTimer ??= setTimeout(restartIce, 2000);
+    } else if (restartTimer) {
+      clearTimeout(restartTimer);
+      restartTimer = null;
+    }
+  };
 
   const ws = new WebSocket(`wss://${location.host}/ws`);
   await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error('signalling unavailable')); });
@@ -35,6 +60,8 @@ export async function joinCall({ room, role, localVideo, remotes, onState, onMes
     if (msg.type === 'answer') {
       await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     } else if (msg.type === 'offer') {
+      // Our ICE-restart offer crossed this one: the gateway drops its offer and sends it again after answering ours.
+      if (pc.signalingState === 'have-local-offer') return;
       await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
       await pc.setLocalDescription(await pc.createAnswer());
       ws.send(JSON.stringify({ type: 'answer', sdp: pc.localDescription.sdp }));
@@ -56,6 +83,7 @@ export async function joinCall({ room, role, localVideo, remotes, onState, onMes
     pc,
     ws,
     send(body) { ws.send(JSON.stringify({ type: 'message', body })); },
+    get restarts() { return restarts; },
     hangup() {
       ws.close();
       pc.close();
