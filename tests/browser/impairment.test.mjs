@@ -39,10 +39,12 @@ test('5% loss and 150 ms jitter: the call stays up and video keeps decoding', as
     vbank.relay.impair({});
     const nacks = Number(/^vbank_media_nacks (\d+)/m.exec(metrics)?.[1] ?? -1);
     assert.ok(nacks > 0, `the gateway counts the repair traffic: ${metrics.split('\n').filter((l) => l.startsWith('vbank_media')).join('\n')}`);
+    const jitter = Number(/^vbank_media_worst_jitter_ms (\d+)/m.exec(metrics)?.[1] ?? -1);
+    assert.ok(jitter >= 5, `the gateway measures the added jitter (${jitter} ms)`);
     assert.equal(after.state, 'connected', JSON.stringify(after));
     assert.ok(after.frames - before.frames >= 75, `only ${after.frames - before.frames} frames decoded in 15 s under impairment`);
     assert.ok(after.lost > before.lost, `losses were seen: ${JSON.stringify({ before, after })}`);
     assert.ok(after.nack > before.nack || after.pli > before.pli, `NACKs or PLIs were sent: ${JSON.stringify({ before, after })}`);
-    console.log(`under impairment: ${after.frames - before.frames} frames, lost ${after.lost - before.lost}, nack ${after.nack - before.nack}, pli ${after.pli - before.pli}`);
+    console.log(`under impairment: jitter ${jitter} ms, ${after.frames - before.frames} frames, lost ${after.lost - before.lost}, nack ${after.nack - before.nack}, pli ${after.pli - before.pli}`);
   });
 });

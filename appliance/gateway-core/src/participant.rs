@@ -157,7 +157,8 @@ impl Participant {
                 Propagated::Nothing
             }
             Event::MediaIngressStats(s) => {
-                self.quality.ingress(&s);
+                let audio = self.tracks_in.iter().any(|t| t.mid == s.mid && t.kind == MediaKind::Audio);
+                self.quality.ingress(&s, if audio { 48_000 } else { 90_000 });
                 Propagated::Nothing
             }
             Event::MediaEgressStats(s) => {

@@ -31,6 +31,8 @@ pub struct Quality {
     pub keyframe_requests_received: u64,
     /// Incoming media frames that followed a gap (lost packets not recovered in time).
     pub gaps: u64,
+    /// Interarrival jitter of the participant's worst incoming track, milliseconds (RFC 3550 §6.4.1).
+    pub jitter_ms: Option<f64>,
 }
 
 /// Accumulates str0m's per-track counters into a [`Quality`].
@@ -39,7 +41,13 @@ pub(crate) struct QualityTracker {
     peer: Option<PeerStats>,
     ingress: HashMap<Mid, (u64, u64, u64)>,
     egress: HashMap<Mid, (u64, u64, u64)>,
+    jitter_ms: HashMap<Mid, f64>,
     pub gaps: u64,
+}
+
+/// RTP timestamp units to milliseconds at the track's clock rate.
+fn units_to_ms(units: u32, clock_hz: u32) -> f64 {
+    f64::from(units) * 1000.0 / f64::from(clock_hz.max(1))
 }
 
 impl QualityTracker {
@@ -47,9 +55,11 @@ impl QualityTracker {
         self.peer = Some(s);
     }
 
-    pub fn ingress(&mut self, s: &MediaIngressStats) {
+    /// `clock_hz`: the track's RTP clock (48 kHz Opus, 90 kHz video), to express jitter in milliseconds.
+    pub fn ingress(&mut self, s: &MediaIngressStats, clock_hz: u32) {
         // (nacks, plis, firs) the SFU sent for this incoming track: str0m's counters are totals.
         self.ingress.insert(s.mid, (s.nacks, s.plis, s.firs));
+        self.jitter_ms.insert(s.mid, units_to_ms(s.jitter, clock_hz));
     }
 
     pub fn egress(&mut self, s: &MediaEgressStats) {
@@ -73,6 +83,17 @@ impl QualityTracker {
             keyframe_requests_sent: kf_sent,
             keyframe_requests_received: kf_received,
             gaps: self.gaps,
+            jitter_ms: self.jitter_ms.values().copied().reduce(f64::max),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn jitter_is_converted_at_the_track_clock() {
+        assert_eq!(super::units_to_ms(480, 48_000), 10.0);
+        assert_eq!(super::units_to_ms(900, 90_000), 10.0);
+        assert_eq!(super::units_to_ms(5, 0), 5000.0, "a zero clock never divides by zero");
     }
 }

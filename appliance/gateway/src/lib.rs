@@ -291,6 +291,7 @@ async fn record_quality(
             "keyframe_requests_sent": q.keyframe_requests_sent,
             "keyframe_requests_received": q.keyframe_requests_received,
             "gaps": q.gaps,
+            "jitter_ms": q.jitter_ms,
         });
         let key = format!("quality/{}/{}", s.room, id.0);
         if let Err(e) = store.put(Table::Calls, &key, record.to_string().as_bytes(), Expect::Any).await {

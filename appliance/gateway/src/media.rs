@@ -31,6 +31,7 @@ pub struct MediaMetrics {
     nacks: Gauge,
     keyframe_requests: Gauge,
     tcp_connections: Gauge,
+    worst_jitter_ms: Gauge,
 }
 
 /// This node's media load, for routing new calls to the least-loaded node.
@@ -79,6 +80,11 @@ impl MediaMetrics {
             "Highest packet loss (either way) among current participants, per mille",
             self.worst_loss_permille.clone(),
         );
+        r.register(
+            "media_worst_jitter_ms",
+            "Highest incoming interarrival jitter among current participants, ms",
+            self.worst_jitter_ms.clone(),
+        );
         r.register("media_nacks", "NACKs exchanged with current participants (both ways)", self.nacks.clone());
         r.register(
             "media_keyframe_requests",
@@ -102,6 +108,7 @@ impl MediaMetrics {
         let worst =
             |f: &dyn Fn(&vbank_gateway_core::Quality) -> f64| q.iter().map(|(_, s)| f(&s.quality)).fold(0.0, f64::max);
         self.worst_rtt_ms.set(worst(&|q| q.rtt_ms.unwrap_or(0.0)) as i64);
+        self.worst_jitter_ms.set(worst(&|q| q.jitter_ms.unwrap_or(0.0)) as i64);
         let loss = |q: &vbank_gateway_core::Quality| {
             f64::from(q.ingress_loss.unwrap_or(0.0).max(q.egress_loss.unwrap_or(0.0)))
         };
