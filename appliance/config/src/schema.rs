@@ -242,6 +242,8 @@ pub struct GatewayConfig {
     /// media_listen's address over TCP. `None` when `media_tcp = false`. Defaults to media_advertise's IP with
     /// media_listen's port.
     pub media_tcp_advertise: Option<SocketAddr>,
+    /// Most participants this node carries at once; joins beyond it are refused so the entry point routes elsewhere.
+    pub max_participants: usize,
 }
 
 /// `[keyd]`
@@ -422,6 +424,7 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
         media_listen,
         media_advertise: s.parsed("media_advertise", default_adv, "an IP address and port", ADDR_HINT),
         media_tcp_advertise: None,
+        max_participants: s.integer("max_participants", 1000, 1, 100_000) as usize,
     };
     let default_tcp = SocketAddr::new(cfg.media_advertise.ip(), media_listen.port());
     let tcp_advertise = s.parsed("media_tcp_advertise", default_tcp, "an IP address and port", ADDR_HINT);

@@ -126,3 +126,11 @@ fn ice_tcp_follows_the_media_address_and_can_be_turned_off() {
     let diags = parse("[gateway]\nmedia_tcp_advertise = \"nowhere\"\n").unwrap_err();
     assert_eq!(diags[0].key, "gateway.media_tcp_advertise");
 }
+
+#[test]
+fn the_node_participant_limit_has_a_default_and_a_range() {
+    assert_eq!(parse("").unwrap().0.gateway.max_participants, 1000);
+    assert_eq!(parse("[gateway]\nmax_participants = 40\n").unwrap().0.gateway.max_participants, 40);
+    let diags = parse("[gateway]\nmax_participants = 0\n").unwrap_err();
+    assert_eq!(diags[0].key, "gateway.max_participants");
+}

@@ -78,6 +78,9 @@ pub enum SfuError {
     /// The room is full.
     #[error("room {0} is full ({1} participants)")]
     RoomFull(String, usize),
+    /// This node carries as many participants as it is rated for; the caller should route the call elsewhere.
+    #[error("this gateway node is at its limit of {0} participants (`[gateway] max_participants`); try another node")]
+    NodeFull(usize),
 }
 
 /// What the SFU wants done.
@@ -133,6 +136,7 @@ pub struct Sfu {
     candidate: SocketAddr,
     /// A passive ICE-TCP candidate (RFC 4571 framing) for clients behind UDP-blocking firewalls.
     tcp_candidate: Option<SocketAddr>,
+    max_participants: usize,
     participants: Vec<Participant>,
     next_id: u64,
     queue: VecDeque<Output>,
@@ -146,6 +150,7 @@ impl Sfu {
             now,
             candidate,
             tcp_candidate: None,
+            max_participants: usize::MAX,
             participants: Vec::new(),
             next_id: 1,
             queue: VecDeque::new(),
@@ -157,6 +162,12 @@ impl Sfu {
     /// RFC 4571 frames to [`Sfu::receive_tcp`]); transmits to such participants come out with `proto == Tcp`.
     pub fn with_tcp(mut self, tcp: SocketAddr) -> Sfu {
         self.tcp_candidate = Some(tcp);
+        self
+    }
+
+    /// Refuse joins beyond `n` participants on this node (a flood of joins cannot exhaust it).
+    pub fn with_max_participants(mut self, n: usize) -> Sfu {
+        self.max_participants = n;
         self
     }
 
@@ -218,6 +229,9 @@ impl Sfu {
         renegotiates: bool,
     ) -> Result<(ParticipantId, String), SfuError> {
         let in_room = self.participants.iter().filter(|p| p.room == room).count();
+        if self.participants.len() >= self.max_participants {
+            return Err(SfuError::NodeFull(self.max_participants));
+        }
         if in_room >= MAX_PER_ROOM {
             return Err(SfuError::RoomFull(room.to_string(), in_room));
         }

@@ -252,3 +252,18 @@ fn an_ice_restart_from_a_new_address_keeps_the_session_and_its_media() {
     let err = sfu.restart(now, ParticipantId(999), &offer.to_sdp_string()).unwrap_err();
     assert!(matches!(err, SfuError::UnknownParticipant(999)));
 }
+
+#[test]
+fn a_flood_of_joins_stops_at_the_node_limit_with_a_routable_error() {
+    let now = Instant::now();
+    let mut sfu = Sfu::new(now, SFU_ADDR.parse().unwrap()).with_max_participants(5);
+    for i in 0..5 {
+        let (_, sdp, _, _) = offer(now, format!("10.0.3.{}:7000", i + 1).parse().unwrap());
+        sfu.join(now, &format!("call-{i}"), Role::Customer, &sdp).unwrap();
+    }
+    let (_, sdp, _, _) = offer(now, "10.0.4.1:7000".parse().unwrap());
+    let err = sfu.join(now, "call-new", Role::Customer, &sdp).unwrap_err();
+    assert!(matches!(err, SfuError::NodeFull(5)), "{err}");
+    assert!(err.to_string().contains("max_participants"), "the error names the setting: {err}");
+    assert_eq!(sfu.participant_count(), 5, "the refused join left nothing behind");
+}

@@ -171,14 +171,13 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let load_source = media_metrics.clone();
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
     let quality_task = tokio::spawn(record_quality(store.clone(), summaries));
-    let media = media::start(
-        cfg.gateway.media_listen,
-        cfg.gateway.media_advertise,
-        cfg.gateway.media_tcp_advertise,
-        media_metrics,
-        summaries_tx,
-    )
-    .map_err(|e| ServiceError::Bind {
+    let opts = media::MediaOptions {
+        listen: cfg.gateway.media_listen,
+        advertise: cfg.gateway.media_advertise,
+        tcp_advertise: cfg.gateway.media_tcp_advertise,
+        max_participants: cfg.gateway.max_participants,
+    };
+    let media = media::start(opts, media_metrics, summaries_tx).map_err(|e| ServiceError::Bind {
         addr: cfg.gateway.media_listen,
         key: "gateway.media_listen".into(),
         hint: "another process uses this UDP port: stop it or change gateway.media_listen".into(),

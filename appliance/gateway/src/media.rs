@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc as tmpsc, oneshot};
-use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu, Summary};
+use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu, SfuError, Summary};
 
 use crate::ice_tcp::{self, TcpEvent};
 
@@ -143,7 +143,7 @@ pub enum Command {
         /// Where to send offers and the departure.
         events: tmpsc::UnboundedSender<ToPeer>,
         /// The result.
-        reply: oneshot::Sender<Result<(ParticipantId, String), String>>,
+        reply: oneshot::Sender<Result<(ParticipantId, String), SfuError>>,
         /// WHIP/WHEP: no renegotiation; receiving m-lines are bound to the room's tracks.
         fixed: bool,
     },
@@ -174,15 +174,34 @@ const MAX_WAIT: Duration = Duration::from_millis(10);
 /// looks more often to keep their added latency small.
 const MAX_WAIT_TCP: Duration = Duration::from_millis(2);
 
+/// Where and how much media this node carries (from `[gateway]`).
+#[derive(Debug, Clone, Copy)]
+pub struct MediaOptions {
+    /// The UDP socket (and the ICE-TCP listener's address).
+    pub listen: SocketAddr,
+    /// The UDP host candidate browsers send to.
+    pub advertise: SocketAddr,
+    /// The passive ICE-TCP candidate, if offered.
+    pub tcp_advertise: Option<SocketAddr>,
+    /// Joins beyond this many participants are refused.
+    pub max_participants: usize,
+}
+
+impl MediaOptions {
+    /// UDP only at `listen`, advertised as `advertise`, without a participant limit (tests).
+    pub fn udp(listen: SocketAddr, advertise: SocketAddr) -> Self {
+        MediaOptions { listen, advertise, tcp_advertise: None, max_participants: usize::MAX }
+    }
+}
+
 /// Bind the media socket, and the ICE-TCP listener on the same address when `tcp_advertise` is set, and start the
 /// loop. Each departing participant's quality summary goes to `summaries`.
 pub fn start(
-    listen: SocketAddr,
-    advertise: SocketAddr,
-    tcp_advertise: Option<SocketAddr>,
+    opts: MediaOptions,
     metrics: MediaMetrics,
     summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
 ) -> std::io::Result<Media> {
+    let MediaOptions { listen, advertise, tcp_advertise, max_participants } = opts;
     let socket = UdpSocket::bind(listen)?;
     let (tcp_tx, tcp_rx) = mpsc::channel();
     if tcp_advertise.is_some() {
@@ -190,7 +209,7 @@ pub fn start(
         ice_tcp::listen(socket.local_addr()?, tcp_tx)?;
     }
     let (tx, rx) = mpsc::channel();
-    let mut sfu = Sfu::new(Instant::now(), advertise);
+    let mut sfu = Sfu::new(Instant::now(), advertise).with_max_participants(max_participants);
     if let Some(tcp) = tcp_advertise {
         sfu = sfu.with_tcp(tcp);
     }
@@ -260,8 +279,7 @@ fn run(
                         sfu.join_fixed(Instant::now(), &room, role, &offer)
                     } else {
                         sfu.join(Instant::now(), &room, role, &offer)
-                    }
-                    .map_err(|e| e.to_string());
+                    };
                     if let Ok((id, _)) = &r {
                         peers.insert(*id, events);
                     }

@@ -15,7 +15,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use vbank_gateway_core::{ParticipantId, Role};
+use vbank_gateway_core::{ParticipantId, Role, SfuError};
 
 use crate::AppState;
 use crate::media::{Command, ToPeer};
@@ -237,7 +237,8 @@ async fn join(
         }
         Ok(Err(e)) => {
             drop(messages);
-            refused(error("join_refused", e))
+            let code = if matches!(e, SfuError::NodeFull(_)) { "node_full" } else { "join_refused" };
+            refused(error(code, e.to_string()))
         }
         Err(_) => {
             drop(messages);

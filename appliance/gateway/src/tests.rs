@@ -8,9 +8,7 @@ use super::*;
 
 fn state(dev: bool) -> AppState {
     let media = media::start(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:9".parse().unwrap(),
-        None,
+        media::MediaOptions::udp("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()),
         media::MediaMetrics::default(),
         tokio::sync::mpsc::unbounded_channel().0,
     )

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot};
-use vbank_gateway_core::{ParticipantId, Role};
+use vbank_gateway_core::{ParticipantId, Role, SfuError};
 
 use crate::AppState;
 use crate::media::Command;
@@ -79,6 +79,7 @@ async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: B
             h.insert(header::LOCATION, HeaderValue::from_str(&location).expect("ASCII path"));
             resp
         }
+        Ok(Err(e @ SfuError::NodeFull(_))) => problem(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Ok(Err(e)) => problem(StatusCode::BAD_REQUEST, format!("offer refused: {e}")),
         Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "the media service stopped"),
     }

@@ -13,9 +13,7 @@ async fn server(dev: bool) -> String {
 
 async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
     let media = media::start(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:9".parse().unwrap(),
-        None,
+        media::MediaOptions::udp("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()),
         media::MediaMetrics::default(),
         tokio::sync::mpsc::unbounded_channel().0,
     )
