@@ -54,6 +54,17 @@ impl Role {
         })
     }
 
+    /// The signalling name (the inverse of [`Role::from_name`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Customer => "customer",
+            Role::Teller => "teller",
+            Role::Specialist => "specialist",
+            Role::Recorder => "recorder",
+            Role::Observer => "observer",
+        }
+    }
+
     /// Whether its media is forwarded to others.
     pub fn publishes(self) -> bool {
         !matches!(self, Role::Recorder | Role::Observer)

@@ -216,6 +216,9 @@ fn a_room_holds_a_bounded_number_of_participants() {
 fn roles() {
     assert_eq!(Role::from_name("teller"), Some(Role::Teller));
     assert_eq!(Role::from_name("admin"), None);
+    for r in [Role::Customer, Role::Teller, Role::Specialist, Role::Recorder, Role::Observer] {
+        assert_eq!(Role::from_name(r.name()), Some(r), "name and from_name agree");
+    }
     assert!(!Role::Recorder.publishes() && Role::Recorder.subscribes());
     assert!(Role::Customer.publishes());
 }

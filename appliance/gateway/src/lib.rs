@@ -277,7 +277,7 @@ async fn record_quality(
         let record = serde_json::json!({
             "room": s.room,
             "participant": id.0,
-            "role": format!("{:?}", s.role).to_lowercase(),
+            "role": s.role.name(),
             "left_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "rtt_ms": q.rtt_ms,
             "ingress_loss": q.ingress_loss,

@@ -106,7 +106,8 @@ pub struct Delivered {
     /// Always `"message"`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Position in the call's event stream.
+    /// Position in the call's event stream (omitted in the stored record, where the stream position says it).
+    #[serde(default, skip_serializing_if = "is_unset")]
     pub seq: u64,
     /// The sender's participant id.
     pub from: u64,
@@ -116,6 +117,10 @@ pub struct Delivered {
     pub at: String,
     /// The message.
     pub body: Body,
+}
+
+fn is_unset(seq: &u64) -> bool {
+    *seq == 0
 }
 
 /// Why a message was not relayed.

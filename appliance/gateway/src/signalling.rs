@@ -50,7 +50,6 @@ struct Joined {
     id: ParticipantId,
     room: String,
     role: Role,
-    role_name: String,
     messages: broadcast::Receiver<std::sync::Arc<str>>,
 }
 
@@ -62,17 +61,17 @@ async fn next_message(j: &mut Option<Joined>) -> Result<std::sync::Arc<str>, bro
     }
 }
 
+/// Verify a call token against the keys fetched from keyd; the error tells the caller what to do.
+pub fn verify_token(s: &AppState, token: &str) -> Result<vbank_token::Claims, String> {
+    let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    vbank_token::verify(token, &keys, now).map_err(|e| format!("{e}: ask for a new call token"))
+}
+
 /// Check a call token for `room` and `role`; development mode alone admits a request without one.
 pub fn authorize(s: &AppState, token: Option<&str>, room: &str, role: &str) -> Result<(), String> {
     match token {
-        Some(t) => {
-            let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            vbank_token::verify(t, &keys, now)
-                .and_then(|c| c.require(room, role))
-                .map_err(|e| format!("{e}: ask for a new call token"))
-        }
+        Some(t) => verify_token(s, t)?.require(room, role).map_err(|e| format!("{e}: ask for a new call token")),
         // Development mode (vbank up) lets its pages join without a token; no production node does.
         None if s.dev => Ok(()),
         None => Err("joining needs a call token (from `vbank token` or the call service)".into()),
@@ -128,7 +127,7 @@ async fn session(s: AppState, mut socket: WebSocket) {
                         Some(_) if !limit.allow(std::time::Instant::now()) => {
                             Some(error("rate_limited", "more than 30 messages a second; send fewer"))
                         }
-                        Some(j) => match s.rooms.send(s.store.as_ref(), &j.room, j.id.0, &j.role_name, body).await {
+                        Some(j) => match s.rooms.send(s.store.as_ref(), &j.room, j.id.0, j.role.name(), body).await {
                             Ok(_) => None,
                             Err(Refused::Invalid(why)) => Some(error("bad_message", why)),
                             Err(e @ Refused::NotRecorded(_)) => {
@@ -204,7 +203,6 @@ async fn join(
     if let Err(e) = authorize(s, token, room, role) {
         return error("unauthorized", e);
     }
-    let role_name = role;
     let Some(role) = Role::from_name(role).filter(|r| *r != Role::Recorder) else {
         return error("bad_role", "role must be customer, teller, specialist or observer");
     };
@@ -232,7 +230,7 @@ async fn join(
     }
     match reply_rx.await {
         Ok(Ok((id, answer))) => {
-            *me = Some(Joined { id, room: room.to_string(), role, role_name: role_name.to_string(), messages });
+            *me = Some(Joined { id, room: room.to_string(), role, messages });
             Message::Text(json!({"type": "answer", "sdp": answer, "participant": id.0}).to_string().into())
         }
         Ok(Err(e)) => {

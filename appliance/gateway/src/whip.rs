@@ -12,7 +12,7 @@ use vbank_gateway_core::{ParticipantId, Role, SfuError};
 
 use crate::AppState;
 use crate::media::Command;
-use crate::signalling::authorize;
+use crate::signalling::{authorize, verify_token};
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
@@ -24,20 +24,16 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 
 /// The role a token grants, or the development default.
 fn role_of(s: &AppState, token: Option<&str>, room: &str, default: &str) -> Result<String, (StatusCode, String)> {
-    let role = match token {
+    let unauthorized = |e: String| (StatusCode::UNAUTHORIZED, e);
+    match token {
+        // The role is whatever the token names; the token must be for this room.
         Some(t) => {
-            // The role is whatever the token names; authorize() then checks the token for room and role.
-            let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let now =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            vbank_token::verify(t, &keys, now)
-                .map(|c| c.role)
-                .map_err(|e| (StatusCode::UNAUTHORIZED, format!("{e}: ask for a new call token")))?
+            let claims = verify_token(s, t).map_err(unauthorized)?;
+            claims.require(room, &claims.role).map_err(|e| unauthorized(format!("{e}: ask for a new call token")))?;
+            Ok(claims.role)
         }
-        None => default.to_string(),
-    };
-    authorize(s, token, room, &role).map_err(|e| (StatusCode::UNAUTHORIZED, e))?;
-    Ok(role)
+        None => authorize(s, None, room, default).map(|_| default.to_string()).map_err(unauthorized),
+    }
 }
 
 async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: Bytes) -> Response {
