@@ -9,7 +9,7 @@
 mod participant;
 mod quality;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -149,6 +149,10 @@ pub struct Sfu {
     tcp_candidate: Option<SocketAddr>,
     max_participants: usize,
     participants: Vec<Participant>,
+    /// Indices into `participants` by room; rebuilt whenever `participants` changes.
+    rooms: HashMap<String, Vec<usize>>,
+    /// Which participant last claimed a datagram from this source: checked first, so routing is O(1) per packet.
+    routes: HashMap<(Protocol, SocketAddr), usize>,
     next_id: u64,
     queue: VecDeque<Output>,
     counters: Counters,
@@ -163,6 +167,8 @@ impl Sfu {
             tcp_candidate: None,
             max_participants: usize::MAX,
             participants: Vec::new(),
+            rooms: HashMap::new(),
+            routes: HashMap::new(),
             next_id: 1,
             queue: VecDeque::new(),
             counters: Counters::default(),
@@ -189,10 +195,22 @@ impl Sfu {
 
     /// Rooms with at least one participant.
     pub fn room_count(&self) -> usize {
-        let mut rooms: Vec<&str> = self.participants.iter().map(|p| p.room.as_str()).collect();
-        rooms.sort_unstable();
-        rooms.dedup();
-        rooms.len()
+        self.rooms.len()
+    }
+
+    /// After `participants` changed: index rooms again and forget routes (indices moved).
+    fn reindex(&mut self) {
+        self.rooms.clear();
+        for (i, p) in self.participants.iter().enumerate() {
+            self.rooms.entry(p.room.clone()).or_default().push(i);
+        }
+        self.routes.clear();
+    }
+
+    fn find(&mut self, id: ParticipantId) -> Option<&mut Participant> {
+        let p = self.participants.iter_mut().find(|p| p.id == id)?;
+        p.dirty = true;
+        Some(p)
     }
 
     /// The current quality of every participant, with its room and role.
@@ -239,7 +257,7 @@ impl Sfu {
         offer_sdp: &str,
         renegotiates: bool,
     ) -> Result<(ParticipantId, String), SfuError> {
-        let in_room = self.participants.iter().filter(|p| p.room == room).count();
+        let in_room = self.rooms.get(room).map_or(0, Vec::len);
         if self.participants.len() >= self.max_participants {
             return Err(SfuError::NodeFull(self.max_participants));
         }
@@ -257,21 +275,22 @@ impl Sfu {
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
-        let mut p = Participant::new(id, room.to_string(), role, rtc, renegotiates);
+        let mut p = Participant::new(id, room.to_string(), role, rtc, renegotiates, now);
         // Subscribe the newcomer to everything already published in the room.
-        for other in self.participants.iter().filter(|o| o.room == room) {
-            for t in other.published() {
+        for &i in self.rooms.get(room).into_iter().flatten() {
+            for t in self.participants[i].published() {
                 p.track_opened(t);
             }
         }
         self.participants.push(p);
+        self.reindex();
         log::info!(participant = id.0, room = room; "joined as {role:?}");
         Ok((id, answer.to_sdp_string()))
     }
 
     /// The participant's answer to a renegotiation offer.
     pub fn answer(&mut self, id: ParticipantId, answer_sdp: &str) -> Result<(), SfuError> {
-        let p = self.participants.iter_mut().find(|p| p.id == id).ok_or(SfuError::UnknownParticipant(id.0))?;
+        let p = self.find(id).ok_or(SfuError::UnknownParticipant(id.0))?;
         let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
         p.accept_answer(answer).map_err(|e| SfuError::Sdp(e.to_string()))
     }
@@ -280,7 +299,7 @@ impl Sfu {
     /// offer carries new ICE credentials; the answer carries ours. The session, its tracks and subscriptions stay.
     pub fn restart(&mut self, now: Instant, id: ParticipantId, offer_sdp: &str) -> Result<String, SfuError> {
         self.now = now;
-        let p = self.participants.iter_mut().find(|p| p.id == id).ok_or(SfuError::UnknownParticipant(id.0))?;
+        let p = self.find(id).ok_or(SfuError::UnknownParticipant(id.0))?;
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let answer = p.accept_restart(offer).map_err(|e| SfuError::Sdp(e.to_string()))?;
         log::info!(participant = id.0; "ICE restart");
@@ -289,7 +308,7 @@ impl Sfu {
 
     /// The participant leaves (signalling closed).
     pub fn leave(&mut self, id: ParticipantId) {
-        if let Some(p) = self.participants.iter_mut().find(|p| p.id == id) {
+        if let Some(p) = self.find(id) {
             p.rtc.disconnect();
         }
     }
@@ -319,10 +338,14 @@ impl Sfu {
             return false;
         };
         let input = Input::Receive(now, Receive { proto, source, destination, contents });
-        let Some(p) = self.participants.iter_mut().find(|p| p.rtc.accepts(&input)) else {
+        let routed = self.routes.get(&(proto, source)).copied().filter(|&i| self.participants[i].rtc.accepts(&input));
+        let Some(i) = routed.or_else(|| self.participants.iter().position(|p| p.rtc.accepts(&input))) else {
             self.counters.unclaimed += 1;
             return false;
         };
+        self.routes.insert((proto, source), i);
+        let p = &mut self.participants[i];
+        p.dirty = true;
         self.counters.datagrams_in += 1;
         self.counters.bytes_in += len;
         if let Err(e) = p.rtc.handle_input(input) {
@@ -332,13 +355,15 @@ impl Sfu {
         true
     }
 
-    /// Time passed.
+    /// Time passed: sessions whose timeout has come handle it.
     pub fn timeout(&mut self, now: Instant) {
         self.now = now;
         for p in &mut self.participants {
-            if p.rtc.is_alive()
-                && let Err(e) = p.rtc.handle_input(Input::Timeout(now))
-            {
+            if p.next_timeout > now || !p.rtc.is_alive() {
+                continue;
+            }
+            p.dirty = true;
+            if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                 log::warn!(participant = p.id.0; "session failed: {e}");
                 p.rtc.disconnect();
             }
@@ -350,70 +375,91 @@ impl Sfu {
         if let Some(o) = self.queue.pop_front() {
             return o;
         }
-        // With nothing scheduled, wake in a second (the IO loop looks at new commands sooner anyway).
-        let mut next = self.now + Duration::from_secs(1);
-        for i in 0..self.participants.len() {
-            loop {
-                match self.participants[i].poll() {
-                    Propagated::Timeout(t) => {
-                        next = next.min(t);
-                        break;
-                    }
-                    Propagated::Nothing => {
-                        if !self.participants[i].rtc.is_alive() {
+        // Only sessions that had input since their last poll can have output; forwarding marks the receivers, so
+        // go round until nobody is left with work.
+        let mut busy = true;
+        while busy {
+            busy = false;
+            for i in 0..self.participants.len() {
+                if !std::mem::take(&mut self.participants[i].dirty) {
+                    continue;
+                }
+                busy = true;
+                loop {
+                    match self.participants[i].poll() {
+                        Propagated::Timeout(t) => {
+                            self.participants[i].next_timeout = t;
                             break;
                         }
+                        Propagated::Nothing => {
+                            if !self.participants[i].rtc.is_alive() {
+                                break;
+                            }
+                        }
+                        Propagated::Transmit(t) => {
+                            self.counters.datagrams_out += 1;
+                            self.counters.bytes_out += t.contents.len() as u64;
+                            self.queue.push_back(Output::Transmit(t));
+                        }
+                        Propagated::Offer(sdp) => self.queue.push_back(Output::Offer(self.participants[i].id, sdp)),
+                        other => self.propagate(i, other),
                     }
-                    Propagated::Transmit(t) => {
-                        self.counters.datagrams_out += 1;
-                        self.counters.bytes_out += t.contents.len() as u64;
-                        self.queue.push_back(Output::Transmit(t));
-                    }
-                    Propagated::Offer(sdp) => self.queue.push_back(Output::Offer(self.participants[i].id, sdp)),
-                    other => self.propagate(i, other),
                 }
             }
+            busy |= self.fill_slots();
         }
-        self.fill_slots();
-        let (alive, dead): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.participants).into_iter().partition(|p| p.rtc.is_alive());
-        self.participants = alive;
-        for p in dead {
-            log::info!(participant = p.id.0, room = p.room.as_str(); "left");
-            let summary = Summary { room: p.room.clone(), role: p.role, quality: p.quality.snapshot() };
-            self.queue.push_back(Output::Left(p.id, summary));
+        if self.participants.iter().any(|p| !p.rtc.is_alive()) {
+            let (alive, dead): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut self.participants).into_iter().partition(|p| p.rtc.is_alive());
+            self.participants = alive;
+            self.reindex();
+            for p in dead {
+                log::info!(participant = p.id.0, room = p.room.as_str(); "left");
+                let summary = Summary { room: p.room.clone(), role: p.role, quality: p.quality.snapshot() };
+                self.queue.push_back(Output::Left(p.id, summary));
+            }
         }
+        // With nothing scheduled, wake in a second (the IO loop looks at new commands sooner anyway).
+        let next =
+            self.participants.iter().map(|p| p.next_timeout).fold(self.now + Duration::from_secs(1), Instant::min);
         self.queue.pop_front().unwrap_or(Output::Timeout(next))
     }
 
-    /// Bind published tracks to WHEP clients' free receiving m-lines.
-    fn fill_slots(&mut self) {
+    /// Bind published tracks to WHEP clients' free receiving m-lines; whether any was bound.
+    fn fill_slots(&mut self) -> bool {
+        let mut bound = false;
         for i in 0..self.participants.len() {
             if self.participants[i].free_slots.is_empty() {
                 continue;
             }
-            let room = self.participants[i].room.clone();
-            let me = self.participants[i].id;
+            let members = self.rooms.get(&self.participants[i].room).cloned().unwrap_or_default();
             let tracks: Vec<_> =
-                self.participants.iter().filter(|o| o.room == room && o.id != me).flat_map(|o| o.published()).collect();
+                members.into_iter().filter(|&j| j != i).flat_map(|j| self.participants[j].published()).collect();
             for t in tracks {
-                self.participants[i].bind(t);
+                if self.participants[i].bind(t) {
+                    self.participants[i].dirty = true;
+                    bound = true;
+                }
             }
         }
+        bound
     }
 
     fn propagate(&mut self, from: usize, what: Propagated) {
-        let (origin, room) = (self.participants[from].id, self.participants[from].room.clone());
-        for (j, p) in self.participants.iter_mut().enumerate() {
-            if j == from || p.room != room {
+        let origin = self.participants[from].id;
+        let Some(members) = self.rooms.get(&self.participants[from].room) else { return };
+        for &j in members {
+            if j == from {
                 continue;
             }
+            let p = &mut self.participants[j];
             match &what {
                 Propagated::TrackOpen(t) => p.track_opened(t.clone()),
                 Propagated::Media(d) if p.media_out(origin, d) => self.counters.frames_forwarded += 1,
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
-                _ => {}
+                _ => continue,
             }
+            p.dirty = true;
         }
     }
 }

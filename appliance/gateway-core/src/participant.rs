@@ -79,10 +79,14 @@ pub(crate) struct Participant {
     pub free_slots: Vec<(Mid, MediaKind)>,
     /// Call quality from str0m's statistics.
     pub quality: QualityTracker,
+    /// When str0m next wants a timeout.
+    pub next_timeout: Instant,
+    /// Input reached the session since it was last polled: only such sessions are polled.
+    pub dirty: bool,
 }
 
 impl Participant {
-    pub fn new(id: ParticipantId, room: String, role: Role, rtc: Rtc, renegotiates: bool) -> Participant {
+    pub fn new(id: ParticipantId, room: String, role: Role, rtc: Rtc, renegotiates: bool, now: Instant) -> Participant {
         Participant {
             id,
             room,
@@ -97,6 +101,8 @@ impl Participant {
             renegotiates,
             free_slots: Vec::new(),
             quality: QualityTracker::default(),
+            next_timeout: now,
+            dirty: true,
         }
     }
 

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -168,6 +170,8 @@ impl Media {
     }
 }
 
+/// Datagrams taken in one go before commands and ICE-TCP get their turn.
+const MAX_BATCH: usize = 64;
 /// Longest the loop blocks on the UDP socket before looking at commands again.
 const MAX_WAIT: Duration = Duration::from_millis(10);
 /// The same while ICE-TCP connections are open: their frames arrive on a channel, not the socket, so the loop
@@ -259,6 +263,32 @@ impl Io {
     }
 }
 
+/// Hand everything the SFU has to send or say to the network and the signalling tasks; the SFU's next timeout.
+fn drain(
+    sfu: &mut Sfu,
+    io: &Io,
+    peers: &mut HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>>,
+    summaries: &tmpsc::UnboundedSender<(ParticipantId, Summary)>,
+) -> Instant {
+    loop {
+        match sfu.poll_output() {
+            Output::Transmit(t) => io.transmit(&t),
+            Output::Offer(id, sdp) => {
+                if let Some(p) = peers.get(&id) {
+                    let _ = p.send(ToPeer::Offer(sdp));
+                }
+            }
+            Output::Left(id, summary) => {
+                if let Some(p) = peers.remove(&id) {
+                    let _ = p.send(ToPeer::Left);
+                }
+                let _ = summaries.send((id, summary));
+            }
+            Output::Timeout(t) => return t,
+        }
+    }
+}
+
 fn run(
     mut sfu: Sfu,
     mut io: Io,
@@ -271,6 +301,14 @@ fn run(
     let mut last_update = Instant::now();
     let mut peers: HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>> = HashMap::new();
     let mut buf = vec![0u8; 2000];
+    if let Err(e) = io.socket.set_nonblocking(true) {
+        log::error!("media socket: {e}");
+        return;
+    }
+    // Bursts (keyframes of many calls at once) must not overflow the kernel's default ~200 KiB buffers; the kernel
+    // caps these at net.core.rmem_max / wmem_max.
+    let _ = nix::sys::socket::setsockopt(&io.socket, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+    let _ = nix::sys::socket::setsockopt(&io.socket, nix::sys::socket::sockopt::SndBuf, &(4 << 20));
     loop {
         loop {
             match rx.try_recv() {
@@ -298,32 +336,29 @@ fn run(
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }
         }
-        let deadline = loop {
-            match sfu.poll_output() {
-                Output::Transmit(t) => io.transmit(&t),
-                Output::Offer(id, sdp) => {
-                    if let Some(p) = peers.get(&id) {
-                        let _ = p.send(ToPeer::Offer(sdp));
+        let mut deadline = drain(&mut sfu, &io, &mut peers, &summaries);
+        // Take every waiting datagram, each followed by a drain so forwarding adds no batching delay; then wait on
+        // the socket (poll(2), no per-packet timeout syscalls) until the next one or the SFU's next timeout.
+        let mut received = 0;
+        while received < MAX_BATCH {
+            match io.socket.recv_from(&mut buf) {
+                Ok((n, source)) => {
+                    received += 1;
+                    // The socket may be bound to a wildcard; ICE knows it by the one address it advertises.
+                    if !sfu.receive(Instant::now(), source, advertise, &buf[..n]) {
+                        log::debug!("unclaimed datagram from {source}");
                     }
+                    deadline = drain(&mut sfu, &io, &mut peers, &summaries);
                 }
-                Output::Left(id, summary) => {
-                    if let Some(p) = peers.remove(&id) {
-                        let _ = p.send(ToPeer::Left);
-                    }
-                    let _ = summaries.send((id, summary));
-                }
-                Output::Timeout(t) => break t,
+                Err(_) => break,
             }
-        };
-        let max = if io.tcp.is_empty() { MAX_WAIT } else { MAX_WAIT_TCP };
-        let wait = deadline.saturating_duration_since(Instant::now()).clamp(Duration::from_millis(1), max);
-        let _ = io.socket.set_read_timeout(Some(wait));
-        buf.resize(2000, 0);
-        if let Ok((n, source)) = io.socket.recv_from(&mut buf) {
-            // The socket may be bound to a wildcard; ICE knows it by the one address it advertises.
-            if !sfu.receive(Instant::now(), source, advertise, &buf[..n]) {
-                log::debug!("unclaimed datagram from {source}");
-            }
+        }
+        if received == 0 {
+            let max = if io.tcp.is_empty() { MAX_WAIT } else { MAX_WAIT_TCP };
+            let wait = deadline.saturating_duration_since(Instant::now()).min(max);
+            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(io.socket.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(ms));
         }
         io.receive_tcp(&mut sfu);
         sfu.timeout(Instant::now());

@@ -3,9 +3,8 @@
 //! token. The ratio shows what keyd's policy checks, registry, audit entries (each an fsync'd store write) and TLS
 //! add to the HSM's own cost.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,58 +17,8 @@ use vbank_crypto::to_hex;
 use vbank_hsm::{KeyBackend, KeyLabel, Pkcs11Backend, Profile};
 use vbank_service::client::{ClientConfig, Connection, Method};
 
+use super::node::start_node;
 use super::{aead, median};
-
-fn free_ports() -> Result<(u16, u16)> {
-    let free = |p: u16| {
-        std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
-    };
-    for base in (45_000u16..46_000).step_by(6) {
-        if (base..=base + 5).all(free) {
-            return Ok((base + 5, base));
-        }
-    }
-    bail!("no six free ports in 45000-46000")
-}
-
-struct Node {
-    child: std::process::Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn start_node() -> Result<(Node, vbank_config::Config)> {
-    let dir = std::env::temp_dir().join(format!("vbank-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    let (public, base) = free_ports()?;
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["up", "--json", "--ready-timeout", "60", "--data-dir"])
-        .arg(&data)
-        .args(["--port", &public.to_string(), "--internal-port-base", &base.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting a development node")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
-    let node = Node { child, dir };
-    if !line.starts_with('{') {
-        bail!("the development node did not start: {line}");
-    }
-    let (cfg, _) = vbank_config::load(&data.join("vbank.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((node, cfg))
-}
 
 async fn connect(cfg: &vbank_config::Config, svc: Service) -> Result<Connection> {
     let tls: Arc<ClientConfig> = vbank_tls::service_client_config(&cfg.tls, svc)?;
@@ -187,8 +136,8 @@ fn raw_in_child(cfg: &vbank_config::Config, data: &Path, seconds: f64, rounds: u
 
 /// Run the whole benchmark and print the table (or JSON).
 pub async fn run(seconds: f64, rounds: usize, json_out: bool) -> Result<()> {
-    let (node, cfg) = start_node()?;
-    let data = node.dir.join("data");
+    let (node, cfg) = start_node(&[], None)?;
+    let data = node.data_dir();
     ceremony(&cfg).await?;
 
     let (raw_issue, raw_open) = raw_in_child(&cfg, &data, seconds, rounds)?;

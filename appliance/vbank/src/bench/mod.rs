@@ -2,7 +2,9 @@
 //! The machines are shared and noisy, so nothing here asserts a speed; the numbers go in the README.
 
 mod aead;
+mod gateway;
 mod keyd;
+mod node;
 mod tls;
 
 use clap::Subcommand;
@@ -31,6 +33,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// Forwarded packets per CPU-second, latency and loss of N 1:1 calls through vbank's gateway vs Janus 1.1.2
+    /// (Debian `janus`, videoroom) on loopback, with the same str0m load generator.
+    Gateway {
+        /// 1:1 calls (each two legs: a VP8 + Opus publisher and its subscriber).
+        #[arg(long, default_value_t = 10)]
+        calls: u32,
+        /// Seconds per measured round.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Rounds (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// The Janus binary to compare against.
+        #[arg(long, default_value = "/usr/bin/janus")]
+        janus: std::path::PathBuf,
+    },
     /// Internal: the raw PKCS#11 half of `bench keyd`, run in its own process so it gets its own module state.
     #[command(hide = true)]
     KeydRaw {
@@ -55,6 +73,9 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<()> {
         BenchCmd::Keyd { seconds, rounds } => keyd::run(seconds, rounds, json).await,
         BenchCmd::Tls { seconds, rounds } => {
             tokio::task::spawn_blocking(move || tls::run(seconds, rounds, json)).await?
+        }
+        BenchCmd::Gateway { calls, seconds, rounds, janus } => {
+            gateway::run(gateway::Options { calls, seconds, rounds, janus }, json).await
         }
         BenchCmd::KeydRaw { module, token, pin_file, kek, seconds, rounds } => {
             keyd_raw(&module, &token, &pin_file, &kek, seconds, rounds)

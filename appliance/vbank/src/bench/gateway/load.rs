@@ -1,0 +1,528 @@
+//! The load generator: str0m peers in RTP mode (no encoding, no depacketizing) on one thread, epoll over their UDP
+//! sockets. Publishers send synthetic VP8 (30 frames/s, a keyframe every second and on request) and Opus (50
+//! packets/s); subscribers time what comes back. Every audio packet and every video frame's first packet carries its
+//! leg and sequence number in the payload, so loss and latency are exact whatever an SFU does to RTP headers,
+//! sequence numbers or packet boundaries.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use str0m::change::{SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpWrite;
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+/// Video frames per second.
+const FPS: u32 = 30;
+/// RTP packets in a delta frame, and in a keyframe.
+const DELTA_PACKETS: usize = 3;
+const KEY_PACKETS: usize = 8;
+/// RTP payload bytes of a video packet and of an audio packet.
+const VIDEO_PAYLOAD: usize = 1000;
+const AUDIO_PAYLOAD: usize = 80;
+
+/// What a packet carries: audio, or the first packet of a video frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Audio,
+    Video,
+}
+
+/// A new str0m peer in RTP mode that speaks only VP8 and Opus, with a host candidate on a fresh socket on `ip`.
+pub fn peer(ip: IpAddr) -> Result<(Rtc, UdpSocket)> {
+    let sock = UdpSocket::bind((ip, 0))?;
+    sock.set_nonblocking(true)?;
+    let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBuf, &(4 << 20));
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_vp8(true)
+        .enable_opus(true, false)
+        .set_stats_interval(None)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(sock.local_addr()?, "udp")?);
+    Ok((rtc, sock))
+}
+
+/// Add one audio and one video m-line in `dir` and make the offer. Returns (audio mid, video mid, offer, pending).
+pub fn offer(rtc: &mut Rtc, dir: Direction) -> Result<(Mid, Mid, SdpOffer, SdpPendingOffer)> {
+    let mut api = rtc.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, dir, Some("bench".into()), None, None);
+    let video = api.add_media(MediaKind::Video, dir, Some("bench".into()), None, None);
+    let (offer, pending) = api.apply().context("no offer")?;
+    Ok((audio, video, offer, pending))
+}
+
+/// One peer of the load: a publisher of leg `leg`, or a subscriber that should receive leg `leg`.
+pub struct Peer {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    leg: u32,
+    publish: Option<Publish>,
+    connected: bool,
+    timeout: Instant,
+    kinds: HashMap<Pt, Kind>,
+    received: u64,
+}
+
+struct Publish {
+    audio: Mid,
+    video: Mid,
+    next_audio: Instant,
+    next_video: Instant,
+    audio_seq: u64,
+    video_seq: u64,
+    audio_n: u32,
+    frame_n: u32,
+    keyframe_due: bool,
+}
+
+impl Peer {
+    /// A publisher of `leg`, sending on `audio` and `video` once connected.
+    pub fn publisher(rtc: Rtc, sock: UdpSocket, leg: u32, audio: Mid, video: Mid) -> Peer {
+        let now = Instant::now();
+        let publish = Publish {
+            audio,
+            video,
+            next_audio: now,
+            next_video: now,
+            audio_seq: 1,
+            video_seq: 1,
+            audio_n: 0,
+            frame_n: 0,
+            keyframe_due: true,
+        };
+        Peer::new(rtc, sock, leg, Some(publish))
+    }
+
+    /// A subscriber expecting `leg`'s media.
+    pub fn subscriber(rtc: Rtc, sock: UdpSocket, leg: u32) -> Peer {
+        Peer::new(rtc, sock, leg, None)
+    }
+
+    fn new(rtc: Rtc, sock: UdpSocket, leg: u32, publish: Option<Publish>) -> Peer {
+        let local = sock.local_addr().expect("a bound socket has an address");
+        Peer {
+            rtc,
+            sock,
+            local,
+            leg,
+            publish,
+            connected: false,
+            timeout: Instant::now(),
+            kinds: HashMap::new(),
+            received: 0,
+        }
+    }
+
+    fn kind_of(&mut self, pt: Pt) -> Option<Kind> {
+        if let Some(k) = self.kinds.get(&pt) {
+            return Some(*k);
+        }
+        let codec = self.rtc.codec_config().params().iter().find(|p| p.pt() == pt)?.spec().codec;
+        let kind = match codec {
+            Codec::Opus => Kind::Audio,
+            Codec::Vp8 => Kind::Video,
+            _ => return None,
+        };
+        self.kinds.insert(pt, kind);
+        Some(kind)
+    }
+}
+
+/// The negotiated payload type of `mid` for `codec`.
+fn pt_for(rtc: &Rtc, mid: Mid, codec: Codec) -> Option<Pt> {
+    let remote = rtc.media(mid)?.remote_pts();
+    rtc.codec_config().params().iter().find(|p| p.spec().codec == codec && remote.contains(&p.pt())).map(|p| p.pt())
+}
+
+/// What was sent and what came back: per (leg, kind), the send time of each numbered unit and whether it arrived.
+#[derive(Default)]
+struct Ledger {
+    sent: HashMap<(u32, Kind), Vec<(Instant, bool)>>,
+}
+
+/// What the subscribers saw during one measured window.
+#[derive(Debug, Default, Clone)]
+pub struct Window {
+    /// RTP packets the subscribers received (everything the SFU forwarded).
+    pub packets: u64,
+    /// Latency of each numbered unit, publisher write → subscriber receipt, in microseconds.
+    pub latencies_us: Vec<f64>,
+}
+
+/// All peers of a run on one thread.
+pub struct Generator {
+    peers: Vec<Peer>,
+    /// Peers still being negotiated arrive here; `None` once the signalling side is done.
+    incoming: Option<Receiver<Peer>>,
+    epoll: Epoll,
+    ledger: Ledger,
+    sending: bool,
+    /// Units sent before this instant are not counted for loss (set when measuring starts).
+    count_from: Instant,
+}
+
+impl Generator {
+    /// Take peers from `incoming` as the signalling side negotiates them, until it hangs up.
+    pub fn new(incoming: Receiver<Peer>) -> Result<Generator> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        Ok(Generator {
+            peers: Vec::new(),
+            incoming: Some(incoming),
+            epoll,
+            ledger: Ledger::default(),
+            sending: true,
+            count_from: Instant::now(),
+        })
+    }
+
+    /// Adopt newly negotiated peers; whether any arrived.
+    fn adopt(&mut self) -> Result<bool> {
+        let mut any = false;
+        while let Some(rx) = &self.incoming {
+            match rx.try_recv() {
+                Ok(p) => {
+                    self.epoll.add(p.sock.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, self.peers.len() as u64))?;
+                    self.peers.push(p);
+                    any = true;
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => self.incoming = None,
+            }
+        }
+        Ok(any)
+    }
+
+    /// Run until signalling is done, every peer is connected and every subscriber has received both audio and a video
+    /// frame of its leg; give up `within` after signalling is done.
+    pub fn connect(&mut self, within: Duration) -> Result<()> {
+        let mut deadline = Instant::now() + within;
+        let mut window = Window::default();
+        loop {
+            self.run_until(Instant::now() + Duration::from_millis(100), &mut window)?;
+            if self.incoming.is_some() {
+                deadline = Instant::now() + within;
+                continue;
+            }
+            let waiting: Vec<String> = self
+                .peers
+                .iter()
+                .filter_map(|p| {
+                    let what = if p.publish.is_some() { "publisher" } else { "subscriber" };
+                    if !p.connected {
+                        return Some(format!("{what} of leg {} (not connected)", p.leg));
+                    }
+                    let arrived = |k: Kind| self.ledger.sent.get(&(p.leg, k)).is_some_and(|v| v.iter().any(|u| u.1));
+                    let missing: Vec<&str> = [(Kind::Audio, "audio"), (Kind::Video, "video")]
+                        .into_iter()
+                        .filter(|(k, _)| p.publish.is_none() && !arrived(*k))
+                        .map(|(_, n)| n)
+                        .collect();
+                    (!missing.is_empty()).then(|| {
+                        format!("{what} of leg {} (no {} yet, {} RTP packets)", p.leg, missing.join(" or "), p.received)
+                    })
+                })
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("after {within:?} {} peers are still waiting, e.g. {}", waiting.len(), waiting[0]);
+            }
+        }
+    }
+
+    /// From now on, count loss only for what is sent from here.
+    pub fn start_counting(&mut self) {
+        self.count_from = Instant::now();
+    }
+
+    /// Stop publishing (then run a little longer to let the last packets arrive).
+    pub fn stop_sending(&mut self) {
+        self.sending = false;
+    }
+
+    /// Units sent since counting started, and how many of them never arrived.
+    pub fn loss(&self) -> (u64, u64) {
+        let mut sent = 0;
+        let mut lost = 0;
+        for units in self.ledger.sent.values() {
+            for (_, got) in units.iter().filter(|(at, _)| *at >= self.count_from) {
+                sent += 1;
+                lost += u64::from(!got);
+            }
+        }
+        (sent, lost)
+    }
+
+    /// Drive every peer until `end`, adding what subscribers receive to `window`.
+    pub fn run_until(&mut self, end: Instant, window: &mut Window) -> Result<()> {
+        let mut events = vec![EpollEvent::empty(); 256];
+        let mut buf = vec![0u8; 2048];
+        let mut dirty: Vec<bool> = vec![true; self.peers.len()];
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            if self.adopt()? {
+                dirty.resize(self.peers.len(), true);
+            }
+            for (i, p) in self.peers.iter_mut().enumerate() {
+                if now >= p.timeout {
+                    p.rtc.handle_input(Input::Timeout(now))?;
+                    dirty[i] = true;
+                }
+                if self.sending && p.connected && p.publish.is_some() {
+                    dirty[i] |= send_due(p, now, &mut self.ledger)?;
+                }
+            }
+            for (i, d) in dirty.iter_mut().enumerate() {
+                if std::mem::take(d) {
+                    drain(&mut self.peers[i], &mut self.ledger, window)?;
+                }
+            }
+            let mut next = end;
+            for p in &self.peers {
+                next = next.min(p.timeout);
+                if let Some(pb) = p.publish.as_ref().filter(|_| self.sending && p.connected) {
+                    next = next.min(pb.next_audio).min(pb.next_video);
+                }
+            }
+            if self.incoming.is_some() {
+                next = next.min(Instant::now() + Duration::from_millis(5));
+            }
+            let wait = next.saturating_duration_since(Instant::now());
+            // epoll counts in whole milliseconds: round up, so an early wake-up never spins.
+            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+            let n = self.epoll.wait(&mut events, EpollTimeout::from(ms))?;
+            for ev in &events[..n] {
+                let i = ev.data() as usize;
+                let p = &mut self.peers[i];
+                loop {
+                    match p.sock.recv_from(&mut buf) {
+                        Ok((len, source)) => {
+                            let contents = buf[..len].try_into().context("not a packet str0m can take")?;
+                            let input = Input::Receive(
+                                Instant::now(),
+                                Receive { proto: Protocol::Udp, source, destination: p.local, contents },
+                            );
+                            if p.rtc.accepts(&input) {
+                                p.rtc.handle_input(input)?;
+                                // In RTP mode str0m holds one received packet until the next poll: drain each.
+                                drain(p, &mut self.ledger, window)?;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Write what is due of `p`'s audio and video; whether anything was written.
+fn send_due(p: &mut Peer, now: Instant, ledger: &mut Ledger) -> Result<bool> {
+    let Some(pb) = p.publish.as_mut() else { return Ok(false) };
+    let mut wrote = false;
+    while pb.next_audio <= now {
+        let pt = pt_for(&p.rtc, pb.audio, Codec::Opus).context("no Opus payload type was negotiated")?;
+        let units = ledger.sent.entry((p.leg, Kind::Audio)).or_default();
+        let payload = tagged(&[0xF8], p.leg, pb.audio_n, AUDIO_PAYLOAD);
+        let mut api = p.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(pb.audio, None).context("the audio m-line has no send stream")?;
+        tx.write_rtp(RtpWrite::new(pt, pb.audio_seq.into(), pb.audio_n.wrapping_mul(960), now, payload).marker(true));
+        units.push((now, false));
+        pb.audio_seq += 1;
+        pb.audio_n += 1;
+        pb.next_audio += Duration::from_millis(20);
+        wrote = true;
+    }
+    while pb.next_video <= now {
+        let pt = pt_for(&p.rtc, pb.video, Codec::Vp8).context("no VP8 payload type was negotiated")?;
+        let key = pb.keyframe_due || pb.frame_n % FPS == 0;
+        pb.keyframe_due = false;
+        let count = if key { KEY_PACKETS } else { DELTA_PACKETS };
+        let ts = pb.frame_n.wrapping_mul(90_000 / FPS);
+        let mut api = p.rtc.direct_api();
+        let tx = api.stream_tx_by_mid(pb.video, None).context("the video m-line has no send stream")?;
+        for i in 0..count {
+            let payload = if i == 0 {
+                tagged(&vp8_first_header(key), p.leg, pb.frame_n, VIDEO_PAYLOAD)
+            } else {
+                let mut v = vec![0u8; VIDEO_PAYLOAD];
+                v[0] = 0x00; // VP8 payload descriptor: not the start of a partition
+                v
+            };
+            let w = RtpWrite::new(pt, pb.video_seq.into(), ts, now, payload).marker(i + 1 == count).nackable(true);
+            tx.write_rtp(w);
+            pb.video_seq += 1;
+        }
+        ledger.sent.entry((p.leg, Kind::Video)).or_default().push((now, false));
+        pb.frame_n += 1;
+        pb.next_video += Duration::from_micros(1_000_000 / u64::from(FPS));
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+/// Send what str0m wants sent, note what arrived, until it asks for a timeout.
+fn drain(p: &mut Peer, ledger: &mut Ledger, window: &mut Window) -> Result<()> {
+    loop {
+        match p.rtc.poll_output()? {
+            Output::Transmit(t) => match p.sock.send_to(&t.contents, t.destination) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            },
+            Output::Timeout(t) => {
+                p.timeout = t;
+                return Ok(());
+            }
+            Output::Event(Event::Connected) => p.connected = true,
+            Output::Event(Event::KeyframeRequest(_)) => {
+                if let Some(pb) = p.publish.as_mut() {
+                    pb.keyframe_due = true;
+                }
+            }
+            Output::Event(Event::RtpPacket(pkt)) => {
+                window.packets += 1;
+                p.received += 1;
+                let Some(kind) = p.kind_of(pkt.header.payload_type) else { continue };
+                let tag = match kind {
+                    Kind::Audio => read_tag(pkt.payload.get(1..)),
+                    Kind::Video => vp8_tag(&pkt.payload),
+                };
+                let Some((leg, n)) = tag else { continue };
+                if let Some(unit) = ledger.sent.get_mut(&(leg, kind)).and_then(|v| v.get_mut(n as usize))
+                    && !unit.1
+                {
+                    unit.1 = true;
+                    window.latencies_us.push(pkt.timestamp.saturating_duration_since(unit.0).as_secs_f64() * 1e6);
+                }
+            }
+            Output::Event(_) => {}
+        }
+    }
+}
+
+/// `header`, then the leg and unit number (big-endian u32 each), padded to `len` bytes.
+fn tagged(header: &[u8], leg: u32, n: u32, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(header);
+    v.extend_from_slice(&leg.to_be_bytes());
+    v.extend_from_slice(&n.to_be_bytes());
+    v.resize(len.max(v.len()), 0x5a);
+    v
+}
+
+fn read_tag(b: Option<&[u8]>) -> Option<(u32, u32)> {
+    let b = b?;
+    Some((u32::from_be_bytes(b.get(0..4)?.try_into().ok()?), u32::from_be_bytes(b.get(4..8)?.try_into().ok()?)))
+}
+
+/// A VP8 payload descriptor (start of partition 0) and frame header: 3 bytes, plus start code and 640×480 for a
+/// keyframe (RFC 6386 §9.1).
+fn vp8_first_header(key: bool) -> Vec<u8> {
+    let partition = 100u32;
+    let tag = u32::from(!key) | (1 << 4) | (partition << 5);
+    let mut h = vec![0x10, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
+    if key {
+        h.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
+    }
+    h
+}
+
+/// The tag in a VP8 packet that starts a frame, after whatever payload descriptor the SFU wrote (RFC 7741 §4.2).
+fn vp8_tag(p: &[u8]) -> Option<(u32, u32)> {
+    let b0 = *p.first()?;
+    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
+        return None;
+    }
+    let mut i = 1;
+    if b0 & 0x80 != 0 {
+        let x = *p.get(1)?;
+        i = 2;
+        if x & 0x80 != 0 {
+            i += if p.get(i)? & 0x80 != 0 { 2 } else { 1 };
+        }
+        if x & 0x40 != 0 {
+            i += 1;
+        }
+        if x & 0x30 != 0 {
+            i += 1;
+        }
+    }
+    let key = p.get(i)? & 1 == 0;
+    i += if key { 10 } else { 3 };
+    read_tag(p.get(i..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_tag_is_found_behind_any_payload_descriptor() {
+        for key in [true, false] {
+            let ours = tagged(&vp8_first_header(key), 7, 1234, VIDEO_PAYLOAD);
+            assert_eq!(vp8_tag(&ours), Some((7, 1234)));
+            // As an SFU may rewrite it: X set, a 15-bit picture id, TL0PICIDX and TID/KEYIDX.
+            let mut rewritten = vec![0x90, 0xE0, 0x81, 0x23, 0x05, 0x40];
+            rewritten.extend_from_slice(&ours[1..]);
+            assert_eq!(vp8_tag(&rewritten), Some((7, 1234)));
+        }
+        let mut continuation = tagged(&vp8_first_header(false), 7, 1, 100);
+        continuation[0] = 0x00;
+        assert_eq!(vp8_tag(&continuation), None);
+        assert_eq!(vp8_tag(&[0x10, 0x01]), None);
+    }
+
+    #[test]
+    fn an_audio_tag_round_trips() {
+        let p = tagged(&[0xF8], 3, 99, AUDIO_PAYLOAD);
+        assert_eq!(p.len(), AUDIO_PAYLOAD);
+        assert_eq!(read_tag(p.get(1..)), Some((3, 99)));
+        assert_eq!(read_tag(Some(&p[1..5])), None);
+    }
+}
+
+#[cfg(test)]
+mod direct {
+    use super::*;
+
+    /// Publisher and subscriber straight to each other, no SFU: every unit sent must arrive.
+    #[test]
+    fn the_generator_delivers_everything_peer_to_peer() {
+        let ip: IpAddr = std::net::Ipv4Addr::LOCALHOST.into();
+        let (mut a, a_sock) = peer(ip).unwrap();
+        let (mut b, b_sock) = peer(ip).unwrap();
+        let (audio, video, sdp, pending) = offer(&mut a, Direction::SendOnly).unwrap();
+        let answer = b.sdp_api().accept_offer(sdp).unwrap();
+        a.sdp_api().accept_answer(pending, answer).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        tx.send(Peer::publisher(a, a_sock, 0, audio, video)).unwrap();
+        tx.send(Peer::subscriber(b, b_sock, 0)).unwrap();
+        drop(tx);
+        let mut g = Generator::new(rx).unwrap();
+        g.connect(Duration::from_secs(10)).unwrap();
+        g.start_counting();
+        let mut w = Window::default();
+        g.run_until(Instant::now() + Duration::from_secs(2), &mut w).unwrap();
+        g.stop_sending();
+        g.run_until(Instant::now() + Duration::from_millis(300), &mut w).unwrap();
+        let (sent, lost) = g.loss();
+        assert!(sent > 150, "{sent}");
+        assert_eq!(lost, 0, "of {sent}");
+    }
+}

@@ -1,0 +1,228 @@
+//! `vbank bench gateway`: the same media load through vbank's gateway and through Janus 1.1.2 in one run.
+//!
+//! A 1:1 call is two legs, one per direction; a leg is a publisher sending VP8 (30 frames/s) and Opus (50 packets/s)
+//! and a subscriber receiving it through the SFU. vbank's legs are WHIP and WHEP sessions on a development node; Janus's
+//! are videoroom publishers and subscribers. The SFU under test is pinned to CPU 1 and the generator to CPU 0 (on a
+//! machine with two or more). Per round the generator counts packets forwarded to subscribers and the SFU process's CPU
+//! time from /proc; latency is publisher write → subscriber receipt of the same numbered frame or audio packet, which
+//! includes the generator's own SRTP work on both sides, so it bounds the SFU's added latency from above.
+
+mod janus;
+mod load;
+
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+use str0m::change::SdpAnswer;
+use str0m::media::Direction;
+use vbank_service::client::{ClientConfig, Connection, Method, StatusCode};
+
+use self::janus::Janus;
+use self::load::{Generator, Peer, Window, offer, peer};
+use super::median;
+use super::node::{cpu_seconds, descendants_running, rss_mib, start_node};
+
+/// How much load and how long.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// 1:1 calls (two legs each).
+    pub calls: u32,
+    /// Seconds per measured round.
+    pub seconds: f64,
+    /// Rounds; medians are reported.
+    pub rounds: usize,
+    /// The Janus binary.
+    pub janus: PathBuf,
+}
+
+/// One SFU's figures.
+#[derive(Debug, Default)]
+struct Figures {
+    name: String,
+    forwarded_pps: f64,
+    packets_per_cpu_second: f64,
+    cpu_share: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    sent: u64,
+    lost: u64,
+    rss_mib: f64,
+    setup_s: f64,
+}
+
+/// The CPUs to pin the SFU and the generator to, when there are at least two.
+fn cpus() -> (Option<usize>, Option<usize>) {
+    match std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) {
+        n if n >= 2 => (Some(1), Some(0)),
+        _ => (None, None),
+    }
+}
+
+/// Start the generator on its own thread (pinned): it takes peers from the returned sender as they are negotiated,
+/// and once the sender is dropped and media flows on every leg, measures `opts.rounds` windows against `pid`.
+fn generator(name: String, pid: u32, opts: &Options) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Figures>>) {
+    let (tx, rx) = mpsc::channel();
+    let opts = opts.clone();
+    let gen_cpu = cpus().1;
+    let run = tokio::task::spawn_blocking(move || -> Result<Figures> {
+        if let Some(c) = gen_cpu {
+            let mut set = nix::sched::CpuSet::new();
+            set.set(c)?;
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+        }
+        let mut g = Generator::new(rx)?;
+        g.connect(Duration::from_secs(30)).with_context(|| format!("{name}: media did not flow"))?;
+        let mut warm = Window::default();
+        g.start_counting();
+        g.run_until(Instant::now() + Duration::from_secs(2), &mut warm)?;
+        let (mut pps, mut per_cpu, mut share, mut p50, mut p99) = (vec![], vec![], vec![], vec![], vec![]);
+        for _ in 0..opts.rounds {
+            let mut w = Window::default();
+            let (t0, c0) = (Instant::now(), cpu_seconds(pid)?);
+            g.run_until(t0 + Duration::from_secs_f64(opts.seconds), &mut w)?;
+            let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)? - c0);
+            pps.push(w.packets as f64 / wall);
+            per_cpu.push(w.packets as f64 / cpu.max(0.01));
+            share.push(cpu / wall);
+            w.latencies_us.sort_by(|a, b| a.total_cmp(b));
+            p50.push(percentile(&w.latencies_us, 0.50) / 1000.0);
+            p99.push(percentile(&w.latencies_us, 0.99) / 1000.0);
+        }
+        let rss = rss_mib(pid);
+        g.stop_sending();
+        g.run_until(Instant::now() + Duration::from_secs(1), &mut Window::default())?;
+        let (sent, lost) = g.loss();
+        Ok(Figures {
+            name,
+            forwarded_pps: median(pps),
+            packets_per_cpu_second: median(per_cpu),
+            cpu_share: median(share),
+            p50_ms: median(p50),
+            p99_ms: median(p99),
+            sent,
+            lost,
+            rss_mib: rss,
+            setup_s: 0.0,
+        })
+    });
+    (tx, run)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// POST an SDP offer to a WHIP/WHEP endpoint; the SDP answer.
+async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<SdpAnswer> {
+    let (status, _, body) =
+        conn.request_with(Method::POST, path, &[("content-type", "application/sdp")], Some(sdp.into())).await?;
+    if status != StatusCode::CREATED {
+        bail!("{path}: {status} {}", String::from_utf8_lossy(&body));
+    }
+    Ok(SdpAnswer::from_sdp_string(std::str::from_utf8(&body)?)?)
+}
+
+async fn vbank(opts: &Options) -> Result<Figures> {
+    let (node, cfg) = start_node(&["--no-media-tcp"], cpus().0)?;
+    let gateway = *descendants_running(node.pid(), "gateway").first().context("vbank up started no gateway")?;
+    let tls: Arc<ClientConfig> = vbank_tls::anonymous_client_config(&cfg.tls)?;
+    let addr = format!("127.0.0.1:{}", node.public_port).parse()?;
+    let mut conn = Connection::open(tls, addr, "localhost", Duration::from_secs(10)).await?;
+    let (tx, run) = generator(format!("vbank {}", env!("CARGO_PKG_VERSION")), gateway, opts);
+    let started = Instant::now();
+    for leg in 0..opts.calls * 2 {
+        let room = format!("bench-{leg}");
+        let (mut rtc, sock) = peer(std::net::Ipv4Addr::LOCALHOST.into())?;
+        let (audio, video, sdp, pending) = offer(&mut rtc, Direction::SendOnly)?;
+        let answer = exchange(&mut conn, &format!("/whip/{room}"), sdp.to_sdp_string()).await?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        tx.send(Peer::publisher(rtc, sock, leg, audio, video))?;
+        let (mut rtc, sock) = peer(std::net::Ipv4Addr::LOCALHOST.into())?;
+        let (_, _, sdp, pending) = offer(&mut rtc, Direction::RecvOnly)?;
+        let answer = exchange(&mut conn, &format!("/whep/{room}"), sdp.to_sdp_string()).await?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        tx.send(Peer::subscriber(rtc, sock, leg))?;
+    }
+    drop(tx);
+    let setup = started.elapsed();
+    let figures = run.await?.map(|f| Figures { setup_s: setup.as_secs_f64(), ..f });
+    drop(node);
+    figures
+}
+
+async fn janus(opts: &Options) -> Result<Figures> {
+    let mut j = Janus::start(&opts.janus, cpus().0).await?;
+    let (tx, run) = generator(format!("Janus {}", j.version().await?), j.pid(), opts);
+    let started = Instant::now();
+    // Janus lists a feed only once its publisher's media is up: publish every leg, then subscribe.
+    let mut feeds = Vec::new();
+    for leg in 0..opts.calls * 2 {
+        let (publisher, feed) = j.publish(leg).await.with_context(|| format!("Janus leg {leg}"))?;
+        tx.send(publisher)?;
+        feeds.push(feed);
+    }
+    for (leg, feed) in feeds.into_iter().enumerate() {
+        tx.send(j.subscribe(leg as u32, feed).await.with_context(|| format!("Janus leg {leg}"))?)?;
+    }
+    drop(tx);
+    let setup = started.elapsed();
+    run.await?.map(|f| Figures { setup_s: setup.as_secs_f64(), ..f })
+}
+
+/// Run the benchmark and print the figures and the ratio.
+pub async fn run(opts: Options, json_out: bool) -> Result<()> {
+    if opts.calls == 0 || opts.rounds == 0 || opts.seconds <= 0.0 {
+        bail!("--calls, --rounds and --seconds must be positive");
+    }
+    let ours = vbank(&opts).await.context("vbank's gateway")?;
+    let peer = janus(&opts).await.context("Janus")?;
+    let ratio = ours.packets_per_cpu_second / peer.packets_per_cpu_second;
+    if json_out {
+        let f = |f: &Figures| {
+            json!({"sfu": f.name, "forwarded_pps": f.forwarded_pps, "packets_per_cpu_second": f.packets_per_cpu_second,
+                   "cpu_share": f.cpu_share, "latency_p50_ms": f.p50_ms, "latency_p99_ms": f.p99_ms,
+                   "units_sent": f.sent, "units_lost": f.lost, "rss_mib": f.rss_mib, "setup_s": f.setup_s})
+        };
+        let out = json!({"calls": opts.calls, "rounds": opts.rounds, "seconds": opts.seconds,
+                         "results": [f(&ours), f(&peer)], "packets_per_cpu_second_ratio": ratio});
+        println!("{out}");
+        return Ok(());
+    }
+    let (sfu_cpu, gen_cpu) = cpus();
+    println!(
+        "{} 1:1 calls = {} legs (VP8 30 fps + Opus 50 pkt/s each), medians of {} rounds × {} s; SFU on CPU {}, generator on CPU {}",
+        opts.calls,
+        opts.calls * 2,
+        opts.rounds,
+        opts.seconds,
+        sfu_cpu.map_or("any".into(), |c| c.to_string()),
+        gen_cpu.map_or("any".into(), |c| c.to_string()),
+    );
+    println!("{:<34}{:>16}{:>16}", "", ours.name, peer.name);
+    let row = |label: &str, a: String, b: String| println!("{label:<34}{a:>16}{b:>16}");
+    row("forwarded packets/s", format!("{:.0}", ours.forwarded_pps), format!("{:.0}", peer.forwarded_pps));
+    row(
+        "SFU CPU (share of one core)",
+        format!("{:.1}%", ours.cpu_share * 100.0),
+        format!("{:.1}%", peer.cpu_share * 100.0),
+    );
+    row(
+        "forwarded packets per CPU-second",
+        format!("{:.0}", ours.packets_per_cpu_second),
+        format!("{:.0}", peer.packets_per_cpu_second),
+    );
+    row("latency p50 (ms)", format!("{:.3}", ours.p50_ms), format!("{:.3}", peer.p50_ms));
+    row("latency p99 (ms)", format!("{:.3}", ours.p99_ms), format!("{:.3}", peer.p99_ms));
+    let loss = |f: &Figures| format!("{}/{}", f.lost, f.sent);
+    row("lost frames+audio packets", loss(&ours), loss(&peer));
+    row("SFU resident memory (MiB)", format!("{:.1}", ours.rss_mib), format!("{:.1}", peer.rss_mib));
+    row("signalling set-up of all legs (s)", format!("{:.2}", ours.setup_s), format!("{:.2}", peer.setup_s));
+    println!("ratio, forwarded packets per CPU-second (vbank / Janus): {ratio:.2}×");
+    Ok(())
+}
