@@ -153,6 +153,10 @@ pub struct Sfu {
     rooms: HashMap<String, Vec<usize>>,
     /// Which participant last claimed a datagram from this source: checked first, so routing is O(1) per packet.
     routes: HashMap<(Protocol, SocketAddr), usize>,
+    /// Participants that had input since they were last polled: only they can have output.
+    work: Vec<usize>,
+    /// A polled WHEP participant still has unbound receiving m-lines: try binding tracks to them.
+    slots_open: bool,
     next_id: u64,
     queue: VecDeque<Output>,
     counters: Counters,
@@ -169,6 +173,8 @@ impl Sfu {
             participants: Vec::new(),
             rooms: HashMap::new(),
             routes: HashMap::new(),
+            work: Vec::new(),
+            slots_open: false,
             next_id: 1,
             queue: VecDeque::new(),
             counters: Counters::default(),
@@ -207,10 +213,17 @@ impl Sfu {
         self.routes.clear();
     }
 
+    /// Queue participant `i` for polling.
+    fn mark(&mut self, i: usize) {
+        if !std::mem::replace(&mut self.participants[i].dirty, true) {
+            self.work.push(i);
+        }
+    }
+
     fn find(&mut self, id: ParticipantId) -> Option<&mut Participant> {
-        let p = self.participants.iter_mut().find(|p| p.id == id)?;
-        p.dirty = true;
-        Some(p)
+        let i = self.participants.iter().position(|p| p.id == id)?;
+        self.mark(i);
+        Some(&mut self.participants[i])
     }
 
     /// The current quality of every participant, with its room and role.
@@ -284,6 +297,7 @@ impl Sfu {
         }
         self.participants.push(p);
         self.reindex();
+        self.mark(self.participants.len() - 1);
         log::info!(participant = id.0, room = room; "joined as {role:?}");
         Ok((id, answer.to_sdp_string()))
     }
@@ -344,8 +358,8 @@ impl Sfu {
             return false;
         };
         self.routes.insert((proto, source), i);
+        self.mark(i);
         let p = &mut self.participants[i];
-        p.dirty = true;
         self.counters.datagrams_in += 1;
         self.counters.bytes_in += len;
         if let Err(e) = p.rtc.handle_input(input) {
@@ -358,15 +372,16 @@ impl Sfu {
     /// Time passed: sessions whose timeout has come handle it.
     pub fn timeout(&mut self, now: Instant) {
         self.now = now;
-        for p in &mut self.participants {
+        for i in 0..self.participants.len() {
+            let p = &mut self.participants[i];
             if p.next_timeout > now || !p.rtc.is_alive() {
                 continue;
             }
-            p.dirty = true;
             if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
                 log::warn!(participant = p.id.0; "session failed: {e}");
                 p.rtc.disconnect();
             }
+            self.mark(i);
         }
     }
 
@@ -375,16 +390,11 @@ impl Sfu {
         if let Some(o) = self.queue.pop_front() {
             return o;
         }
-        // Only sessions that had input since their last poll can have output; forwarding marks the receivers, so
-        // go round until nobody is left with work.
-        let mut busy = true;
-        while busy {
-            busy = false;
-            for i in 0..self.participants.len() {
-                if !std::mem::take(&mut self.participants[i].dirty) {
-                    continue;
-                }
-                busy = true;
+        // Only sessions that had input since their last poll can have output; forwarding queues the receivers.
+        let mut died = false;
+        loop {
+            while let Some(i) = self.work.pop() {
+                self.participants[i].dirty = false;
                 loop {
                     match self.participants[i].poll() {
                         Propagated::Timeout(t) => {
@@ -405,10 +415,14 @@ impl Sfu {
                         other => self.propagate(i, other),
                     }
                 }
+                died |= !self.participants[i].rtc.is_alive();
+                self.slots_open |= !self.participants[i].free_slots.is_empty();
             }
-            busy |= self.fill_slots();
+            if !std::mem::take(&mut self.slots_open) || !self.fill_slots() {
+                break;
+            }
         }
-        if self.participants.iter().any(|p| !p.rtc.is_alive()) {
+        if died {
             let (alive, dead): (Vec<_>, Vec<_>) =
                 std::mem::take(&mut self.participants).into_iter().partition(|p| p.rtc.is_alive());
             self.participants = alive;
@@ -437,7 +451,7 @@ impl Sfu {
                 members.into_iter().filter(|&j| j != i).flat_map(|j| self.participants[j].published()).collect();
             for t in tracks {
                 if self.participants[i].bind(t) {
-                    self.participants[i].dirty = true;
+                    self.mark(i);
                     bound = true;
                 }
             }
@@ -459,7 +473,9 @@ impl Sfu {
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
                 _ => continue,
             }
-            p.dirty = true;
+            if !std::mem::replace(&mut p.dirty, true) {
+                self.work.push(j);
+            }
         }
     }
 }

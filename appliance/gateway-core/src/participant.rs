@@ -81,7 +81,7 @@ pub(crate) struct Participant {
     pub quality: QualityTracker,
     /// When str0m next wants a timeout.
     pub next_timeout: Instant,
-    /// Input reached the session since it was last polled: only such sessions are polled.
+    /// Queued for polling: input reached the session since it was last polled.
     pub dirty: bool,
 }
 
@@ -102,7 +102,7 @@ impl Participant {
             free_slots: Vec::new(),
             quality: QualityTracker::default(),
             next_timeout: now,
-            dirty: true,
+            dirty: false,
         }
     }
 

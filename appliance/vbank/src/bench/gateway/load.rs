@@ -21,6 +21,8 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 /// Video frames per second.
 const FPS: u32 = 30;
+/// A keyframe every this many frames (2 s), besides those asked for.
+const KEYFRAME_EVERY: u32 = 2 * FPS;
 /// RTP packets in a delta frame, and in a keyframe.
 const DELTA_PACKETS: usize = 3;
 const KEY_PACKETS: usize = 8;
@@ -82,6 +84,8 @@ struct Publish {
     video_seq: u64,
     audio_n: u32,
     frame_n: u32,
+    /// Frames until this leg's first scheduled keyframe, so legs do not all send keyframes at once.
+    key_phase: u32,
     keyframe_due: bool,
 }
 
@@ -98,6 +102,7 @@ impl Peer {
             video_seq: 1,
             audio_n: 0,
             frame_n: 0,
+            key_phase: 0,
             keyframe_due: true,
         };
         Peer::new(rtc, sock, leg, Some(publish))
@@ -350,7 +355,7 @@ fn send_due(p: &mut Peer, now: Instant, ledger: &mut Ledger) -> Result<bool> {
     }
     while pb.next_video <= now {
         let pt = pt_for(&p.rtc, pb.video, Codec::Vp8).context("no VP8 payload type was negotiated")?;
-        let key = pb.keyframe_due || pb.frame_n % FPS == 0;
+        let key = pb.keyframe_due || (pb.frame_n + pb.key_phase) % KEYFRAME_EVERY == 0;
         pb.keyframe_due = false;
         let count = if key { KEY_PACKETS } else { DELTA_PACKETS };
         let ts = pb.frame_n.wrapping_mul(90_000 / FPS);
@@ -389,7 +394,17 @@ fn drain(p: &mut Peer, ledger: &mut Ledger, window: &mut Window) -> Result<()> {
                 p.timeout = t;
                 return Ok(());
             }
-            Output::Event(Event::Connected) => p.connected = true,
+            Output::Event(Event::Connected) => {
+                p.connected = true;
+                // Real callers are not in step: spread each leg's audio and video phase and its keyframes.
+                let leg = u64::from(p.leg);
+                if let Some(pb) = p.publish.as_mut() {
+                    let now = Instant::now();
+                    pb.next_audio = now + Duration::from_millis(leg * 7 % 20);
+                    pb.next_video = now + Duration::from_millis(leg * 13 % 33);
+                    pb.key_phase = p.leg.wrapping_mul(11) % KEYFRAME_EVERY;
+                }
+            }
             Output::Event(Event::KeyframeRequest(_)) => {
                 if let Some(pb) = p.publish.as_mut() {
                     pb.keyframe_due = true;

@@ -45,6 +45,7 @@ struct Figures {
     forwarded_pps: f64,
     packets_per_cpu_second: f64,
     cpu_share: f64,
+    generator_cpu_share: f64,
     p50_ms: f64,
     p99_ms: f64,
     sent: u64,
@@ -79,11 +80,14 @@ fn generator(name: String, pid: u32, opts: &Options) -> (mpsc::Sender<Peer>, tok
         g.start_counting();
         g.run_until(Instant::now() + Duration::from_secs(2), &mut warm)?;
         let (mut pps, mut per_cpu, mut share, mut p50, mut p99) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut gen_share = vec![];
+        let me = std::process::id();
         for _ in 0..opts.rounds {
             let mut w = Window::default();
-            let (t0, c0) = (Instant::now(), cpu_seconds(pid)?);
+            let (t0, c0, g0) = (Instant::now(), cpu_seconds(pid)?, cpu_seconds(me)?);
             g.run_until(t0 + Duration::from_secs_f64(opts.seconds), &mut w)?;
             let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)? - c0);
+            gen_share.push((cpu_seconds(me)? - g0) / wall);
             pps.push(w.packets as f64 / wall);
             per_cpu.push(w.packets as f64 / cpu.max(0.01));
             share.push(cpu / wall);
@@ -100,6 +104,7 @@ fn generator(name: String, pid: u32, opts: &Options) -> (mpsc::Sender<Peer>, tok
             forwarded_pps: median(pps),
             packets_per_cpu_second: median(per_cpu),
             cpu_share: median(share),
+            generator_cpu_share: median(gen_share),
             p50_ms: median(p50),
             p99_ms: median(p99),
             sent,
@@ -186,7 +191,7 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     if json_out {
         let f = |f: &Figures| {
             json!({"sfu": f.name, "forwarded_pps": f.forwarded_pps, "packets_per_cpu_second": f.packets_per_cpu_second,
-                   "cpu_share": f.cpu_share, "latency_p50_ms": f.p50_ms, "latency_p99_ms": f.p99_ms,
+                   "cpu_share": f.cpu_share, "generator_cpu_share": f.generator_cpu_share, "latency_p50_ms": f.p50_ms, "latency_p99_ms": f.p99_ms,
                    "units_sent": f.sent, "units_lost": f.lost, "rss_mib": f.rss_mib, "setup_s": f.setup_s})
         };
         let out = json!({"calls": opts.calls, "rounds": opts.rounds, "seconds": opts.seconds,
@@ -211,6 +216,11 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         "SFU CPU (share of one core)",
         format!("{:.1}%", ours.cpu_share * 100.0),
         format!("{:.1}%", peer.cpu_share * 100.0),
+    );
+    row(
+        "generator CPU (share of one core)",
+        format!("{:.1}%", ours.generator_cpu_share * 100.0),
+        format!("{:.1}%", peer.generator_cpu_share * 100.0),
     );
     row(
         "forwarded packets per CPU-second",
