@@ -196,9 +196,16 @@ impl Janus {
         v["data"]["id"].as_u64().context("Janus attached no handle")
     }
 
-    /// A videoroom for `leg` and a str0m publisher in it; returns the publisher and its feed id.
-    pub async fn publish(&mut self, leg: u32) -> Result<(Peer, u64)> {
-        let room = 10_000 + u64::from(leg);
+    /// Destroy the API session (Janus hangs up every handle and peer connection in it) and open a fresh one.
+    pub async fn new_session(&mut self) -> Result<()> {
+        self.post(&format!("/janus/{}", self.session), json!({"janus": "destroy"})).await?;
+        let created = self.post("/janus", json!({"janus": "create"})).await?;
+        self.session = created["data"]["id"].as_u64().context("Janus created no session")?;
+        Ok(())
+    }
+
+    /// Videoroom `room` for `leg` and a str0m publisher in it; returns the publisher and its feed id.
+    pub async fn publish(&mut self, room: u64, leg: u32) -> Result<(Peer, u64)> {
         let handle = self.attach().await?;
         let create = json!({"request": "create", "room": room, "publishers": 1, "audiocodec": "opus",
                             "videocodec": "vp8", "bitrate": 0, "notify_joining": false});
@@ -214,9 +221,8 @@ impl Janus {
         Ok((Peer::publisher(rtc, sock, leg, audio, video), feed))
     }
 
-    /// A str0m subscriber to `feed` in `leg`'s room, once the publisher's media is up (retried for 20 s).
-    pub async fn subscribe(&mut self, leg: u32, feed: u64) -> Result<Peer> {
-        let room = 10_000 + u64::from(leg);
+    /// A str0m subscriber to `feed` in `room`, once the publisher's media is up (retried for 20 s).
+    pub async fn subscribe(&mut self, room: u64, leg: u32, feed: u64) -> Result<Peer> {
         let handle = self.attach().await?;
         let join = json!({"request": "join", "room": room, "ptype": "subscriber", "streams": [{"feed": feed}]});
         let deadline = Instant::now() + Duration::from_secs(20);

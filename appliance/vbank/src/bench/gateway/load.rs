@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
@@ -87,6 +88,13 @@ struct Publish {
     /// Frames until this leg's first scheduled keyframe, so legs do not all send keyframes at once.
     key_phase: u32,
     keyframe_due: bool,
+    /// RTP time 0: media clocks run on while a leg is paused, as a muted sender's do.
+    epoch: Instant,
+}
+
+/// The RTP timestamp at `at` of a `hz` clock started at `epoch`.
+fn rtp_time(epoch: Instant, at: Instant, hz: u64) -> u32 {
+    (at.saturating_duration_since(epoch).as_micros() as u64 * hz / 1_000_000) as u32
 }
 
 impl Peer {
@@ -104,6 +112,7 @@ impl Peer {
             frame_n: 0,
             key_phase: 0,
             keyframe_due: true,
+            epoch: now,
         };
         Peer::new(rtc, sock, leg, Some(publish))
     }
@@ -171,7 +180,8 @@ pub struct Generator {
     incoming: Option<Receiver<Peer>>,
     epoll: Epoll,
     ledger: Ledger,
-    sending: bool,
+    /// Publishers of these legs send; subscribers of these legs count in windows.
+    live: Range<u32>,
     /// Units sent before this instant are not counted for loss (set when measuring starts).
     count_from: Instant,
 }
@@ -185,7 +195,7 @@ impl Generator {
             incoming: Some(incoming),
             epoll,
             ledger: Ledger::default(),
-            sending: true,
+            live: 0..u32::MAX,
             count_from: Instant::now(),
         })
     }
@@ -251,16 +261,16 @@ impl Generator {
         self.count_from = Instant::now();
     }
 
-    /// Stop publishing (then run a little longer to let the last packets arrive).
-    pub fn stop_sending(&mut self) {
-        self.sending = false;
+    /// From now on only `legs` publish and count (the others pause); an empty range stops all publishing.
+    pub fn only(&mut self, legs: Range<u32>) {
+        self.live = legs;
     }
 
-    /// Units sent since counting started, and how many of them never arrived.
-    pub fn loss(&self) -> (u64, u64) {
+    /// Units of `legs` sent since counting started, and how many of them never arrived.
+    pub fn loss(&self, legs: Range<u32>) -> (u64, u64) {
         let mut sent = 0;
         let mut lost = 0;
-        for units in self.ledger.sent.values() {
+        for (_, units) in self.ledger.sent.iter().filter(|((leg, _), _)| legs.contains(leg)) {
             for (_, got) in units.iter().filter(|(at, _)| *at >= self.count_from) {
                 sent += 1;
                 lost += u64::from(!got);
@@ -282,24 +292,26 @@ impl Generator {
             if self.adopt()? {
                 dirty.resize(self.peers.len(), true);
             }
+            // Each peer's due work goes out at once, stamped with its own time, so the ledger's send times are when
+            // packets really left, however many peers this round visits.
             for (i, p) in self.peers.iter_mut().enumerate() {
+                let now = Instant::now();
                 if now >= p.timeout {
                     p.rtc.handle_input(Input::Timeout(now))?;
                     dirty[i] = true;
                 }
-                if self.sending && p.connected && p.publish.is_some() {
+                let live = self.live.contains(&p.leg);
+                if live && p.connected && p.publish.is_some() {
                     dirty[i] |= send_due(p, now, &mut self.ledger)?;
                 }
-            }
-            for (i, d) in dirty.iter_mut().enumerate() {
-                if std::mem::take(d) {
-                    drain(&mut self.peers[i], &mut self.ledger, window)?;
+                if std::mem::take(&mut dirty[i]) {
+                    drain(p, &mut self.ledger, live.then_some(&mut *window))?;
                 }
             }
             let mut next = end;
             for p in &self.peers {
                 next = next.min(p.timeout);
-                if let Some(pb) = p.publish.as_ref().filter(|_| self.sending && p.connected) {
+                if let Some(pb) = p.publish.as_ref().filter(|_| self.live.contains(&p.leg) && p.connected) {
                     next = next.min(pb.next_audio).min(pb.next_video);
                 }
             }
@@ -324,7 +336,8 @@ impl Generator {
                             if p.rtc.accepts(&input) {
                                 p.rtc.handle_input(input)?;
                                 // In RTP mode str0m holds one received packet until the next poll: drain each.
-                                drain(p, &mut self.ledger, window)?;
+                                let counted = self.live.contains(&p.leg);
+                                drain(p, &mut self.ledger, counted.then_some(&mut *window))?;
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -339,6 +352,12 @@ impl Generator {
 /// Write what is due of `p`'s audio and video; whether anything was written.
 fn send_due(p: &mut Peer, now: Instant, ledger: &mut Ledger) -> Result<bool> {
     let Some(pb) = p.publish.as_mut() else { return Ok(false) };
+    // A leg that was paused resumes from now, not with a burst of everything it missed.
+    for next in [&mut pb.next_audio, &mut pb.next_video] {
+        if now.saturating_duration_since(*next) > Duration::from_millis(100) {
+            *next = now;
+        }
+    }
     let mut wrote = false;
     while pb.next_audio <= now {
         let pt = pt_for(&p.rtc, pb.audio, Codec::Opus).context("no Opus payload type was negotiated")?;
@@ -346,7 +365,8 @@ fn send_due(p: &mut Peer, now: Instant, ledger: &mut Ledger) -> Result<bool> {
         let payload = tagged(&[0xF8], p.leg, pb.audio_n, AUDIO_PAYLOAD);
         let mut api = p.rtc.direct_api();
         let tx = api.stream_tx_by_mid(pb.audio, None).context("the audio m-line has no send stream")?;
-        tx.write_rtp(RtpWrite::new(pt, pb.audio_seq.into(), pb.audio_n.wrapping_mul(960), now, payload).marker(true));
+        let ts = rtp_time(pb.epoch, pb.next_audio, 48_000);
+        tx.write_rtp(RtpWrite::new(pt, pb.audio_seq.into(), ts, now, payload).marker(true));
         units.push((now, false));
         pb.audio_seq += 1;
         pb.audio_n += 1;
@@ -358,7 +378,7 @@ fn send_due(p: &mut Peer, now: Instant, ledger: &mut Ledger) -> Result<bool> {
         let key = pb.keyframe_due || (pb.frame_n + pb.key_phase) % KEYFRAME_EVERY == 0;
         pb.keyframe_due = false;
         let count = if key { KEY_PACKETS } else { DELTA_PACKETS };
-        let ts = pb.frame_n.wrapping_mul(90_000 / FPS);
+        let ts = rtp_time(pb.epoch, pb.next_video, 90_000);
         let mut api = p.rtc.direct_api();
         let tx = api.stream_tx_by_mid(pb.video, None).context("the video m-line has no send stream")?;
         for i in 0..count {
@@ -381,8 +401,8 @@ fn send_due(p: &mut Peer, now: Instant, ledger: &mut Ledger) -> Result<bool> {
     Ok(wrote)
 }
 
-/// Send what str0m wants sent, note what arrived, until it asks for a timeout.
-fn drain(p: &mut Peer, ledger: &mut Ledger, window: &mut Window) -> Result<()> {
+/// Send what str0m wants sent, note what arrived (in `window` if given), until it asks for a timeout.
+fn drain(p: &mut Peer, ledger: &mut Ledger, mut window: Option<&mut Window>) -> Result<()> {
     loop {
         match p.rtc.poll_output()? {
             Output::Transmit(t) => match p.sock.send_to(&t.contents, t.destination) {
@@ -411,7 +431,9 @@ fn drain(p: &mut Peer, ledger: &mut Ledger, window: &mut Window) -> Result<()> {
                 }
             }
             Output::Event(Event::RtpPacket(pkt)) => {
-                window.packets += 1;
+                if let Some(w) = window.as_deref_mut() {
+                    w.packets += 1;
+                }
                 p.received += 1;
                 let Some(kind) = p.kind_of(pkt.header.payload_type) else { continue };
                 let tag = match kind {
@@ -423,7 +445,9 @@ fn drain(p: &mut Peer, ledger: &mut Ledger, window: &mut Window) -> Result<()> {
                     && !unit.1
                 {
                     unit.1 = true;
-                    window.latencies_us.push(pkt.timestamp.saturating_duration_since(unit.0).as_secs_f64() * 1e6);
+                    if let Some(w) = window.as_deref_mut() {
+                        w.latencies_us.push(pkt.timestamp.saturating_duration_since(unit.0).as_secs_f64() * 1e6);
+                    }
                 }
             }
             Output::Event(_) => {}
@@ -534,9 +558,9 @@ mod direct {
         g.start_counting();
         let mut w = Window::default();
         g.run_until(Instant::now() + Duration::from_secs(2), &mut w).unwrap();
-        g.stop_sending();
+        g.only(0..0);
         g.run_until(Instant::now() + Duration::from_millis(300), &mut w).unwrap();
-        let (sent, lost) = g.loss();
+        let (sent, lost) = g.loss(0..1);
         assert!(sent > 150, "{sent}");
         assert_eq!(lost, 0, "of {sent}");
     }

@@ -2,10 +2,13 @@
 //!
 //! A 1:1 call is two legs, one per direction; a leg is a publisher sending VP8 (30 frames/s) and Opus (50 packets/s)
 //! and a subscriber receiving it through the SFU. vbank's legs are WHIP and WHEP sessions on a development node; Janus's
-//! are videoroom publishers and subscribers. The SFU under test is pinned to CPU 1 and the generator to CPU 0 (on a
-//! machine with two or more). Per round the generator counts packets forwarded to subscribers and the SFU process's CPU
-//! time from /proc; latency is publisher write → subscriber receipt of the same numbered frame or audio packet, which
-//! includes the generator's own SRTP work on both sides, so it bounds the SFU's added latency from above.
+//! are videoroom publishers and subscribers. Both SFUs are up side by side, pinned to CPU 1, the generator to CPU 0 (on
+//! a machine with two or more). Rounds alternate between them, each setting up its legs, measuring, and tearing them
+//! down, so a noisy neighbour on a shared machine weighs on both alike while the idle SFU carries no sessions at all.
+//! Per round the generator counts packets forwarded to
+//! subscribers and the SFU process's CPU time from /proc; latency is publisher write → subscriber receipt of the same
+//! numbered frame or audio packet, which includes the generator's own SRTP work on both sides, so it bounds the SFU's
+//! added latency from above.
 
 mod janus;
 mod load;
@@ -54,7 +57,7 @@ struct Figures {
     setup_s: f64,
 }
 
-/// The CPUs to pin the SFU and the generator to, when there are at least two.
+/// The CPUs to pin the SFUs and the generator to, when there are at least two.
 fn cpus() -> (Option<usize>, Option<usize>) {
     match std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) {
         n if n >= 2 => (Some(1), Some(0)),
@@ -62,58 +65,80 @@ fn cpus() -> (Option<usize>, Option<usize>) {
     }
 }
 
-/// Start the generator on its own thread (pinned): it takes peers from the returned sender as they are negotiated,
-/// and once the sender is dropped and media flows on every leg, measures `opts.rounds` windows against `pid`.
-fn generator(name: String, pid: u32, opts: &Options) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Figures>>) {
+/// What one round measured of one SFU.
+#[derive(Debug, Default)]
+struct Round {
+    pps: f64,
+    per_cpu: f64,
+    share: f64,
+    gen_share: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    sent: u64,
+    lost: u64,
+    rss_mib: f64,
+    setup_s: f64,
+}
+
+/// Start a generator thread (pinned) for one round against process `pid`: it takes peers from the returned sender
+/// as they are negotiated; once the sender is dropped and media flows on every leg, it warms up, measures one window
+/// of `seconds`, stops publishing and counts what was lost.
+fn round(pid: u32, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Round>>) {
     let (tx, rx) = mpsc::channel();
-    let opts = opts.clone();
     let gen_cpu = cpus().1;
-    let run = tokio::task::spawn_blocking(move || -> Result<Figures> {
+    let run = tokio::task::spawn_blocking(move || -> Result<Round> {
         if let Some(c) = gen_cpu {
             let mut set = nix::sched::CpuSet::new();
             set.set(c)?;
             nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
         }
         let mut g = Generator::new(rx)?;
-        g.connect(Duration::from_secs(30)).with_context(|| format!("{name}: media did not flow"))?;
-        let mut warm = Window::default();
+        g.connect(Duration::from_secs(30)).context("media did not flow")?;
         g.start_counting();
-        g.run_until(Instant::now() + Duration::from_secs(2), &mut warm)?;
-        let (mut pps, mut per_cpu, mut share, mut p50, mut p99) = (vec![], vec![], vec![], vec![], vec![]);
-        let mut gen_share = vec![];
+        g.run_until(Instant::now() + Duration::from_secs(2), &mut Window::default())?;
         let me = std::process::id();
-        for _ in 0..opts.rounds {
-            let mut w = Window::default();
-            let (t0, c0, g0) = (Instant::now(), cpu_seconds(pid)?, cpu_seconds(me)?);
-            g.run_until(t0 + Duration::from_secs_f64(opts.seconds), &mut w)?;
-            let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)? - c0);
-            gen_share.push((cpu_seconds(me)? - g0) / wall);
-            pps.push(w.packets as f64 / wall);
-            per_cpu.push(w.packets as f64 / cpu.max(0.01));
-            share.push(cpu / wall);
-            w.latencies_us.sort_by(|a, b| a.total_cmp(b));
-            p50.push(percentile(&w.latencies_us, 0.50) / 1000.0);
-            p99.push(percentile(&w.latencies_us, 0.99) / 1000.0);
-        }
-        let rss = rss_mib(pid);
-        g.stop_sending();
+        let mut w = Window::default();
+        let (t0, c0, g0) = (Instant::now(), cpu_seconds(pid)?, cpu_seconds(me)?);
+        g.run_until(t0 + Duration::from_secs_f64(seconds), &mut w)?;
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)? - c0);
+        let gen_cpu = cpu_seconds(me)? - g0;
+        let rss_mib = rss_mib(pid);
+        g.only(0..0);
         g.run_until(Instant::now() + Duration::from_secs(1), &mut Window::default())?;
-        let (sent, lost) = g.loss();
-        Ok(Figures {
-            name,
-            forwarded_pps: median(pps),
-            packets_per_cpu_second: median(per_cpu),
-            cpu_share: median(share),
-            generator_cpu_share: median(gen_share),
-            p50_ms: median(p50),
-            p99_ms: median(p99),
+        let (sent, lost) = g.loss(0..u32::MAX);
+        w.latencies_us.sort_by(|a, b| a.total_cmp(b));
+        Ok(Round {
+            pps: w.packets as f64 / wall,
+            per_cpu: w.packets as f64 / cpu.max(0.01),
+            share: cpu / wall,
+            gen_share: gen_cpu / wall,
+            p50_ms: percentile(&w.latencies_us, 0.50) / 1000.0,
+            p99_ms: percentile(&w.latencies_us, 0.99) / 1000.0,
             sent,
             lost,
-            rss_mib: rss,
+            rss_mib,
             setup_s: 0.0,
         })
     });
     (tx, run)
+}
+
+/// Medians of the rounds, loss summed.
+fn summarize(name: String, rounds: &[Round]) -> Figures {
+    let m = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+    Figures {
+        name,
+        forwarded_pps: m(|r| r.pps),
+        packets_per_cpu_second: m(|r| r.per_cpu),
+        cpu_share: m(|r| r.share),
+        generator_cpu_share: m(|r| r.gen_share),
+        p50_ms: m(|r| r.p50_ms),
+        p99_ms: m(|r| r.p99_ms),
+        sent: rounds.iter().map(|r| r.sent).sum(),
+        lost: rounds.iter().map(|r| r.lost).sum(),
+        rss_mib: m(|r| r.rss_mib),
+        setup_s: m(|r| r.setup_s),
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -123,61 +148,93 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// POST an SDP offer to a WHIP/WHEP endpoint; the SDP answer.
-async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<SdpAnswer> {
-    let (status, _, body) =
+/// POST an SDP offer to a WHIP/WHEP endpoint; the SDP answer and the session's Location.
+async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<(SdpAnswer, String)> {
+    let (status, headers, body) =
         conn.request_with(Method::POST, path, &[("content-type", "application/sdp")], Some(sdp.into())).await?;
     if status != StatusCode::CREATED {
         bail!("{path}: {status} {}", String::from_utf8_lossy(&body));
     }
-    Ok(SdpAnswer::from_sdp_string(std::str::from_utf8(&body)?)?)
+    let location = headers.get("location").and_then(|l| l.to_str().ok()).context("no Location")?.to_string();
+    Ok((SdpAnswer::from_sdp_string(std::str::from_utf8(&body)?)?, location))
 }
 
-async fn vbank(opts: &Options) -> Result<Figures> {
-    let (node, cfg) = start_node(&["--no-media-tcp"], cpus().0)?;
+/// One round through vbank's gateway: publish and play each leg over WHIP and WHEP, measure, then DELETE them all.
+async fn vbank_round(conn: &mut Connection, pid: u32, r: usize, opts: &Options) -> Result<Round> {
+    let (tx, run) = round(pid, opts.seconds);
+    let started = Instant::now();
+    let mut sessions = Vec::new();
+    for leg in 0..opts.calls * 2 {
+        let room = format!("bench-{r}-{leg}");
+        let (mut rtc, sock) = peer(std::net::Ipv4Addr::LOCALHOST.into())?;
+        let (audio, video, sdp, pending) = offer(&mut rtc, Direction::SendOnly)?;
+        let (answer, location) = exchange(conn, &format!("/whip/{room}"), sdp.to_sdp_string()).await?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        tx.send(Peer::publisher(rtc, sock, leg, audio, video))?;
+        sessions.push(location);
+        let (mut rtc, sock) = peer(std::net::Ipv4Addr::LOCALHOST.into())?;
+        let (_, _, sdp, pending) = offer(&mut rtc, Direction::RecvOnly)?;
+        let (answer, location) = exchange(conn, &format!("/whep/{room}"), sdp.to_sdp_string()).await?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        tx.send(Peer::subscriber(rtc, sock, leg))?;
+        sessions.push(location);
+    }
+    let setup = started.elapsed();
+    drop(tx);
+    let measured = run.await?;
+    for location in sessions {
+        conn.request_with(Method::DELETE, &location, &[], None).await?;
+    }
+    Ok(Round { setup_s: setup.as_secs_f64(), ..measured? })
+}
+
+/// One round through Janus: publish every leg in its own videoroom, then subscribe to each (Janus lists a feed only
+/// once its publisher's media is up), measure, then destroy the API session with everything in it.
+async fn janus_round(j: &mut Janus, r: usize, opts: &Options) -> Result<Round> {
+    let (tx, run) = round(j.pid(), opts.seconds);
+    let started = Instant::now();
+    let room = |leg: u32| 100_000 * (r as u64 + 1) + u64::from(leg);
+    let mut feeds = Vec::new();
+    for leg in 0..opts.calls * 2 {
+        let (publisher, feed) = j.publish(room(leg), leg).await.with_context(|| format!("Janus leg {leg}"))?;
+        tx.send(publisher)?;
+        feeds.push((leg, feed));
+    }
+    for (leg, feed) in feeds {
+        tx.send(j.subscribe(room(leg), leg, feed).await.with_context(|| format!("Janus leg {leg}"))?)?;
+    }
+    let setup = started.elapsed();
+    drop(tx);
+    let measured = run.await?;
+    j.new_session().await?;
+    Ok(Round { setup_s: setup.as_secs_f64(), ..measured? })
+}
+
+/// Both SFUs up side by side (pinned to one CPU), measured in alternating rounds with only one carrying the load at a
+/// time; figures for vbank and for Janus.
+async fn measure(opts: &Options) -> Result<(Figures, Figures)> {
+    let (sfu_cpu, _) = cpus();
+    let (node, cfg) = start_node(&["--no-media-tcp"], sfu_cpu)?;
     let gateway = *descendants_running(node.pid(), "gateway").first().context("vbank up started no gateway")?;
     let tls: Arc<ClientConfig> = vbank_tls::anonymous_client_config(&cfg.tls)?;
     let addr = format!("127.0.0.1:{}", node.public_port).parse()?;
     let mut conn = Connection::open(tls, addr, "localhost", Duration::from_secs(10)).await?;
-    let (tx, run) = generator(format!("vbank {}", env!("CARGO_PKG_VERSION")), gateway, opts);
-    let started = Instant::now();
-    for leg in 0..opts.calls * 2 {
-        let room = format!("bench-{leg}");
-        let (mut rtc, sock) = peer(std::net::Ipv4Addr::LOCALHOST.into())?;
-        let (audio, video, sdp, pending) = offer(&mut rtc, Direction::SendOnly)?;
-        let answer = exchange(&mut conn, &format!("/whip/{room}"), sdp.to_sdp_string()).await?;
-        rtc.sdp_api().accept_answer(pending, answer)?;
-        tx.send(Peer::publisher(rtc, sock, leg, audio, video))?;
-        let (mut rtc, sock) = peer(std::net::Ipv4Addr::LOCALHOST.into())?;
-        let (_, _, sdp, pending) = offer(&mut rtc, Direction::RecvOnly)?;
-        let answer = exchange(&mut conn, &format!("/whep/{room}"), sdp.to_sdp_string()).await?;
-        rtc.sdp_api().accept_answer(pending, answer)?;
-        tx.send(Peer::subscriber(rtc, sock, leg))?;
-    }
-    drop(tx);
-    let setup = started.elapsed();
-    let figures = run.await?.map(|f| Figures { setup_s: setup.as_secs_f64(), ..f });
-    drop(node);
-    figures
-}
+    let mut j = Janus::start(&opts.janus, sfu_cpu).await.context("Janus")?;
+    let janus_name = format!("Janus {}", j.version().await?);
 
-async fn janus(opts: &Options) -> Result<Figures> {
-    let mut j = Janus::start(&opts.janus, cpus().0).await?;
-    let (tx, run) = generator(format!("Janus {}", j.version().await?), j.pid(), opts);
-    let started = Instant::now();
-    // Janus lists a feed only once its publisher's media is up: publish every leg, then subscribe.
-    let mut feeds = Vec::new();
-    for leg in 0..opts.calls * 2 {
-        let (publisher, feed) = j.publish(leg).await.with_context(|| format!("Janus leg {leg}"))?;
-        tx.send(publisher)?;
-        feeds.push(feed);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for r in 0..opts.rounds {
+        // Alternate who goes first, so neither always follows the other.
+        if r % 2 == 0 {
+            ours.push(vbank_round(&mut conn, gateway, r, opts).await.context("vbank's gateway")?);
+            theirs.push(janus_round(&mut j, r, opts).await.context("Janus")?);
+        } else {
+            theirs.push(janus_round(&mut j, r, opts).await.context("Janus")?);
+            ours.push(vbank_round(&mut conn, gateway, r, opts).await.context("vbank's gateway")?);
+        }
     }
-    for (leg, feed) in feeds.into_iter().enumerate() {
-        tx.send(j.subscribe(leg as u32, feed).await.with_context(|| format!("Janus leg {leg}"))?)?;
-    }
-    drop(tx);
-    let setup = started.elapsed();
-    run.await?.map(|f| Figures { setup_s: setup.as_secs_f64(), ..f })
+    drop(node);
+    Ok((summarize(format!("vbank {}", env!("CARGO_PKG_VERSION")), &ours), summarize(janus_name, &theirs)))
 }
 
 /// Run the benchmark and print the figures and the ratio.
@@ -185,8 +242,7 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     if opts.calls == 0 || opts.rounds == 0 || opts.seconds <= 0.0 {
         bail!("--calls, --rounds and --seconds must be positive");
     }
-    let ours = vbank(&opts).await.context("vbank's gateway")?;
-    let peer = janus(&opts).await.context("Janus")?;
+    let (ours, peer) = measure(&opts).await?;
     let ratio = ours.packets_per_cpu_second / peer.packets_per_cpu_second;
     if json_out {
         let f = |f: &Figures| {
@@ -201,7 +257,7 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
     }
     let (sfu_cpu, gen_cpu) = cpus();
     println!(
-        "{} 1:1 calls = {} legs (VP8 30 fps + Opus 50 pkt/s each), medians of {} rounds × {} s; SFU on CPU {}, generator on CPU {}",
+        "{} 1:1 calls = {} legs (VP8 30 fps + Opus 50 pkt/s each), medians of {} alternating rounds × {} s each; SFUs on CPU {}, generator on CPU {}",
         opts.calls,
         opts.calls * 2,
         opts.rounds,
