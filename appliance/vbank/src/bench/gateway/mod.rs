@@ -41,7 +41,7 @@ pub struct Options {
     pub janus: PathBuf,
 }
 
-/// One SFU's figures.
+/// One SFU's figures: of one round, or medians of all rounds (loss summed).
 #[derive(Debug, Default)]
 struct Figures {
     name: String,
@@ -65,28 +65,13 @@ fn cpus() -> (Option<usize>, Option<usize>) {
     }
 }
 
-/// What one round measured of one SFU.
-#[derive(Debug, Default)]
-struct Round {
-    pps: f64,
-    per_cpu: f64,
-    share: f64,
-    gen_share: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    sent: u64,
-    lost: u64,
-    rss_mib: f64,
-    setup_s: f64,
-}
-
 /// Start a generator thread (pinned) for one round against process `pid`: it takes peers from the returned sender
 /// as they are negotiated; once the sender is dropped and media flows on every leg, it warms up, measures one window
 /// of `seconds`, stops publishing and counts what was lost.
-fn round(pid: u32, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Round>>) {
+fn round(pid: u32, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Figures>>) {
     let (tx, rx) = mpsc::channel();
     let gen_cpu = cpus().1;
-    let run = tokio::task::spawn_blocking(move || -> Result<Round> {
+    let run = tokio::task::spawn_blocking(move || -> Result<Figures> {
         if let Some(c) = gen_cpu {
             let mut set = nix::sched::CpuSet::new();
             set.set(c)?;
@@ -107,31 +92,31 @@ fn round(pid: u32, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle
         g.run_until(Instant::now() + Duration::from_secs(1), &mut Window::default())?;
         let (sent, lost) = g.loss(0..u32::MAX);
         w.latencies_us.sort_by(|a, b| a.total_cmp(b));
-        Ok(Round {
-            pps: w.packets as f64 / wall,
-            per_cpu: w.packets as f64 / cpu.max(0.01),
-            share: cpu / wall,
-            gen_share: gen_cpu / wall,
+        Ok(Figures {
+            forwarded_pps: w.packets as f64 / wall,
+            packets_per_cpu_second: w.packets as f64 / cpu.max(0.01),
+            cpu_share: cpu / wall,
+            generator_cpu_share: gen_cpu / wall,
             p50_ms: percentile(&w.latencies_us, 0.50) / 1000.0,
             p99_ms: percentile(&w.latencies_us, 0.99) / 1000.0,
             sent,
             lost,
             rss_mib,
-            setup_s: 0.0,
+            ..Figures::default()
         })
     });
     (tx, run)
 }
 
 /// Medians of the rounds, loss summed.
-fn summarize(name: String, rounds: &[Round]) -> Figures {
-    let m = |f: fn(&Round) -> f64| median(rounds.iter().map(f).collect());
+fn summarize(name: String, rounds: &[Figures]) -> Figures {
+    let m = |f: fn(&Figures) -> f64| median(rounds.iter().map(f).collect());
     Figures {
         name,
-        forwarded_pps: m(|r| r.pps),
-        packets_per_cpu_second: m(|r| r.per_cpu),
-        cpu_share: m(|r| r.share),
-        generator_cpu_share: m(|r| r.gen_share),
+        forwarded_pps: m(|r| r.forwarded_pps),
+        packets_per_cpu_second: m(|r| r.packets_per_cpu_second),
+        cpu_share: m(|r| r.cpu_share),
+        generator_cpu_share: m(|r| r.generator_cpu_share),
         p50_ms: m(|r| r.p50_ms),
         p99_ms: m(|r| r.p99_ms),
         sent: rounds.iter().map(|r| r.sent).sum(),
@@ -160,7 +145,7 @@ async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<(Sdp
 }
 
 /// One round through vbank's gateway: publish and play each leg over WHIP and WHEP, measure, then DELETE them all.
-async fn vbank_round(conn: &mut Connection, pid: u32, r: usize, opts: &Options) -> Result<Round> {
+async fn vbank_round(conn: &mut Connection, pid: u32, r: usize, opts: &Options) -> Result<Figures> {
     let (tx, run) = round(pid, opts.seconds);
     let started = Instant::now();
     let mut sessions = Vec::new();
@@ -185,12 +170,12 @@ async fn vbank_round(conn: &mut Connection, pid: u32, r: usize, opts: &Options) 
     for location in sessions {
         conn.request_with(Method::DELETE, &location, &[], None).await?;
     }
-    Ok(Round { setup_s: setup.as_secs_f64(), ..measured? })
+    Ok(Figures { setup_s: setup.as_secs_f64(), ..measured? })
 }
 
 /// One round through Janus: publish every leg in its own videoroom, then subscribe to each (Janus lists a feed only
 /// once its publisher's media is up), measure, then destroy the API session with everything in it.
-async fn janus_round(j: &mut Janus, r: usize, opts: &Options) -> Result<Round> {
+async fn janus_round(j: &mut Janus, r: usize, opts: &Options) -> Result<Figures> {
     let (tx, run) = round(j.pid(), opts.seconds);
     let started = Instant::now();
     let room = |leg: u32| 100_000 * (r as u64 + 1) + u64::from(leg);
@@ -207,7 +192,7 @@ async fn janus_round(j: &mut Janus, r: usize, opts: &Options) -> Result<Round> {
     drop(tx);
     let measured = run.await?;
     j.new_session().await?;
-    Ok(Round { setup_s: setup.as_secs_f64(), ..measured? })
+    Ok(Figures { setup_s: setup.as_secs_f64(), ..measured? })
 }
 
 /// Both SFUs up side by side (pinned to one CPU), measured in alternating rounds with only one carrying the load at a
