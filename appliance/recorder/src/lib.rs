@@ -6,10 +6,12 @@
 //! [`segmenter`] decides, as a sans-IO state machine, when to open, sync, roll and close segments; [`disk`] carries
 //! that out on the filesystem (fdatasync, rename, directory fsync) and recovers a log cut short by `kill -9`.
 //! [`manifest`] lists the segments with their SM3 hashes in a chain, and the gaps with their reasons, for keyd to seal.
+//! [`recording`] ties the tracks of one call together on disk and resumes a recording after a crash.
 
 pub mod disk;
 pub mod format;
 pub mod manifest;
+pub mod recording;
 pub mod segmenter;
 
 /// Why recording or reading a recording failed.

@@ -6,6 +6,7 @@
 mod bench;
 mod config_cmd;
 mod hsm_cmd;
+mod recordings_cmd;
 mod up;
 
 use std::path::PathBuf;
@@ -90,6 +91,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
     },
+    /// Recordings on disk: verify against the manifest and its seal, close one after a recorder crash.
+    Recordings {
+        #[command(subcommand)]
+        cmd: recordings_cmd::RecordingsCmd,
+    },
     /// The audit log (same as `vbank hsm audit`).
     Audit {
         #[command(subcommand)]
@@ -164,6 +170,13 @@ fn main() -> ExitCode {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("vbank bench: {e:#}");
+                1
+            }
+        },
+        Cmd::Recordings { cmd } => match recordings_cmd::run(cmd, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vbank recordings: {e:#}");
                 1
             }
         },

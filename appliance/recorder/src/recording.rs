@@ -1,0 +1,307 @@
+//! One recording on disk: `recording.json` (id, data key id and envelope, tracks), `tracks/<n>/` segment logs, and
+//! at the end `manifest.json`. The recorder service drives a [`Recording`] with packets and time; after a crash,
+//! [`Recording::resume`] repairs every track and lists the gap.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::RecorderError;
+use crate::disk::{TrackDir, recover};
+use crate::format::{DataKey, RecordKind, SegmentHeader};
+use crate::manifest::{Gap, Manifest, Track};
+use crate::segmenter::{Policy, Segmenter};
+
+/// `recording.json`: what is needed to read the recording back, and nothing secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingHeader {
+    /// Always `vbank-recording/1`.
+    pub format: String,
+    /// The recording id.
+    pub recording: String,
+    /// The call (room) recorded.
+    pub call: String,
+    /// keyd's id of the data key.
+    pub key_id: String,
+    /// The data key wrapped by keyd (hex): opened through keyd, under audit, to play the recording back.
+    pub key_envelope: String,
+    /// The AEAD algorithm's name.
+    pub alg: String,
+    /// When recording started, Unix µs.
+    pub started_us: u64,
+    /// The tracks so far.
+    pub tracks: Vec<Track>,
+    /// Gaps noted so far (crash restarts).
+    pub gaps: Vec<Gap>,
+}
+
+/// Write `bytes` to `path` so that a crash leaves either the old or the new content: temp file, fsync, rename,
+/// directory fsync.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecorderError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| RecorderError::io(&tmp, e))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| RecorderError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| RecorderError::io(path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| RecorderError::io(dir, e))
+}
+
+struct TrackLog {
+    segmenter: Segmenter,
+    dir: TrackDir,
+}
+
+/// A recording being written.
+pub struct Recording {
+    root: PathBuf,
+    header: RecordingHeader,
+    key: Arc<DataKey>,
+    policy: Policy,
+    logs: Vec<TrackLog>,
+}
+
+impl Recording {
+    /// Start a recording in `root` (which must not exist yet).
+    pub fn create(
+        root: &Path,
+        header: RecordingHeader,
+        key: DataKey,
+        policy: Policy,
+    ) -> Result<Recording, RecorderError> {
+        if root.exists() {
+            return Err(RecorderError::Format(format!(
+                "{} already exists: a recording is never overwritten",
+                root.display()
+            )));
+        }
+        std::fs::create_dir_all(root.join("tracks")).map_err(|e| RecorderError::io(root, e))?;
+        write_atomically(&root.join("recording.json"), &serde_json::to_vec_pretty(&header).expect("serializes"))?;
+        Ok(Recording { root: root.to_path_buf(), header, key: Arc::new(key), policy, logs: Vec::new() })
+    }
+
+    /// Continue a recording after a crash: repair every track (cutting torn records), note a gap on each from its
+    /// last kept packet to `now_us`, and go on in new segments. `key` is the recording's data key, opened through keyd.
+    pub fn resume(
+        root: &Path,
+        key: DataKey,
+        policy: Policy,
+        now_us: u64,
+        reason: &str,
+    ) -> Result<Recording, RecorderError> {
+        let path = root.join("recording.json");
+        let bytes = std::fs::read(&path).map_err(|e| RecorderError::io(&path, e))?;
+        let mut header: RecordingHeader =
+            serde_json::from_slice(&bytes).map_err(|e| RecorderError::Format(format!("{}: {e}", path.display())))?;
+        if header.key_id != key.id {
+            return Err(RecorderError::Format(format!(
+                "{} is under key {}, not {}",
+                path.display(),
+                header.key_id,
+                key.id
+            )));
+        }
+        let key = Arc::new(key);
+        let mut logs = Vec::new();
+        for t in header.tracks.clone() {
+            let dir = root.join("tracks").join(t.track.to_string());
+            let found = recover(&dir)?;
+            let from = found.repaired.iter().filter_map(|r| r.last_arrival_us).max();
+            if let Some(from_us) = from {
+                header.gaps.push(Gap { track: t.track, from_us, to_us: now_us, reason: reason.to_string() });
+            }
+            let template = segment_template(&header, &t);
+            logs.push(TrackLog {
+                segmenter: Segmenter::new(template, key.clone(), policy, found.next_segment),
+                dir: TrackDir::create(&dir)?,
+            });
+        }
+        write_atomically(&path, &serde_json::to_vec_pretty(&header).expect("serializes"))?;
+        Ok(Recording { root: root.to_path_buf(), header, key, policy, logs })
+    }
+
+    /// The header as it stands.
+    pub fn header(&self) -> &RecordingHeader {
+        &self.header
+    }
+
+    /// A new track (`label` such as `customer/camera`, `media` audio or video); returns its number.
+    pub fn add_track(&mut self, label: &str, media: &str) -> Result<u32, RecorderError> {
+        let track = Track { track: self.header.tracks.len() as u32, label: label.into(), media: media.into() };
+        let dir = TrackDir::create(&self.root.join("tracks").join(track.track.to_string()))?;
+        let template = segment_template(&self.header, &track);
+        self.logs.push(TrackLog { segmenter: Segmenter::new(template, self.key.clone(), self.policy, 0), dir });
+        self.header.tracks.push(track.clone());
+        write_atomically(
+            &self.root.join("recording.json"),
+            &serde_json::to_vec_pretty(&self.header).expect("serializes"),
+        )?;
+        Ok(track.track)
+    }
+
+    /// A packet of `track`; true when the track's sender should be asked for a keyframe.
+    pub fn packet(
+        &mut self,
+        track: u32,
+        now: Instant,
+        wall_us: u64,
+        kind: RecordKind,
+        payload: &[u8],
+    ) -> Result<bool, RecorderError> {
+        let log =
+            self.logs.get_mut(track as usize).ok_or_else(|| RecorderError::Format(format!("no track {track}")))?;
+        log.segmenter.record(now, wall_us, kind, payload)?;
+        apply_all(log)
+    }
+
+    /// Time passed: sync what is due.
+    pub fn tick(&mut self, now: Instant) -> Result<(), RecorderError> {
+        for log in &mut self.logs {
+            log.segmenter.timeout(now);
+            apply_all(log)?;
+        }
+        Ok(())
+    }
+
+    /// When [`Recording::tick`] next has work.
+    pub fn next_tick(&self) -> Option<Instant> {
+        self.logs.iter().filter_map(|l| l.segmenter.poll_timeout()).min()
+    }
+
+    /// The call ended: close every track and write `manifest.json`; returns the manifest (for keyd to seal).
+    pub fn finish(mut self, wall_us: u64) -> Result<Manifest, RecorderError> {
+        for log in &mut self.logs {
+            log.segmenter.finish(wall_us)?;
+            apply_all(log)?;
+        }
+        let h = &self.header;
+        let manifest = Manifest::build(&self.root, &h.recording, &h.key_id, h.tracks.clone(), h.gaps.clone())?;
+        write_atomically(&self.root.join("manifest.json"), &manifest.to_bytes())?;
+        Ok(manifest)
+    }
+}
+
+/// Close a recording whose recorder died and will not continue it (the call is over): repair every track without the
+/// key, note the gap from each track's last kept packet to `now_us`, and write `manifest.json`.
+pub fn close_after_crash(root: &Path, now_us: u64, reason: &str) -> Result<Manifest, RecorderError> {
+    let path = root.join("recording.json");
+    let bytes = std::fs::read(&path).map_err(|e| RecorderError::io(&path, e))?;
+    let mut h: RecordingHeader =
+        serde_json::from_slice(&bytes).map_err(|e| RecorderError::Format(format!("{}: {e}", path.display())))?;
+    if root.join("manifest.json").exists() {
+        return Err(RecorderError::Format(format!("{} is already closed (it has a manifest)", root.display())));
+    }
+    for t in &h.tracks {
+        let found = recover(&root.join("tracks").join(t.track.to_string()))?;
+        if let Some(from_us) = found.repaired.iter().filter_map(|r| r.last_arrival_us).max() {
+            h.gaps.push(Gap { track: t.track, from_us, to_us: now_us.max(from_us), reason: reason.to_string() });
+        }
+    }
+    write_atomically(&path, &serde_json::to_vec_pretty(&h).expect("serializes"))?;
+    let manifest = Manifest::build(root, &h.recording, &h.key_id, h.tracks.clone(), h.gaps.clone())?;
+    write_atomically(&root.join("manifest.json"), &manifest.to_bytes())?;
+    Ok(manifest)
+}
+
+fn segment_template(h: &RecordingHeader, t: &Track) -> SegmentHeader {
+    SegmentHeader {
+        format: "vbank-segment/1".into(),
+        recording: h.recording.clone(),
+        track: t.track,
+        label: t.label.clone(),
+        media: t.media.clone(),
+        segment: 0,
+        alg: h.alg.clone(),
+        key_id: h.key_id.clone(),
+        opened_us: 0,
+    }
+}
+
+fn apply_all(log: &mut TrackLog) -> Result<bool, RecorderError> {
+    let mut keyframe = false;
+    while let Some(a) = log.segmenter.poll_action() {
+        keyframe |= log.dir.apply(a)?;
+    }
+    Ok(keyframe)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use vbank_crypto::SecretBytes;
+    use vbank_crypto::aead::AeadAlg;
+
+    use super::*;
+
+    fn key(bytes: &[u8]) -> DataKey {
+        DataKey { id: "dek-7".into(), alg: AeadAlg::Aes256Gcm, key: SecretBytes::new(bytes.to_vec()) }
+    }
+
+    fn header() -> RecordingHeader {
+        RecordingHeader {
+            format: "vbank-recording/1".into(),
+            recording: "rec-9".into(),
+            call: "room-1".into(),
+            key_id: "dek-7".into(),
+            key_envelope: "00".into(),
+            alg: "aes-256-gcm".into(),
+            started_us: 0,
+            tracks: vec![],
+            gaps: vec![],
+        }
+    }
+
+    #[test]
+    fn a_recording_resumed_after_a_crash_lists_the_gap_and_verifies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rec-9");
+        let k = [9u8; 32];
+        let mut r = Recording::create(&root, header(), key(&k), Policy::default()).unwrap();
+        assert!(Recording::create(&root, header(), key(&k), Policy::default()).is_err());
+        let audio = r.add_track("customer/microphone", "audio").unwrap();
+        let video = r.add_track("customer/camera", "video").unwrap();
+        let t0 = Instant::now();
+        let mut keyframes = 0;
+        for i in 0..150u64 {
+            let now = t0 + Duration::from_millis(i * 20);
+            r.packet(audio, now, i * 20_000, RecordKind::Rtp, &[1; 60]).unwrap();
+            keyframes += usize::from(r.packet(video, now, i * 20_000, RecordKind::Rtp, &[2; 900]).unwrap());
+            r.tick(now).unwrap();
+        }
+        assert_eq!(keyframes, 1, "one request as the video track's first segment opens");
+        drop(r); // the process dies: segments stay open
+
+        let mut r = Recording::resume(&root, key(&k), Policy::default(), 5_000_000, "recorder restarted").unwrap();
+        assert_eq!(r.header().gaps.len(), 2);
+        assert_eq!(r.header().gaps[0].from_us, 149 * 20_000);
+        r.packet(audio, t0, 5_000_000, RecordKind::Rtp, &[1; 60]).unwrap();
+        let m = r.finish(5_100_000).unwrap();
+        assert_eq!(m.segments.len(), 3, "audio: repaired + new; video: repaired");
+        assert_eq!(m.gaps.len(), 2);
+        assert!(m.verify(&root).unwrap().is_empty());
+        let on_disk: Manifest = serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(on_disk, m);
+
+        let wrong = DataKey { id: "dek-8".into(), ..key(&k) };
+        assert!(Recording::resume(&root, wrong, Policy::default(), 0, "x").is_err());
+    }
+
+    #[test]
+    fn a_recording_whose_recorder_died_is_closed_without_the_key() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rec-9");
+        let mut r = Recording::create(&root, header(), key(&[3; 32]), Policy::default()).unwrap();
+        let t = r.add_track("teller/microphone", "audio").unwrap();
+        for i in 0..10u64 {
+            r.packet(t, Instant::now(), 1_000 + i, RecordKind::Rtp, &[0; 10]).unwrap();
+        }
+        drop(r);
+        let m = close_after_crash(&root, 9_000_000, "recorder crashed; the call ended").unwrap();
+        assert_eq!(m.gaps[0].from_us, 1_009);
+        assert_eq!(m.segments[0].records, 10);
+        assert!(m.verify(&root).unwrap().is_empty());
+        assert!(close_after_crash(&root, 0, "again").unwrap_err().to_string().contains("already closed"));
+    }
+}
