@@ -350,26 +350,12 @@ async fn ceremony_dek_rotate_rewrap_destroy_seal_audit_outage() {
         dir.join("seal.pem").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let ossl = Command::new("openssl")
-        .args([
-            "pkeyutl",
-            "-verify",
-            "-rawin",
-            "-digest",
-            "sm3",
-            "-pkeyopt",
-            &format!("distid:{}", seal["id"].as_str().unwrap()),
-            "-pubin",
-            "-inkey",
-        ])
-        .arg(dir.join("seal.pem"))
-        .arg("-sigfile")
-        .arg(dir.join("manifest.sig"))
-        .arg("-in")
-        .arg(dir.join("manifest"))
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&ossl.stdout).contains("Signature Verified Successfully"), "{ossl:?}");
+    assert!(common::openssl_sm2_verifies(
+        &dir.join("seal.pem"),
+        &dir.join("manifest.sig"),
+        &dir.join("manifest"),
+        seal["id"].as_str().unwrap()
+    ));
     let (s, _) = node.api(Service::Cli, "/v1/sign", json!({"purpose": "evidence-seal", "data": "00"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "the console does not sign evidence");
 

@@ -87,26 +87,12 @@ fn a_sealed_recording_verifies_with_vbank_and_openssl_and_a_changed_byte_is_name
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("rec-e2e: OK") && text.contains("seal verified"), "{text}");
 
-    let ossl = Command::new("openssl")
-        .args([
-            "pkeyutl",
-            "-verify",
-            "-rawin",
-            "-digest",
-            "sm3",
-            "-pkeyopt",
-            "distid:vbank-evidence",
-            "-pubin",
-            "-inkey",
-        ])
-        .arg(&pem)
-        .arg("-sigfile")
-        .arg(root.join("manifest.sig"))
-        .arg("-in")
-        .arg(root.join("manifest.json"))
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&ossl.stdout).contains("Signature Verified Successfully"), "{ossl:?}");
+    assert!(common::openssl_sm2_verifies(
+        &pem,
+        &root.join("manifest.sig"),
+        &root.join("manifest.json"),
+        "vbank-evidence"
+    ));
 
     // One byte of the video track's second segment.
     let seg = root.join("tracks/1/000001.seg");

@@ -109,3 +109,28 @@ pub fn spawn_up(
     let urls = serde_json::from_str(&line).unwrap_or_else(|e| panic!("vbank up did not come up ({e}): {line:?}"));
     (child, urls)
 }
+
+/// Whether stock OpenSSL verifies `sig` (DER) over `msg` with the SM2 public key in `pem` and user ID `distid`, as
+/// an auditor would without vbank.
+pub fn openssl_sm2_verifies(pem: &Path, sig: &Path, msg: &Path, distid: &str) -> bool {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl",
+            "-verify",
+            "-rawin",
+            "-digest",
+            "sm3",
+            "-pkeyopt",
+            &format!("distid:{distid}"),
+            "-pubin",
+            "-inkey",
+        ])
+        .arg(pem)
+        .arg("-sigfile")
+        .arg(sig)
+        .arg("-in")
+        .arg(msg)
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout).contains("Signature Verified Successfully")
+}
