@@ -32,13 +32,13 @@ function portFree(port) {
   });
 }
 
-/** Six free consecutive ports in 33000–34999 (three TCP listeners, UDP media, the public port): below the
+/** Eight free consecutive ports in 33000–34999 (five internal TCP listeners, UDP media, the public port): below the
  * ephemeral range and apart from the Rust tests' range. */
 async function freePorts() {
   for (let i = 0; i < 100; i++) {
-    const base = 33000 + 6 * Math.floor(Math.random() * 330);
-    const free = await Promise.all([0, 1, 2, 3, 4, 5].map((d) => portFree(base + d)));
-    if (free.every(Boolean)) return { port: base + 5, base };
+    const base = 33000 + 8 * Math.floor(Math.random() * 248);
+    const free = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((d) => portFree(base + d)));
+    if (free.every(Boolean)) return { port: base + 7, base };
   }
   throw new Error('no free ports in 33000-34999');
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// The key service.
     pub keyd: KeydConfig,
+    /// The recorder (双录).
+    pub recorder: RecorderConfig,
     /// Line of each key as written, for diagnostics found after parsing.
     pub(crate) lines: Vec<(String, usize)>,
 }
@@ -257,6 +259,23 @@ pub struct KeydConfig {
     pub approvals_required: usize,
 }
 
+/// `[recorder]`
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Internal mTLS API listener (the gateway opens and closes recordings here).
+    pub listen: SocketAddr,
+    /// Admin listener (/healthz, /readyz, /metrics).
+    pub admin_listen: SocketAddr,
+    /// Where recordings are written.
+    pub dir: PathBuf,
+    /// Seconds per segment.
+    pub segment_seconds: u32,
+    /// The recordings' AEAD: `aes-256-gcm` or `sm4-gcm`.
+    pub alg: String,
+    /// The IP the recorder receives media on (its host candidate towards the gateway).
+    pub media_ip: std::net::IpAddr,
+}
+
 const ADDR_HINT: &str = "write an IP and port such as \"127.0.0.1:9101\" or \"[::]:8443\"";
 const PATH_HINT: &str = "write an absolute path such as \"/etc/vbank/tls/ca.crt\"";
 
@@ -298,6 +317,7 @@ pub(crate) fn read_config(root: &Section<'_, '_>) -> Config {
         hsm: read_hsm(&root.section("hsm")),
         gateway: read_gateway(&root.section("gateway")),
         keyd: read_keyd(&root.section("keyd")),
+        recorder: read_recorder(&root.section("recorder"), &node.data_dir),
         node,
         lines: Vec::new(),
     };
@@ -443,6 +463,24 @@ fn read_keyd(s: &Section<'_, '_>) -> KeydConfig {
     cfg
 }
 
+fn read_recorder(s: &Section<'_, '_>, data_dir: &Path) -> RecorderConfig {
+    let cfg = RecorderConfig {
+        listen: addr(s, "listen", "127.0.0.1:8460"),
+        admin_listen: addr(s, "admin_listen", "127.0.0.1:9106"),
+        dir: path_in(s, "dir", data_dir.join("recordings")),
+        segment_seconds: s.integer("segment_seconds", 10, 1, 300) as u32,
+        alg: s.choice("alg", &["aes-256-gcm", "sm4-gcm"], "aes-256-gcm").to_string(),
+        media_ip: s.parsed(
+            "media_ip",
+            std::net::IpAddr::from([127, 0, 0, 1]),
+            "an IP address",
+            "write an IP such as \"10.0.0.5\"",
+        ),
+    };
+    s.finish();
+    cfg
+}
+
 /// Two listeners of this node on one port cannot both start.
 fn check_ports(root: &Section<'_, '_>, cfg: &Config) {
     let listeners = cfg.listeners();
@@ -470,6 +508,8 @@ impl Config {
             ("gateway.admin_listen", self.gateway.admin_listen),
             ("keyd.listen", self.keyd.listen),
             ("keyd.admin_listen", self.keyd.admin_listen),
+            ("recorder.listen", self.recorder.listen),
+            ("recorder.admin_listen", self.recorder.admin_listen),
         ]
     }
 }

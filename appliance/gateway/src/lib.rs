@@ -257,8 +257,11 @@ async fn refresh_token_keys(cfg: Config, keys: TokenKeys, ctx: Context) {
                 }
             }
         }
+        // Until the ceremony has made a call-token key, look again soon: tokens work seconds after it.
+        let have_keys = !keys.read().unwrap_or_else(|p| p.into_inner()).is_empty();
+        let wait = Duration::from_secs(if have_keys { 30 } else { 2 });
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -39,6 +39,8 @@ enum Cmd {
     Gateway,
     /// Run the key service in front of the HSM.
     Keyd,
+    /// Run the recorder (双录): joins calls as the hidden recorder, writes sealed encrypted recordings.
+    Recorder,
     /// Run every service on this machine in development mode (SoftHSM2 token, development CA).
     Up {
         /// Where state, configuration, certificates and the development token live.
@@ -120,6 +122,9 @@ fn main() -> ExitCode {
         }),
         Cmd::Keyd => run_service("keyd", &cli.config, |cfg| async move {
             vbank_keyd::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
+        }),
+        Cmd::Recorder => run_service("recorder", &cli.config, |cfg| async move {
+            vbank_recorder_service::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
         Cmd::Up { data_dir, port, internal_port_base, media_advertise, no_media_tcp, mut names, ready_timeout } => {
             let _ = vbank_log::init(

@@ -3,88 +3,14 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::free_ports;
-use str0m::change::SdpAnswer;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use common::{drive, free_ports, negotiate};
+use str0m::media::Direction;
 use vbank_service::client::{Connection, Method, StatusCode};
-
-/// Make an offer with one audio m-line in `dir`, POST it to `path`, apply the answer. Returns the peer and Location.
-async fn negotiate(conn: &mut Connection, path: &str, dir: Direction) -> (Rtc, UdpSocket, String, Mid) {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut rtc = Rtc::builder().build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(sock.local_addr().unwrap(), "udp").unwrap());
-    let mut api = rtc.sdp_api();
-    let mid = api.add_media(MediaKind::Audio, dir, Some("s".into()), None, None);
-    let (offer, pending) = api.apply().unwrap();
-    let (status, headers, body) = conn
-        .request_with(Method::POST, path, &[("content-type", "application/sdp")], Some(offer.to_sdp_string().into()))
-        .await
-        .unwrap();
-    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(headers["content-type"], "application/sdp");
-    let location = headers["location"].to_str().unwrap().to_string();
-    let answer = SdpAnswer::from_sdp_string(std::str::from_utf8(&body).unwrap()).unwrap();
-    rtc.sdp_api().accept_answer(pending, answer).unwrap();
-    (rtc, sock, location, mid)
-}
-
-/// Run a peer until `stop`: publish a 20 ms Opus frame every 20 ms once connected (if `publish`), count media received.
-fn drive(mut rtc: Rtc, sock: UdpSocket, publish: Option<Mid>, received: Arc<AtomicUsize>, stop: Arc<AtomicBool>) {
-    let local = sock.local_addr().unwrap();
-    let mut buf = vec![0u8; 2000];
-    let mut connected = false;
-    let mut next_frame = Instant::now();
-    let mut rtp = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let timeout = loop {
-            match rtc.poll_output().unwrap() {
-                Output::Transmit(t) => {
-                    sock.send_to(&t.contents, t.destination).unwrap();
-                }
-                Output::Timeout(t) => break t,
-                Output::Event(Event::Connected) => connected = true,
-                Output::Event(Event::MediaData(_)) => {
-                    received.fetch_add(1, Ordering::Relaxed);
-                }
-                Output::Event(_) => {}
-            }
-        };
-        let now = Instant::now();
-        if publish.is_some() && connected && now >= next_frame {
-            if let Some(w) = publish.and_then(|m| rtc.writer(m)) {
-                let pt = w.payload_params().next().unwrap().pt();
-                w.write(pt, now, MediaTime::new(rtp, Frequency::FORTY_EIGHT_KHZ), vec![0xF8, 0xFF, 0xFE]).unwrap();
-                rtp += 960;
-            }
-            next_frame = now + Duration::from_millis(20);
-            continue;
-        }
-        let wait = timeout
-            .min(next_frame)
-            .saturating_duration_since(now)
-            .clamp(Duration::from_millis(1), Duration::from_millis(20));
-        sock.set_read_timeout(Some(wait)).unwrap();
-        match sock.recv_from(&mut buf) {
-            Ok((n, source)) => {
-                let contents = buf[..n].try_into().unwrap();
-                rtc.handle_input(Input::Receive(
-                    Instant::now(),
-                    Receive { proto: Protocol::Udp, source, destination: local, contents },
-                ))
-                .unwrap();
-            }
-            Err(_) => rtc.handle_input(Input::Timeout(Instant::now())).unwrap(),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_str0m_publisher_over_whip_is_heard_by_a_str0m_player_over_whep() {

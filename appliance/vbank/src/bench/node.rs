@@ -7,17 +7,17 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, Result, bail};
 
-/// A public port and an internal base whose next four ports are free, from 45000–46000 (below the ephemeral range).
+/// A public port and an internal base whose next six ports are free, from 45000–46000 (below the ephemeral range).
 pub fn free_ports() -> Result<(u16, u16)> {
     let free = |p: u16| {
         std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
     };
-    for base in (45_000u16..46_000).step_by(6) {
-        if (base..=base + 5).all(free) {
-            return Ok((base + 5, base));
+    for base in (45_000u16..46_000).step_by(8) {
+        if (base..=base + 7).all(free) {
+            return Ok((base + 7, base));
         }
     }
-    bail!("no six free ports in 45000-46000")
+    bail!("no eight free ports in 45000-46000")
 }
 
 /// A running development node; stopped (SIGTERM) and its directory removed when dropped.

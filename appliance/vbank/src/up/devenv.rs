@@ -108,12 +108,19 @@ media_tcp = {media_tcp}              # also ICE-TCP on media_listen's port, for 
 [keyd]
 listen = "127.0.0.1:{keyd}"
 admin_listen = "127.0.0.1:{keyd_admin}"
+
+[recorder]
+listen = "127.0.0.1:{rec}"
+admin_listen = "127.0.0.1:{rec_admin}"
+dir = "{d}/recordings"
 "#,
         public = ports.public,
         gw_admin = b + 1,
         keyd = b + 2,
         keyd_admin = b + 3,
         media = b + 4,
+        rec = b + 5,
+        rec_admin = b + 6,
         advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4))),
         media_tcp = ports.media_tcp,
     )

@@ -52,18 +52,22 @@ pub async fn run(opts: UpOptions) -> Result<()> {
     let cfg = env.config.clone();
     preflight(&cfg).await?;
 
-    let mut services: Vec<Service> = [("keyd", cfg.keyd.admin_listen), ("gateway", cfg.gateway.admin_listen)]
-        .into_iter()
-        .map(|(name, admin)| Service {
-            name,
-            admin,
-            policy: RestartPolicy::default(),
-            running: None,
-            restart_at: None,
-            generation: 0,
-            tail: Arc::default(),
-        })
-        .collect();
+    let mut services: Vec<Service> = [
+        ("keyd", cfg.keyd.admin_listen),
+        ("gateway", cfg.gateway.admin_listen),
+        ("recorder", cfg.recorder.admin_listen),
+    ]
+    .into_iter()
+    .map(|(name, admin)| Service {
+        name,
+        admin,
+        policy: RestartPolicy::default(),
+        running: None,
+        restart_at: None,
+        generation: 0,
+        tail: Arc::default(),
+    })
+    .collect();
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Exit>();
     let spawn_env = process::SpawnEnv::new(&env)?;
@@ -191,7 +195,8 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
             "dev": true,
             "customer": format!("{public}/"),
             "teller": format!("{public}/teller"),
-            "admin": {"gateway": admin(cfg.gateway.admin_listen), "keyd": admin(cfg.keyd.admin_listen)},
+            "admin": {"gateway": admin(cfg.gateway.admin_listen), "keyd": admin(cfg.keyd.admin_listen),
+                      "recorder": admin(cfg.recorder.admin_listen)},
             "ca": ca,
             "data_dir": env.dir,
         });
@@ -203,12 +208,14 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
              \n  teller console   {public}/teller\
              \n  gateway admin    {gw}/healthz  /readyz  /metrics\
              \n  keyd admin       {kd}/healthz  /readyz  /metrics\
+             \n  recorder admin   {rc}/healthz  /readyz  /metrics\
              \n  development CA   {ca}\
              \n  data directory   {dir}\
              \n\n  try: curl --cacert {ca} {public}/api/status\
              \n\nPress Ctrl-C to stop.",
             gw = admin(cfg.gateway.admin_listen),
             kd = admin(cfg.keyd.admin_listen),
+            rc = admin(cfg.recorder.admin_listen),
             dir = env.dir.display(),
         );
     }

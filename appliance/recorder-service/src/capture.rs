@@ -1,0 +1,166 @@
+//! Capture: a str0m session in RTP mode that joins the call through the gateway's WHEP endpoint as the hidden
+//! recorder (receiving m-lines for every track a call can have), and a thread that writes each packet it receives to
+//! the recording as it arrives — no decoding, no transcoding.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use vbank_recorder::format::RecordKind;
+use vbank_recorder::recording::Recording;
+
+use crate::RecorderServiceError;
+
+/// Receiving m-lines offered: customer, teller and specialist microphones; their cameras and two screen shares.
+const AUDIO_LINES: usize = 3;
+const VIDEO_LINES: usize = 5;
+
+/// A session offered to the gateway, waiting for its answer.
+pub struct Offered {
+    rtc: Rtc,
+    sock: UdpSocket,
+    pending: SdpPendingOffer,
+    /// The SDP offer to POST to `/whep/{call}`.
+    pub sdp: String,
+}
+
+/// Make the WHEP offer, with a host candidate on `ip`.
+pub fn offer(ip: IpAddr) -> Result<Offered, RecorderServiceError> {
+    let sock =
+        UdpSocket::bind((ip, 0)).map_err(|e| RecorderServiceError::Media(format!("media socket on {ip}: {e}")))?;
+    let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+    let mut rtc = Rtc::builder().set_rtp_mode(true).set_stats_interval(None).build(Instant::now());
+    let candidate = Candidate::host(local, "udp").map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+    rtc.add_local_candidate(candidate);
+    let mut api = rtc.sdp_api();
+    for _ in 0..AUDIO_LINES {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    for _ in 0..VIDEO_LINES {
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, pending) = api.apply().ok_or_else(|| RecorderServiceError::Media("no offer".into()))?;
+    Ok(Offered { rtc, sock, pending, sdp: offer.to_sdp_string() })
+}
+
+/// A running capture; [`Capture::stop`] ends it and hands the recording back for closing.
+pub struct Capture {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<Recording, RecorderServiceError>>,
+}
+
+impl Capture {
+    /// Apply the gateway's answer and start writing `recording`.
+    pub fn start(o: Offered, answer_sdp: &str, recording: Recording) -> Result<Capture, RecorderServiceError> {
+        let Offered { mut rtc, sock, pending, .. } = o;
+        let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+        rtc.sdp_api().accept_answer(pending, answer).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vbank-capture".into())
+            .spawn(move || run(rtc, sock, recording, flag))
+            .map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+        Ok(Capture { stop, thread })
+    }
+
+    /// Stop capturing; the recording, for [`Recording::finish`].
+    pub fn stop(self) -> Result<Recording, RecorderServiceError> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().map_err(|_| RecorderServiceError::Media("the capture thread panicked".into()))?
+    }
+}
+
+fn wall_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// An RTP packet in RFC 3550 form (12-byte header, no extensions), as fusion and standard tools read it.
+fn rtp_bytes(p: &RtpPacket) -> Vec<u8> {
+    let h = &p.header;
+    let mut b = Vec::with_capacity(12 + p.payload.len());
+    b.push(0x80);
+    b.push((u8::from(h.marker) << 7) | (*h.payload_type & 0x7f));
+    b.extend_from_slice(&h.sequence_number.to_be_bytes());
+    b.extend_from_slice(&h.timestamp.to_be_bytes());
+    b.extend_from_slice(&(*h.ssrc).to_be_bytes());
+    b.extend_from_slice(&p.payload);
+    b
+}
+
+fn run(
+    mut rtc: Rtc,
+    sock: UdpSocket,
+    mut rec: Recording,
+    stop: Arc<AtomicBool>,
+) -> Result<Recording, RecorderServiceError> {
+    let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+    let mut buf = vec![0u8; 2048];
+    let mut tracks: HashMap<Mid, u32> = HashMap::new();
+    let io = |e: vbank_recorder::RecorderError| RecorderServiceError::Recording(e.to_string());
+    while !stop.load(Ordering::Relaxed) {
+        let timeout = loop {
+            match rtc.poll_output().map_err(|e| RecorderServiceError::Media(e.to_string()))? {
+                Output::Transmit(t) => {
+                    let _ = sock.send_to(&t.contents, t.destination);
+                }
+                Output::Timeout(t) => break t,
+                Output::Event(Event::RtpPacket(p)) => {
+                    let ssrc: Ssrc = p.header.ssrc;
+                    let Some(mid) = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { continue };
+                    let track = match tracks.get(&mid) {
+                        Some(t) => *t,
+                        None => {
+                            let media = rtc.media(mid).map(|m| m.kind());
+                            let kind = if media == Some(MediaKind::Audio) { "audio" } else { "video" };
+                            let t = rec.add_track(&format!("mid {mid}"), kind).map_err(io)?;
+                            log::info!("recording {}: track {t} ({kind}) from m-line {mid}", rec.header().recording);
+                            tracks.insert(mid, t);
+                            t
+                        }
+                    };
+                    if rec.packet(track, Instant::now(), wall_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
+                        && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
+                    {
+                        rx.request_keyframe(KeyframeRequestKind::Pli);
+                    }
+                }
+                Output::Event(Event::IceConnectionStateChange(s)) => log::info!("capture ICE: {s:?}"),
+                Output::Event(_) => {}
+            }
+        };
+        rec.tick(Instant::now()).map_err(io)?;
+        let wait = timeout
+            .saturating_duration_since(Instant::now())
+            .clamp(Duration::from_millis(1), Duration::from_millis(50));
+        let _ = sock.set_read_timeout(Some(wait));
+        match sock.recv_from(&mut buf) {
+            Ok((n, source)) => {
+                let Ok(contents) = buf[..n].try_into() else { continue };
+                let input = Input::Receive(
+                    Instant::now(),
+                    Receive { proto: Protocol::Udp, source, destination: local, contents },
+                );
+                if rtc.accepts(&input) {
+                    rtc.handle_input(input).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+                }
+            }
+            Err(_) => rtc
+                .handle_input(Input::Timeout(Instant::now()))
+                .map_err(|e| RecorderServiceError::Media(e.to_string()))?,
+        }
+    }
+    Ok(rec)
+}
+
+/// Where the gateway's public listener is reached from this host.
+pub fn gateway_addr(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen }
+}

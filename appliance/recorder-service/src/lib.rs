@@ -1,0 +1,246 @@
+//! `vbank recorder`: the gateway opens a recording before a call starts (`POST /v1/recordings` with the call and a
+//! recorder call token); the recorder gets the recording's data key from keyd, joins the call through the gateway's
+//! WHEP endpoint as the hidden recorder, and writes every track it receives. When the call ends the gateway closes
+//! it (`POST /v1/recordings/{id}/finish`): the recorder writes the manifest and has keyd seal it (SM2). If any step
+//! of opening fails, the answer is an error and the gateway must refuse the call: no banking call goes unrecorded.
+
+pub mod capture;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use vbank_config::{Config, Service};
+use vbank_crypto::aead::AeadAlg;
+use vbank_crypto::{SecretBytes, from_hex, to_hex};
+use vbank_recorder::format::DataKey;
+use vbank_recorder::recording::{Recording, RecordingHeader};
+use vbank_recorder::segmenter::Policy;
+use vbank_service::client::{self, Method};
+use vbank_service::{Check, Context, ServiceError, admin, exit, serve_tls};
+use vbank_tls::{AccessPolicy, ClientAuth};
+
+use crate::capture::Capture;
+
+/// Why the recorder failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecorderServiceError {
+    /// A listener or TLS failure.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// keyd refused or could not be reached.
+    #[error("keyd: {0}")]
+    Keyd(String),
+    /// The gateway refused the recorder's join, or the media session failed.
+    #[error("media: {0}")]
+    Media(String),
+    /// Writing the recording failed (full disk, permissions).
+    #[error("recording: {0}")]
+    Recording(String),
+    /// The configuration lacks something.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl RecorderServiceError {
+    /// The process exit code for a start-up failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RecorderServiceError::Service(e) => e.exit_code(),
+            RecorderServiceError::Config(_) => exit::CONFIG,
+            _ => exit::UNAVAILABLE,
+        }
+    }
+}
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    cfg: Arc<Config>,
+    live: Arc<Mutex<HashMap<String, Capture>>>,
+}
+
+fn problem(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// POST to keyd's API as the recorder.
+async fn keyd(cfg: &Config, path: &str, body: Value) -> Result<Value, RecorderServiceError> {
+    let tls = vbank_tls::service_client_config(&cfg.tls, Service::Recorder)
+        .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
+    let name = vbank_tls::service_dns_name(Service::Keyd);
+    let (s, b) = client::call(
+        tls,
+        cfg.keyd.listen,
+        &name,
+        Method::POST,
+        path,
+        Some(body.to_string().into()),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
+    let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    if !s.is_success() {
+        let why = v["message"].as_str().or(v["error"].as_str()).unwrap_or_default().to_string();
+        return Err(RecorderServiceError::Keyd(format!("{path}: {s} {why}")));
+    }
+    Ok(v)
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+#[derive(Deserialize)]
+struct OpenIn {
+    call: String,
+    token: String,
+}
+
+async fn open(State(s): State<ApiState>, Json(r): Json<OpenIn>) -> Response {
+    match open_recording(&s, &r).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(e) => {
+            log::error!("cannot record call {}: {e}", r.call);
+            problem(StatusCode::SERVICE_UNAVAILABLE, format!("cannot record this call, so it must not start: {e}"))
+        }
+    }
+}
+
+async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServiceError> {
+    let cfg = &s.cfg;
+    let mut raw = [0u8; 8];
+    vbank_crypto::random(&mut raw).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    let id = format!("rec-{}", to_hex(&raw));
+    let alg =
+        AeadAlg::from_name(&cfg.recorder.alg).ok_or_else(|| RecorderServiceError::Config("recorder.alg".into()))?;
+    let dek = keyd(cfg, "/v1/dek/create", json!({"purpose": "recording", "alg": alg.name(), "context": id})).await?;
+    let key_hex = dek["key"].as_str().ok_or_else(|| RecorderServiceError::Keyd("no key in the answer".into()))?;
+    let key = DataKey {
+        id: dek["id"].as_str().unwrap_or_default().to_string(),
+        alg,
+        key: SecretBytes::new(from_hex(key_hex).map_err(|e| RecorderServiceError::Keyd(e.to_string()))?),
+    };
+    let header = RecordingHeader {
+        format: "vbank-recording/1".into(),
+        recording: id.clone(),
+        call: r.call.clone(),
+        key_id: key.id.clone(),
+        key_envelope: dek["envelope"].as_str().unwrap_or_default().to_string(),
+        alg: alg.name().into(),
+        started_us: now_us(),
+        tracks: vec![],
+        gaps: vec![],
+    };
+    let policy =
+        Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
+    let recording = Recording::create(&cfg.recorder.dir.join(&id), header, key, policy)
+        .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+
+    let offered = capture::offer(cfg.recorder.media_ip)?;
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+    let mut conn =
+        client::Connection::open(tls, capture::gateway_addr(cfg.gateway.listen), "localhost", Duration::from_secs(10))
+            .await
+            .map_err(|e| RecorderServiceError::Media(format!("gateway: {e}")))?;
+    let bearer = format!("Bearer {}", r.token);
+    let (status, _, body) = conn
+        .request_with(
+            Method::POST,
+            &format!("/whep/{}", r.call),
+            &[("content-type", "application/sdp"), ("authorization", &bearer)],
+            Some(offered.sdp.clone().into()),
+        )
+        .await
+        .map_err(|e| RecorderServiceError::Media(format!("gateway: {e}")))?;
+    if status != StatusCode::CREATED {
+        return Err(RecorderServiceError::Media(format!(
+            "the gateway refused the recorder: {status} {}",
+            String::from_utf8_lossy(&body).trim()
+        )));
+    }
+    let capture = Capture::start(offered, &String::from_utf8_lossy(&body), recording)?;
+    s.live.lock().await.insert(id.clone(), capture);
+    log::info!("recording {id} of call {} started", r.call);
+    Ok(id)
+}
+
+async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Some(capture) = s.live.lock().await.remove(&id) else {
+        return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress"));
+    };
+    match finish_recording(&s.cfg, &id, capture).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => {
+            log::error!("recording {id}: closing failed: {e}");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}
+
+async fn finish_recording(cfg: &Config, id: &str, capture: Capture) -> Result<Value, RecorderServiceError> {
+    let recording = tokio::task::spawn_blocking(move || capture.stop())
+        .await
+        .map_err(|e| RecorderServiceError::Media(e.to_string()))??;
+    let manifest = recording.finish(now_us()).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    let seal = keyd(cfg, "/v1/sign", json!({"purpose": "evidence-seal", "data": to_hex(&manifest.to_bytes())})).await?;
+    let sig = from_hex(seal["signature"].as_str().unwrap_or_default())
+        .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
+    let path = cfg.recorder.dir.join(id).join("manifest.sig");
+    std::fs::write(&path, sig).map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", path.display())))?;
+    log::info!("recording {id} closed and sealed: {} segments", manifest.segments.len());
+    Ok(json!({"id": id, "segments": manifest.segments.len(), "tracks": manifest.tracks.len(),
+              "chain_head": manifest.chain_head, "seal_key": seal["key"]}))
+}
+
+/// The API: only the gateway (and operators' CLI) may open and close recordings.
+pub fn router(state: ApiState) -> Router {
+    let policy = Arc::new(AccessPolicy::new().allow("/v1/recordings", &[Service::Gateway, Service::Cli]));
+    Router::new()
+        .route("/v1/recordings", post(open))
+        .route("/v1/recordings/{id}/finish", post(finish))
+        .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
+        .with_state(state)
+}
+
+/// Run the recorder until SIGTERM/SIGINT; recordings still open are closed and sealed first.
+pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
+    let ctx = Context::new("recorder", &cfg.node.name, &["storage"]);
+    ctx.stop_on_signals();
+    std::fs::create_dir_all(&cfg.recorder.dir)
+        .map_err(|e| RecorderServiceError::Config(format!("recorder.dir {}: {e}", cfg.recorder.dir.display())))?;
+    ctx.health.set("storage", Check::Ok);
+    let api_listener = vbank_service::bind(cfg.recorder.listen, "recorder.listen").await?;
+    let admin_listener = vbank_service::bind(cfg.recorder.admin_listen, "recorder.admin_listen").await?;
+    let api_tls =
+        vbank_tls::service_server_tls(&cfg.tls, Service::Recorder, ClientAuth::Required).map_err(ServiceError::from)?;
+    let admin_tls =
+        vbank_tls::service_server_tls(&cfg.tls, Service::Recorder, ClientAuth::Optional).map_err(ServiceError::from)?;
+    let cfg = Arc::new(cfg);
+    let state = ApiState { cfg: cfg.clone(), live: Arc::default() };
+    let api_task =
+        tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state.clone()), "api"), ctx.shutdown()));
+    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
+    log::info!(listen = cfg.recorder.listen.to_string().as_str(); "recorder started");
+    let _ = api_task.await;
+    let _ = admin_task.await;
+    let open: Vec<(String, Capture)> = state.live.lock().await.drain().collect();
+    for (id, capture) in open {
+        if let Err(e) = finish_recording(&cfg, &id, capture).await {
+            log::error!("recording {id}: closing at stop failed: {e}");
+        }
+    }
+    log::info!("recorder stopped");
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The recorder end to end on `vbank up`: after the key ceremony, a recording opened for a call joins it through the
+//! gateway as the hidden recorder, captures a str0m publisher's audio, and when closed is sealed by keyd; the
+//! recording verifies with `vbank recordings verify` and its seal with stock OpenSSL. A recording that cannot join
+//! is refused with a message that says the call must not start.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{VBANK, drive, free_ports, negotiate};
+use serde_json::{Value, json};
+use str0m::media::Direction;
+use vbank_config::{Config, Service};
+use vbank_service::client::{self, Connection, Method, StatusCode};
+
+fn vbank(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(VBANK).args(args).arg("--config").arg(cfg).output().unwrap()
+}
+
+fn ok_json(cfg: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = vbank(cfg, &a);
+    assert!(out.status.success(), "vbank {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// Two officers hold the ceremony (2 of 2), which creates the recording KEK and the evidence-seal key.
+fn ceremony(cfg: &Path, data: &Path) {
+    let dir = data.join("officers");
+    let mut args: Vec<String> = vec!["hsm".into(), "ceremony".into()];
+    for name in ["alice", "bob"] {
+        ok_json(cfg, &["hsm", "officer-keygen", "--name", name, "--out", dir.to_str().unwrap()]);
+        args.extend(["--officer".into(), format!("{name}={}", dir.join(format!("{name}.pub.pem")).display())]);
+        args.extend(["--witness".into(), format!("{name}={}", dir.join(format!("{name}.key")).display())]);
+    }
+    ok_json(cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+async fn recorder_api(c: &Config, path: &str, body: Value) -> (StatusCode, Value) {
+    let tls = vbank_tls::service_client_config(&c.tls, Service::Gateway).unwrap();
+    let name = vbank_tls::service_dns_name(Service::Recorder);
+    let (s, b) = client::call(
+        tls,
+        c.recorder.listen,
+        &name,
+        Method::POST,
+        path,
+        Some(body.to_string().into()),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_is_recorded_sealed_and_verifies_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (public, base) = free_ports();
+    let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
+    let cfg_path: PathBuf = data.join("vbank.toml");
+    let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
+
+    // Before the ceremony there is no recording key: the recording, and so the call, is refused.
+    let (s, v) = recorder_api(&cfg, "/v1/recordings", json!({"call": "call-rec", "token": "x"})).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("must not start") && v["error"].as_str().unwrap().contains("ceremony"),
+        "{v}"
+    );
+
+    ceremony(&cfg_path, &data);
+
+    // A customer publishes audio over WHIP.
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
+    let mut conn =
+        Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
+            .await
+            .unwrap();
+    let (rtc, sock, _, mid) = negotiate(&mut conn, "/whip/call-rec", Direction::SendOnly).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        std::thread::spawn(move || drive(rtc, sock, Some(mid), sent, stop))
+    };
+
+    // A bad token: the gateway refuses the recorder, so the recording is refused.
+    let (s, v) = recorder_api(&cfg, "/v1/recordings", json!({"call": "call-rec", "token": "not-a-token"})).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("refused the recorder"), "{v}");
+
+    let token = ok_json(&cfg_path, &["token", "--room", "call-rec", "--role", "recorder", "--ttl", "10m"]);
+    // The gateway learns the ceremony's call-token key within seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (s, v) = loop {
+        let (s, v) = recorder_api(&cfg, "/v1/recordings", json!({"call": "call-rec", "token": token["token"]})).await;
+        if s == StatusCode::CREATED || std::time::Instant::now() > deadline || !v.to_string().contains("unknown key") {
+            break (s, v);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (s, v) = recorder_api(&cfg, &format!("/v1/recordings/{id}/finish"), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["tracks"], 1, "{v}");
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+
+    let dir = data.join("recordings").join(&id);
+    let pem = tmp.path().join("evidence-seal.pem");
+    ok_json(
+        &cfg_path,
+        &["hsm", "keys", "export-public", v["seal_key"].as_str().unwrap(), "--out", pem.to_str().unwrap()],
+    );
+    let out = Command::new(VBANK)
+        .args(["--json", "recordings", "verify", dir.to_str().unwrap(), "--public-key", pem.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["seal"], "verified (SM2, vbank-evidence)");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let records: u64 = manifest["segments"].as_array().unwrap().iter().map(|s| s["records"].as_u64().unwrap()).sum();
+    assert!(records >= 50, "{records} audio packets recorded in 3 s: {manifest}");
+    assert!(common::openssl_sm2_verifies(
+        &pem,
+        &dir.join("manifest.sig"),
+        &dir.join("manifest.json"),
+        "vbank-evidence"
+    ));
+    // No plaintext media on disk: the publisher's Opus frames (F8 FF FE) never appear in a segment.
+    for seg in std::fs::read_dir(dir.join("tracks/0")).unwrap() {
+        let bytes = std::fs::read(seg.unwrap().path()).unwrap();
+        assert!(!bytes.windows(3).any(|w| w == [0xF8, 0xFF, 0xFE]));
+    }
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}
