@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub use reader::{Diagnostic, Severity};
 pub use schema::{
     CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, LogConfig, LogLevel, LogTarget, NodeConfig, PostgresConfig,
-    RecorderConfig, Service, StoreConfig, TlsConfig, TlsVersion,
+    RecorderConfig, RecordingMode, Service, StoreConfig, TlsConfig, TlsVersion,
 };
 pub use secret::{Secret, SecretRef};
 

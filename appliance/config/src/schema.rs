@@ -246,6 +246,19 @@ pub struct GatewayConfig {
     pub media_tcp_advertise: Option<SocketAddr>,
     /// Most participants this node carries at once; joins beyond it are refused so the entry point routes elsewhere.
     pub max_participants: usize,
+    /// Whether calls must be recorded before they start.
+    pub recording: RecordingMode,
+}
+
+/// `[gateway] recording`: what happens when a call cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordingMode {
+    /// `required` (the default): the call is refused. No banking call goes unrecorded.
+    Required,
+    /// `when-available` (development): the call goes ahead unrecorded, with a warning in the log.
+    WhenAvailable,
+    /// `off`: calls are not recorded (test benches only).
+    Off,
 }
 
 /// `[keyd]`
@@ -445,6 +458,11 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
         media_advertise: s.parsed("media_advertise", default_adv, "an IP address and port", ADDR_HINT),
         media_tcp_advertise: None,
         max_participants: s.integer("max_participants", 1000, 1, 100_000) as usize,
+        recording: match s.choice("recording", &["required", "when-available", "off"], "required") {
+            "when-available" => RecordingMode::WhenAvailable,
+            "off" => RecordingMode::Off,
+            _ => RecordingMode::Required,
+        },
     };
     let default_tcp = SocketAddr::new(cfg.media_advertise.ip(), media_listen.port());
     let tcp_advertise = s.parsed("media_tcp_advertise", default_tcp, "an IP address and port", ADDR_HINT);

@@ -6,6 +6,7 @@
 
 mod ice_tcp;
 pub mod media;
+pub mod recording;
 pub mod room_messages;
 pub mod signalling;
 mod web;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub store: Option<Arc<dyn Store>>,
     /// Chat, link, document and whiteboard messages per room.
     pub rooms: room_messages::Rooms,
+    /// The calls and their recordings.
+    pub calls: recording::Calls,
 }
 
 /// The call-token verification keys (label, key), shared with the refresher.
@@ -170,7 +173,8 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     ctx.metrics.register(|r| media_metrics.register(r));
     let load_source = media_metrics.clone();
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
-    let quality_task = tokio::spawn(record_quality(store.clone(), summaries));
+    let calls = recording::Calls::new(cfg.clone());
+    let quality_task = tokio::spawn(record_quality(store.clone(), summaries, calls.clone()));
     let opts = media::MediaOptions {
         listen: cfg.gateway.media_listen,
         advertise: cfg.gateway.media_advertise,
@@ -193,6 +197,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         token_keys,
         store: Some(store.clone()),
         rooms: Default::default(),
+        calls,
     };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone(), load_source.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
@@ -267,15 +272,18 @@ async fn refresh_token_keys(cfg: Config, keys: TokenKeys, ctx: Context) {
     }
 }
 
-/// Keep each departing participant's quality summary with its call: `calls/quality/<room>/<participant>`.
+/// Keep each departing participant's quality summary with its call (`calls/quality/<room>/<participant>`), and
+/// close the call's recording when its last participant has left.
 async fn record_quality(
     store: Arc<dyn Store>,
     mut summaries: tokio::sync::mpsc::UnboundedReceiver<(
         vbank_gateway_core::ParticipantId,
         vbank_gateway_core::Summary,
     )>,
+    calls: recording::Calls,
 ) {
     while let Some((id, s)) = summaries.recv().await {
+        calls.left(&s.room, s.role).await;
         let q = &s.quality;
         let record = serde_json::json!({
             "room": s.room,

@@ -209,6 +209,9 @@ async fn join(
     if room.is_empty() || room.len() > 64 || !room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return error("bad_room", "room: 1-64 letters, digits, - or _");
     }
+    if let Err(why) = s.calls.admit(room, role).await {
+        return error("recording_unavailable", why);
+    }
     // Subscribed before joining, so no message sent once the join is answered is missed.
     let messages = s.rooms.subscribe(room);
     let (reply_tx, reply_rx) = oneshot::channel();
@@ -220,13 +223,14 @@ async fn join(
         reply: reply_tx,
         fixed: false,
     };
-    let refused = |m: Message| {
+    let refused = async |m: Message| {
         s.rooms.release(room);
+        s.calls.left(room, role).await;
         m
     };
     if !s.media.send(cmd) {
         drop(messages);
-        return refused(error("unavailable", "the media service is not running"));
+        return refused(error("unavailable", "the media service is not running")).await;
     }
     match reply_rx.await {
         Ok(Ok((id, answer))) => {
@@ -236,11 +240,11 @@ async fn join(
         Ok(Err(e)) => {
             drop(messages);
             let code = if matches!(e, SfuError::NodeFull(_)) { "node_full" } else { "join_refused" };
-            refused(error(code, e.to_string()))
+            refused(error(code, e.to_string())).await
         }
         Err(_) => {
             drop(messages);
-            refused(error("unavailable", "the media service stopped"))
+            refused(error("unavailable", "the media service stopped")).await
         }
     }
 }

@@ -21,6 +21,7 @@ fn state(dev: bool) -> AppState {
         token_keys: TokenKeys::default(),
         store: None,
         rooms: Default::default(),
+        calls: crate::recording::Calls::unrecorded(),
     }
 }
 

@@ -61,12 +61,20 @@ async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: B
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return problem(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8");
     };
+    if let Err(why) = s.calls.admit(&room, role).await {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, why);
+    }
     let (events, _) = mpsc::unbounded_channel();
     let (reply, answer) = oneshot::channel();
     if !s.media.send(Command::Join { room: room.clone(), role, offer, events, reply, fixed: true }) {
+        s.calls.left(&room, role).await;
         return problem(StatusCode::SERVICE_UNAVAILABLE, "the media service is not running");
     }
-    match answer.await {
+    let answer = answer.await;
+    if !matches!(answer, Ok(Ok(_))) {
+        s.calls.left(&room, role).await;
+    }
+    match answer {
         Ok(Ok((id, sdp))) => {
             let location = format!("/{kind}/{room}/{}", id.0);
             let mut resp = (StatusCode::CREATED, sdp).into_response();

@@ -26,6 +26,7 @@ async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
         token_keys,
         store: None,
         rooms: Default::default(),
+        calls: vbank_gateway::recording::Calls::unrecorded(),
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", l.local_addr().unwrap());

@@ -146,3 +146,89 @@ async fn a_call_is_recorded_sealed_and_verifies_offline() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// With `[gateway] recording = "required"` a call that cannot be recorded does not start; once keys exist, the
+/// gateway opens the recording before the first participant joins and closes and seals it when the last one leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (public, base) = free_ports();
+    let stop_node = |child: &mut std::process::Child| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    // A first start writes the development configuration; make recording required, as in production, and restart.
+    let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
+    stop_node(&mut child);
+    let cfg_path = data.join("vbank.toml");
+    let text = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace("recording = \"when-available\"", "recording = \"required\"");
+    std::fs::write(&cfg_path, text).unwrap();
+    let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
+
+    let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
+    let mut conn =
+        Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
+            .await
+            .unwrap();
+    let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+    let (s, _, body) = conn
+        .request_with(Method::POST, "/whip/call-9", &[("content-type", "application/sdp")], Some(offer.into()))
+        .await
+        .unwrap();
+    let why = String::from_utf8_lossy(&body);
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{why}");
+    assert!(why.contains("cannot be recorded") && why.contains("cannot start"), "{why}");
+
+    ceremony(&cfg_path, &data);
+    // The gateway fetches the new call-token key within seconds; until then joins are still refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (rtc, sock, location, mid) = loop {
+        let (s, _, _) = conn
+            .request_with(Method::POST, "/whip/probe", &[("content-type", "application/sdp")], Some(offer.into()))
+            .await
+            .unwrap();
+        // A recordable call gets past recording to the SDP check (400 for this empty offer).
+        if s == StatusCode::BAD_REQUEST {
+            break negotiate(&mut conn, "/whip/call-9", Direction::SendOnly).await;
+        }
+        assert!(std::time::Instant::now() < deadline, "joins still refused 20 s after the ceremony");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || drive(rtc, sock, Some(mid), Arc::new(AtomicUsize::new(0)), stop))
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (s, _, _) = conn.request_with(Method::DELETE, &location, &[], None).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+
+    // The call is over: its recording is closed and sealed.
+    let recordings = data.join("recordings");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let sealed = loop {
+        let found: Vec<PathBuf> = std::fs::read_dir(&recordings)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| std::fs::read_to_string(p.join("recording.json")).unwrap_or_default().contains("\"call-9\""))
+            .filter(|p| p.join("manifest.sig").exists())
+            .collect();
+        if let Some(p) = found.first() {
+            break p.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "call-9's recording was not sealed after the call ended");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let out = Command::new(VBANK).args(["--json", "recordings", "verify", sealed.to_str().unwrap()]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["tracks"], 1, "{report}");
+    stop_node(&mut child);
+}

@@ -104,6 +104,7 @@ public_url = "https://localhost:{public}"
 media_listen = "0.0.0.0:{media}"     # WebRTC media (UDP)
 media_advertise = "{advertise}"   # the address browsers send media to
 media_tcp = {media_tcp}              # also ICE-TCP on media_listen's port, for networks that block UDP
+recording = "when-available"   # record calls once the key ceremony is held; production: "required"
 
 [keyd]
 listen = "127.0.0.1:{keyd}"

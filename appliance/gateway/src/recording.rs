@@ -1,0 +1,131 @@
+//! Every call is recorded (双录). Before the first participant of a call joins, the gateway has the recorder open a
+//! recording: it mints a recorder call token through keyd and asks the recorder (mTLS) to join the call with it.
+//! When that fails the join is refused (`[gateway] recording = "required"`, the default) — no banking call goes
+//! unrecorded. When the last participant leaves, the recording is closed and sealed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use vbank_config::{Config, RecordingMode, Service};
+use vbank_gateway_core::Role;
+use vbank_service::client::{self, Method};
+
+#[derive(Default)]
+struct Call {
+    /// Customers, tellers and specialists in the call (observers and the recorder do not keep it open).
+    participants: usize,
+    /// The recorder's id for this call's recording.
+    recording: Option<String>,
+}
+
+/// The calls on this gateway and their recordings.
+#[derive(Clone)]
+pub struct Calls {
+    cfg: Option<Arc<Config>>,
+    calls: Arc<Mutex<HashMap<String, Call>>>,
+}
+
+fn counts(role: Role) -> bool {
+    matches!(role, Role::Customer | Role::Teller | Role::Specialist)
+}
+
+async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> Result<Value, String> {
+    let tls = vbank_tls::internal_client_config(&cfg.tls, Service::Gateway).map_err(|e| e.to_string())?;
+    let addr = if to == Service::Keyd { cfg.keyd.listen } else { cfg.recorder.listen };
+    let name = vbank_tls::service_dns_name(to);
+    let (s, b) =
+        client::call(tls, addr, &name, Method::POST, path, Some(body.to_string().into()), Duration::from_secs(20))
+            .await
+            .map_err(|e| e.to_string())?;
+    let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    if !s.is_success() {
+        let why = v["error"].as_str().or(v["message"].as_str()).unwrap_or_default();
+        return Err(format!("{} {path}: {s} {why}", to.name()));
+    }
+    Ok(v)
+}
+
+impl Calls {
+    /// Calls recorded as `cfg` says.
+    pub fn new(cfg: Config) -> Calls {
+        Calls { cfg: Some(Arc::new(cfg)), calls: Arc::default() }
+    }
+
+    /// No recording (tests of the router alone).
+    pub fn unrecorded() -> Calls {
+        Calls { cfg: None, calls: Arc::default() }
+    }
+
+    fn mode(&self) -> RecordingMode {
+        self.cfg.as_ref().map_or(RecordingMode::Off, |c| c.gateway.recording)
+    }
+
+    /// A participant of `role` is about to join `room`: make sure the call is being recorded first. An error says
+    /// why the participant must not join.
+    pub async fn admit(&self, room: &str, role: Role) -> Result<(), String> {
+        if !counts(role) {
+            return Ok(());
+        }
+        let mut calls = self.calls.lock().await;
+        let call = calls.entry(room.to_string()).or_default();
+        if call.recording.is_none()
+            && let Some(cfg) = self.cfg.as_ref().filter(|_| self.mode() != RecordingMode::Off)
+        {
+            match open(cfg, room).await {
+                Ok(id) => {
+                    log::info!(room = room; "recording {id} opened");
+                    call.recording = Some(id);
+                }
+                Err(e) if self.mode() == RecordingMode::Required => {
+                    if call.participants == 0 {
+                        calls.remove(room);
+                    }
+                    log::error!(room = room; "call refused: it cannot be recorded: {e}");
+                    return Err(format!(
+                        "this call cannot be recorded ({e}), so it cannot start: try again in a minute, or ask the \
+                         bank's IT to check the recorder"
+                    ));
+                }
+                Err(e) => log::warn!(room = room; "call not recorded (recording = \"when-available\"): {e}"),
+            }
+        }
+        call.participants += 1;
+        Ok(())
+    }
+
+    /// A participant admitted with [`Calls::admit`] left (or its join failed). The last one out closes the recording.
+    pub async fn left(&self, room: &str, role: Role) {
+        if !counts(role) {
+            return;
+        }
+        let mut calls = self.calls.lock().await;
+        let Some(call) = calls.get_mut(room) else { return };
+        call.participants = call.participants.saturating_sub(1);
+        if call.participants > 0 {
+            return;
+        }
+        let recording = calls.remove(room).and_then(|c| c.recording);
+        if let (Some(id), Some(cfg)) = (recording, self.cfg.clone()) {
+            let room = room.to_string();
+            tokio::spawn(async move {
+                match post(&cfg, Service::Recorder, &format!("/v1/recordings/{id}/finish"), json!({})).await {
+                    Ok(v) => {
+                        log::info!(room = room.as_str(); "recording {id} closed and sealed: {} segments", v["segments"])
+                    }
+                    Err(e) => log::error!(room = room.as_str(); "recording {id} could not be closed: {e}"),
+                }
+            });
+        }
+    }
+}
+
+/// Mint a recorder token for `room` and have the recorder join with it; the recording's id.
+async fn open(cfg: &Config, room: &str) -> Result<String, String> {
+    let t = post(cfg, Service::Keyd, "/v1/token/sign", json!({"room": room, "role": "recorder", "ttl_s": 600})).await?;
+    let token = t["token"].as_str().ok_or("keyd signed no token")?;
+    let r = post(cfg, Service::Recorder, "/v1/recordings", json!({"call": room, "token": token})).await?;
+    Ok(r["id"].as_str().ok_or("the recorder gave no recording id")?.to_string())
+}
