@@ -74,7 +74,7 @@ impl Calls {
         if call.recording.is_none()
             && let Some(cfg) = self.cfg.as_ref().filter(|_| self.mode() != RecordingMode::Off)
         {
-            match open(cfg, room).await {
+            match open(cfg, room, None).await {
                 Ok(id) => {
                     log::info!(room = room; "recording {id} opened");
                     call.recording = Some(id);
@@ -97,7 +97,12 @@ impl Calls {
     }
 
     /// A participant admitted with [`Calls::admit`] left (or its join failed). The last one out closes the recording.
+    /// The recorder leaving a call that goes on (it crashed) gets the call a new recording.
     pub async fn left(&self, room: &str, role: Role) {
+        if role == Role::Recorder {
+            self.recorder_left(room).await;
+            return;
+        }
         if !counts(role) {
             return;
         }
@@ -122,10 +127,47 @@ impl Calls {
     }
 }
 
-/// Mint a recorder token for `room` and have the recorder join with it; the recording's id.
-async fn open(cfg: &Config, room: &str) -> Result<String, String> {
+impl Calls {
+    async fn recorder_left(&self, room: &str) {
+        let Some(cfg) = self.cfg.clone() else { return };
+        let lost = {
+            let mut calls = self.calls.lock().await;
+            let Some(call) = calls.get_mut(room).filter(|c| c.participants > 0) else { return };
+            let lost = call.recording.take();
+            log::error!(room = room; "the recorder dropped out of the call (recording {lost:?}); opening a new recording");
+            lost
+        };
+        let (calls, room) = (self.clone(), room.to_string());
+        tokio::spawn(async move {
+            // The recorder is being restarted by its supervisor: keep asking for two minutes.
+            for _ in 0..60 {
+                {
+                    let mut map = calls.calls.lock().await;
+                    let Some(call) = map.get_mut(&room).filter(|c| c.participants > 0 && c.recording.is_none()) else {
+                        return;
+                    };
+                    match open(&cfg, &room, lost.as_deref()).await {
+                        Ok(id) => {
+                            log::info!(room = room.as_str(); "recording {id} opened; the call goes on recorded");
+                            call.recording = Some(id);
+                            return;
+                        }
+                        Err(e) => log::warn!(room = room.as_str(); "no new recording yet: {e}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            log::error!(room = room.as_str(); "the call could not be recorded again within two minutes");
+        });
+    }
+}
+
+/// Mint a recorder token for `room` and have the recorder join with it (continuing recording `continues`, if the
+/// recorder dropped out of the call); the recording's id.
+async fn open(cfg: &Config, room: &str, continues: Option<&str>) -> Result<String, String> {
     let t = post(cfg, Service::Keyd, "/v1/token/sign", json!({"room": room, "role": "recorder", "ttl_s": 600})).await?;
     let token = t["token"].as_str().ok_or("keyd signed no token")?;
-    let r = post(cfg, Service::Recorder, "/v1/recordings", json!({"call": room, "token": token})).await?;
+    let body = json!({"call": room, "token": token, "continues": continues});
+    let r = post(cfg, Service::Recorder, "/v1/recordings", body).await?;
     Ok(r["id"].as_str().ok_or("the recorder gave no recording id")?.to_string())
 }

@@ -22,6 +22,7 @@ use vbank_config::{Config, Service};
 use vbank_crypto::aead::AeadAlg;
 use vbank_crypto::{SecretBytes, from_hex, to_hex};
 use vbank_recorder::format::DataKey;
+use vbank_recorder::manifest::Manifest;
 use vbank_recorder::recording::{Recording, RecordingHeader};
 use vbank_recorder::segmenter::Policy;
 use vbank_service::client::{self, Method};
@@ -105,6 +106,9 @@ fn now_us() -> u64 {
 struct OpenIn {
     call: String,
     token: String,
+    /// The call's previous recording, when this one replaces it mid-call.
+    #[serde(default)]
+    continues: Option<String>,
 }
 
 async fn open(State(s): State<ApiState>, Json(r): Json<OpenIn>) -> Response {
@@ -141,12 +145,30 @@ async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServ
         started_us: now_us(),
         tracks: vec![],
         gaps: vec![],
+        continues: r.continues.clone(),
     };
     let policy =
         Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
-    let recording = Recording::create(&cfg.recorder.dir.join(&id), header, key, policy)
-        .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    // Created before joining, so a full disk refuses the call before it starts.
+    let dir = cfg.recorder.dir.join(&id);
+    let recording =
+        Recording::create(&dir, header, key, policy).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    match join(cfg, r, recording).await {
+        Ok(capture) => {
+            s.live.lock().await.insert(id.clone(), capture);
+            log::info!("recording {id} of call {} started", r.call);
+            Ok(id)
+        }
+        Err(e) => {
+            // Nothing was recorded: leave no empty recording behind.
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
 
+/// Join the call through the gateway's WHEP endpoint with the recorder token and start capturing into `recording`.
+async fn join(cfg: &Config, r: &OpenIn, recording: Recording) -> Result<Capture, RecorderServiceError> {
     let offered = capture::offer(cfg.recorder.media_ip)?;
     let tls = vbank_tls::anonymous_client_config(&cfg.tls).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     let mut conn =
@@ -169,10 +191,7 @@ async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServ
             String::from_utf8_lossy(&body).trim()
         )));
     }
-    let capture = Capture::start(offered, &String::from_utf8_lossy(&body), recording)?;
-    s.live.lock().await.insert(id.clone(), capture);
-    log::info!("recording {id} of call {} started", r.call);
-    Ok(id)
+    Capture::start(offered, &String::from_utf8_lossy(&body), recording)
 }
 
 async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
@@ -193,11 +212,7 @@ async fn finish_recording(cfg: &Config, id: &str, capture: Capture) -> Result<Va
         .await
         .map_err(|e| RecorderServiceError::Media(e.to_string()))??;
     let manifest = recording.finish(now_us()).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
-    let seal = keyd(cfg, "/v1/sign", json!({"purpose": "evidence-seal", "data": to_hex(&manifest.to_bytes())})).await?;
-    let sig = from_hex(seal["signature"].as_str().unwrap_or_default())
-        .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
-    let path = cfg.recorder.dir.join(id).join("manifest.sig");
-    std::fs::write(&path, sig).map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", path.display())))?;
+    let seal = seal(cfg, &cfg.recorder.dir.join(id), &manifest).await?;
     log::info!("recording {id} closed and sealed: {} segments", manifest.segments.len());
     Ok(json!({"id": id, "segments": manifest.segments.len(), "tracks": manifest.tracks.len(),
               "chain_head": manifest.chain_head, "seal_key": seal["key"]}))
@@ -213,12 +228,53 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
+/// Have keyd seal `manifest` (SM2, evidence-seal key) and write `manifest.sig` into `dir`; keyd's answer.
+async fn seal(cfg: &Config, dir: &std::path::Path, manifest: &Manifest) -> Result<Value, RecorderServiceError> {
+    let seal = keyd(cfg, "/v1/sign", json!({"purpose": "evidence-seal", "data": to_hex(&manifest.to_bytes())})).await?;
+    let sig = from_hex(seal["signature"].as_str().unwrap_or_default())
+        .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
+    let path = dir.join("manifest.sig");
+    std::fs::write(&path, sig).map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", path.display())))?;
+    Ok(seal)
+}
+
+/// Recordings a previous run left open (it was killed): close each without its key — cut every track back to its last
+/// whole record, list the gap, write the manifest — and have keyd seal it. The gateway opens a new recording for a
+/// call that goes on.
+async fn close_orphans(cfg: &Config) {
+    let Ok(entries) = std::fs::read_dir(&cfg.recorder.dir) else { return };
+    for dir in entries.flatten().map(|e| e.path()) {
+        if !dir.join("recording.json").exists() || dir.join("manifest.json").exists() {
+            continue;
+        }
+        match vbank_recorder::recording::close_after_crash(
+            &dir,
+            now_us(),
+            "the recorder stopped (crash or kill); the call went on in a new recording",
+        ) {
+            Ok(m) => {
+                log::warn!(
+                    "closed {} left open by the previous run: {} segments, {} gap(s)",
+                    m.recording,
+                    m.segments.len(),
+                    m.gaps.len()
+                );
+                if let Err(e) = seal(cfg, &dir, &m).await {
+                    log::error!("{} is closed but not sealed: {e}", m.recording);
+                }
+            }
+            Err(e) => log::error!("could not close {} left open by the previous run: {e}", dir.display()),
+        }
+    }
+}
+
 /// Run the recorder until SIGTERM/SIGINT; recordings still open are closed and sealed first.
 pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
     let ctx = Context::new("recorder", &cfg.node.name, &["storage"]);
     ctx.stop_on_signals();
     std::fs::create_dir_all(&cfg.recorder.dir)
         .map_err(|e| RecorderServiceError::Config(format!("recorder.dir {}: {e}", cfg.recorder.dir.display())))?;
+    close_orphans(&cfg).await;
     ctx.health.set("storage", Check::Ok);
     let api_listener = vbank_service::bind(cfg.recorder.listen, "recorder.listen").await?;
     let admin_listener = vbank_service::bind(cfg.recorder.admin_listen, "recorder.admin_listen").await?;

@@ -35,6 +35,9 @@ pub struct RecordingHeader {
     pub tracks: Vec<Track>,
     /// Gaps noted so far (crash restarts).
     pub gaps: Vec<Gap>,
+    /// The recording of the same call this one continues (the recorder dropped out of the call and was replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
 /// Write `bytes` to `path` so that a crash leaves either the old or the new content: temp file, fsync, rename,
@@ -250,6 +253,7 @@ mod tests {
             started_us: 0,
             tracks: vec![],
             gaps: vec![],
+            continues: None,
         }
     }
 

@@ -41,6 +41,17 @@ fn ceremony(cfg: &Path, data: &Path) {
     ok_json(cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// Publish audio on `mid` from a thread until the returned flag is set.
+fn publish(
+    rtc: str0m::Rtc,
+    sock: std::net::UdpSocket,
+    mid: str0m::media::Mid,
+) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    (stop, std::thread::spawn(move || drive(rtc, sock, Some(mid), Arc::new(AtomicUsize::new(0)), flag)))
+}
+
 async fn recorder_api(c: &Config, path: &str, body: Value) -> (StatusCode, Value) {
     let tls = vbank_tls::service_client_config(&c.tls, Service::Gateway).unwrap();
     let name = vbank_tls::service_dns_name(Service::Recorder);
@@ -84,12 +95,7 @@ async fn a_call_is_recorded_sealed_and_verifies_offline() {
             .await
             .unwrap();
     let (rtc, sock, _, mid) = negotiate(&mut conn, "/whip/call-rec", Direction::SendOnly).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let publisher = {
-        let (stop, sent) = (stop.clone(), sent.clone());
-        std::thread::spawn(move || drive(rtc, sock, Some(mid), sent, stop))
-    };
+    let (stop, publisher) = publish(rtc, sock, mid);
 
     // A bad token: the gateway refuses the recorder, so the recording is refused.
     let (s, v) = recorder_api(&cfg, "/v1/recordings", json!({"call": "call-rec", "token": "not-a-token"})).await;
@@ -199,11 +205,7 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
         assert!(std::time::Instant::now() < deadline, "joins still refused 20 s after the ceremony");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || drive(rtc, sock, Some(mid), Arc::new(AtomicUsize::new(0)), stop))
-    };
+    let (stop, publisher) = publish(rtc, sock, mid);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (s, _, _) = conn.request_with(Method::DELETE, &location, &[], None).await.unwrap();
     assert_eq!(s, StatusCode::OK);
@@ -231,4 +233,102 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["tracks"], 1, "{report}");
     stop_node(&mut child);
+}
+
+/// Recordings of `call` under `recordings`, oldest first.
+fn recordings_of(recordings: &Path, call: &str) -> Vec<PathBuf> {
+    let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(recordings)
+        .map(|d| d.map(|e| e.unwrap().path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| {
+            let h: Value = serde_json::from_slice(&std::fs::read(p.join("recording.json")).ok()?).ok()?;
+            (h["call"] == call).then(|| (h["started_us"].as_u64().unwrap_or(0), p))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// `kill -9` of the recorder mid-call: `vbank up` restarts it, it closes and seals the cut recording (the gap listed,
+/// at most 1 s lost before the kill), and the gateway gets the call a new recording that is sealed when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_killed_mid_call_loses_under_a_second_and_the_call_is_recorded_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (public, base) = free_ports();
+    let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
+    let cfg_path = data.join("vbank.toml");
+    let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
+    ceremony(&cfg_path, &data);
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
+    let mut conn =
+        Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
+            .await
+            .unwrap();
+    let recordings = data.join("recordings");
+    // Join once the gateway knows the ceremony's token key (until then this development node records nothing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (rtc, sock, location, mid) = loop {
+        let joined = negotiate(&mut conn, "/whip/call-k", Direction::SendOnly).await;
+        if !recordings_of(&recordings, "call-k").is_empty() {
+            break joined;
+        }
+        conn.request_with(Method::DELETE, &joined.2, &[], None).await.unwrap();
+        assert!(std::time::Instant::now() < deadline, "no recording 20 s after the ceremony");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (stop, publisher) = publish(rtc, sock, mid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let recorder = common::live_processes_mentioning(&cfg_path)
+        .into_iter()
+        .find(|p| p.contains(" recorder "))
+        .expect("vbank up runs a recorder");
+    let pid: i32 = recorder.split(':').next().unwrap().parse().unwrap();
+    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    // The call goes on: the gateway sees the recorder drop out and opens a new recording once it is back.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while recordings_of(&recordings, "call-k").len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the call was not recorded again within 60 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    conn.request_with(Method::DELETE, &location, &[], None).await.unwrap();
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+
+    let pem = tmp.path().join("evidence-seal.pem");
+    ok_json(&cfg_path, &["hsm", "keys", "export-public", "vbank/evidence-seal/v1", "--out", pem.to_str().unwrap()]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let both = loop {
+        let all = recordings_of(&recordings, "call-k");
+        if all.len() >= 2 && all.iter().all(|p| p.join("manifest.sig").exists()) {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "not every recording of the call was sealed: {all:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let mut reports = Vec::new();
+    for dir in &both {
+        let out = Command::new(VBANK)
+            .args(["--json", "recordings", "verify", dir.to_str().unwrap(), "--public-key", pem.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        reports.push(report);
+    }
+    let gap = &reports[0]["gaps"][0];
+    let lost = killed_at.saturating_sub(gap["from_us"].as_u64().unwrap());
+    assert!(lost < 1_000_000, "{lost} µs of media before the kill were lost: {}", reports[0]);
+    assert!(gap["reason"].as_str().unwrap().contains("recorder stopped"), "{gap}");
+    assert_eq!(reports[1]["tracks"], 1, "{}", reports[1]);
+    let second: Value = serde_json::from_slice(&std::fs::read(both[1].join("recording.json")).unwrap()).unwrap();
+    assert_eq!(second["continues"], reports[0]["recording"], "the new recording names the one it continues");
+
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
 }

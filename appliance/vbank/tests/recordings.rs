@@ -34,6 +34,7 @@ fn start(root: &Path) -> (Recording, u32, u32) {
         started_us: now_us(),
         tracks: vec![],
         gaps: vec![],
+        continues: None,
     };
     let key = DataKey { id: "dek-e2e".into(), alg: AeadAlg::Sm4Gcm, key: SecretBytes::random(16).unwrap() };
     let policy = Policy { roll_every: Duration::from_secs(1), sync_every: Duration::from_millis(200) };
