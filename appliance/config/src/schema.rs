@@ -287,6 +287,8 @@ pub struct RecorderConfig {
     pub alg: String,
     /// The IP the recorder receives media on (its host candidate towards the gateway).
     pub media_ip: std::net::IpAddr,
+    /// New recordings are refused (and so the calls that need them) while the recordings disk has less free space.
+    pub min_free_mb: u64,
 }
 
 const ADDR_HINT: &str = "write an IP and port such as \"127.0.0.1:9101\" or \"[::]:8443\"";
@@ -488,6 +490,7 @@ fn read_recorder(s: &Section<'_, '_>, data_dir: &Path) -> RecorderConfig {
         dir: path_in(s, "dir", data_dir.join("recordings")),
         segment_seconds: s.integer("segment_seconds", 10, 1, 300) as u32,
         alg: s.choice("alg", &["aes-256-gcm", "sm4-gcm"], "aes-256-gcm").to_string(),
+        min_free_mb: s.integer("min_free_mb", 1024, 0, 1 << 40) as u64,
         media_ip: s.parsed(
             "media_ip",
             std::net::IpAddr::from([127, 0, 0, 1]),

@@ -67,6 +67,7 @@ impl RecorderServiceError {
 #[derive(Clone)]
 pub struct ApiState {
     cfg: Arc<Config>,
+    ctx: Context,
     live: Arc<Mutex<HashMap<String, Capture>>>,
 }
 
@@ -121,8 +122,32 @@ async fn open(State(s): State<ApiState>, Json(r): Json<OpenIn>) -> Response {
     }
 }
 
+/// Free space on the recordings disk, in MiB.
+fn free_mib(dir: &std::path::Path) -> Result<u64, RecorderServiceError> {
+    let st = nix::sys::statvfs::statvfs(dir)
+        .map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", dir.display())))?;
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64 / (1024 * 1024))
+}
+
+/// Refuse to start a recording the disk may not hold (and say so on /readyz).
+fn check_space(s: &ApiState) -> Result<(), RecorderServiceError> {
+    let (dir, min) = (&s.cfg.recorder.dir, s.cfg.recorder.min_free_mb);
+    let free = free_mib(dir)?;
+    if free < min {
+        let why = format!(
+            "the recordings disk ({}) has {free} MiB free, below [recorder] min_free_mb = {min}: free space or add storage",
+            dir.display()
+        );
+        s.ctx.health.set("storage", Check::Failing(why.clone()));
+        return Err(RecorderServiceError::Recording(why));
+    }
+    s.ctx.health.set("storage", Check::Ok);
+    Ok(())
+}
+
 async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServiceError> {
     let cfg = &s.cfg;
+    check_space(s)?;
     let mut raw = [0u8; 8];
     vbank_crypto::random(&mut raw).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
     let id = format!("rec-{}", to_hex(&raw));
@@ -283,7 +308,7 @@ pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
     let admin_tls =
         vbank_tls::service_server_tls(&cfg.tls, Service::Recorder, ClientAuth::Optional).map_err(ServiceError::from)?;
     let cfg = Arc::new(cfg);
-    let state = ApiState { cfg: cfg.clone(), live: Arc::default() };
+    let state = ApiState { cfg: cfg.clone(), ctx: ctx.clone(), live: Arc::default() };
     let api_task =
         tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state.clone()), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");

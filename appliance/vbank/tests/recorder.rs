@@ -233,6 +233,31 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["tracks"], 1, "{report}");
     stop_node(&mut child);
+
+    // A recordings disk short of space refuses new recordings, and so the calls that need them; /readyz says why.
+    let text = std::fs::read_to_string(&cfg_path).unwrap().replace("min_free_mb = 256", "min_free_mb = 1000000000000");
+    std::fs::write(&cfg_path, text).unwrap();
+    let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
+    let mut conn = Connection::open(
+        tls.clone(),
+        format!("127.0.0.1:{public}").parse().unwrap(),
+        "localhost",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let (s, _, body) = conn
+        .request_with(Method::POST, "/whip/call-10", &[("content-type", "application/sdp")], Some(offer.into()))
+        .await
+        .unwrap();
+    let why = String::from_utf8_lossy(&body);
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{why}");
+    assert!(why.contains("recordings disk") && why.contains("min_free_mb"), "{why}");
+    let (s, ready) = common::get(&tls, cfg.recorder.admin_listen, "localhost", "/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert!(ready.contains("min_free_mb"), "{ready}");
+    stop_node(&mut child);
 }
 
 /// Recordings of `call` under `recordings`, oldest first.

@@ -114,6 +114,7 @@ admin_listen = "127.0.0.1:{keyd_admin}"
 listen = "127.0.0.1:{rec}"
 admin_listen = "127.0.0.1:{rec_admin}"
 dir = "{d}/recordings"
+min_free_mb = 256     # new recordings (and so calls that need them) are refused below this much free space
 "#,
         public = ports.public,
         gw_admin = b + 1,
