@@ -4,10 +4,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
@@ -101,63 +103,79 @@ fn run(
     mut rec: Recording,
     stop: Arc<AtomicBool>,
 ) -> Result<Recording, RecorderServiceError> {
+    let media = |e: str0m::RtcError| RecorderServiceError::Media(e.to_string());
     let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
+    sock.set_nonblocking(true).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     let mut buf = vec![0u8; 2048];
     let mut tracks: HashMap<Mid, u32> = HashMap::new();
-    let io = |e: vbank_recorder::RecorderError| RecorderServiceError::Recording(e.to_string());
     while !stop.load(Ordering::Relaxed) {
-        let timeout = loop {
-            match rtc.poll_output().map_err(|e| RecorderServiceError::Media(e.to_string()))? {
-                Output::Transmit(t) => {
-                    let _ = sock.send_to(&t.contents, t.destination);
-                }
-                Output::Timeout(t) => break t,
-                Output::Event(Event::RtpPacket(p)) => {
-                    let ssrc: Ssrc = p.header.ssrc;
-                    let Some(mid) = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { continue };
-                    let track = match tracks.get(&mid) {
-                        Some(t) => *t,
-                        None => {
-                            let media = rtc.media(mid).map(|m| m.kind());
-                            let kind = if media == Some(MediaKind::Audio) { "audio" } else { "video" };
-                            let t = rec.add_track(&format!("mid {mid}"), kind).map_err(io)?;
-                            log::info!("recording {}: track {t} ({kind}) from m-line {mid}", rec.header().recording);
-                            tracks.insert(mid, t);
-                            t
-                        }
-                    };
-                    if rec.packet(track, Instant::now(), wall_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
-                        && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
-                    {
-                        rx.request_keyframe(KeyframeRequestKind::Pli);
-                    }
-                }
-                Output::Event(Event::IceConnectionStateChange(s)) => log::info!("capture ICE: {s:?}"),
-                Output::Event(_) => {}
+        let mut timeout = drain(&mut rtc, &sock, &mut rec, &mut tracks)?;
+        // Take every waiting datagram, each drained at once (in RTP mode str0m holds one packet until the next poll);
+        // then sleep in poll(2) until the next datagram or timeout.
+        let mut received = false;
+        while let Ok((n, source)) = sock.recv_from(&mut buf) {
+            received = true;
+            let Ok(contents) = buf[..n].try_into() else { continue };
+            let input =
+                Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+            if rtc.accepts(&input) {
+                rtc.handle_input(input).map_err(media)?;
+                timeout = drain(&mut rtc, &sock, &mut rec, &mut tracks)?;
             }
-        };
-        rec.tick(Instant::now()).map_err(io)?;
-        let wait = timeout
-            .saturating_duration_since(Instant::now())
-            .clamp(Duration::from_millis(1), Duration::from_millis(50));
-        let _ = sock.set_read_timeout(Some(wait));
-        match sock.recv_from(&mut buf) {
-            Ok((n, source)) => {
-                let Ok(contents) = buf[..n].try_into() else { continue };
-                let input = Input::Receive(
-                    Instant::now(),
-                    Receive { proto: Protocol::Udp, source, destination: local, contents },
-                );
-                if rtc.accepts(&input) {
-                    rtc.handle_input(input).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
-                }
-            }
-            Err(_) => rtc
-                .handle_input(Input::Timeout(Instant::now()))
-                .map_err(|e| RecorderServiceError::Media(e.to_string()))?,
+        }
+        rec.tick(Instant::now()).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+        let now = Instant::now();
+        if now >= timeout {
+            rtc.handle_input(Input::Timeout(now)).map_err(media)?;
+        } else if !received {
+            let next = rec.next_tick().map_or(timeout, |t| t.min(timeout));
+            let wait = next.saturating_duration_since(now).min(Duration::from_millis(50));
+            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
     Ok(rec)
+}
+
+/// Hand str0m's output to the network and received packets to the recording, until str0m wants a timeout.
+fn drain(
+    rtc: &mut Rtc,
+    sock: &UdpSocket,
+    rec: &mut Recording,
+    tracks: &mut HashMap<Mid, u32>,
+) -> Result<Instant, RecorderServiceError> {
+    let io = |e: vbank_recorder::RecorderError| RecorderServiceError::Recording(e.to_string());
+    loop {
+        match rtc.poll_output().map_err(|e| RecorderServiceError::Media(e.to_string()))? {
+            Output::Transmit(t) => {
+                let _ = sock.send_to(&t.contents, t.destination);
+            }
+            Output::Timeout(t) => return Ok(t),
+            Output::Event(Event::RtpPacket(p)) => {
+                let ssrc: Ssrc = p.header.ssrc;
+                let Some(mid) = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { continue };
+                let track = match tracks.get(&mid) {
+                    Some(t) => *t,
+                    None => {
+                        let media = rtc.media(mid).map(|m| m.kind());
+                        let kind = if media == Some(MediaKind::Audio) { "audio" } else { "video" };
+                        let t = rec.add_track(&format!("mid {mid}"), kind).map_err(io)?;
+                        log::info!("recording {}: track {t} ({kind}) from m-line {mid}", rec.header().recording);
+                        tracks.insert(mid, t);
+                        t
+                    }
+                };
+                if rec.packet(track, Instant::now(), wall_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
+                    && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
+                {
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
+                }
+            }
+            Output::Event(Event::IceConnectionStateChange(s)) => log::info!("capture ICE: {s:?}"),
+            Output::Event(_) => {}
+        }
+    }
 }
 
 /// Where the gateway's public listener is reached from this host.

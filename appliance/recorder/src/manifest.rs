@@ -227,7 +227,7 @@ mod tests {
     fn record(root: &Path, track: u32, seconds: u64, finish: bool) {
         let k = Arc::new(key(AeadAlg::Aes256Gcm));
         let template = crate::format::SegmentHeader { track, recording: "rec-1".into(), ..header(0) };
-        let policy = Policy { roll_every: Duration::from_secs(2), sync_every: Duration::from_secs(1) };
+        let policy = Policy { roll_every: Duration::from_secs(2), ..Policy::default() };
         let mut s = Segmenter::new(template, k, policy, 0);
         let mut d = TrackDir::create(&root.join("tracks").join(track.to_string())).unwrap();
         let t0 = Instant::now();

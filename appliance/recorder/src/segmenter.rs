@@ -13,13 +13,21 @@ use crate::format::{DataKey, RecordKind, SegmentHeader};
 pub struct Policy {
     /// A new segment starts with the first packet after this long (10 s by default).
     pub roll_every: Duration,
-    /// Appended records reach the disk (fdatasync) at most this long after they were appended (1 s).
+    /// Appended records reach the disk (fdatasync) at most this long after they were appended (1 s): what a power
+    /// cut can lose.
     pub sync_every: Duration,
+    /// Appended records reach the kernel at most this long after they were appended (200 ms): what a crash of the
+    /// recorder can lose.
+    pub flush_every: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { roll_every: Duration::from_secs(10), sync_every: Duration::from_secs(1) }
+        Policy {
+            roll_every: Duration::from_secs(10),
+            sync_every: Duration::from_secs(1),
+            flush_every: Duration::from_millis(200),
+        }
     }
 }
 
@@ -33,8 +41,10 @@ pub enum Action {
         /// Its header bytes.
         header: Vec<u8>,
     },
-    /// Append these bytes to the open segment.
+    /// Append these bytes to the open segment (they may wait in a buffer until the next flush).
     Append(Vec<u8>),
+    /// Hand buffered appends to the kernel.
+    Flush,
     /// fdatasync the open segment.
     Sync,
     /// The open segment is complete (its End record was appended): sync it, rename it to closed, sync the directory.
@@ -52,6 +62,8 @@ struct Open {
     opened_at: Instant,
     /// The first append not yet synced.
     unsynced_since: Option<Instant>,
+    /// The first append not yet flushed.
+    unflushed_since: Option<Instant>,
 }
 
 /// One track's log.
@@ -103,23 +115,33 @@ impl Segmenter {
         let bytes = o.header.seal(&self.key, o.next_index, kind, wall_us, payload)?;
         o.next_index += 1;
         o.unsynced_since.get_or_insert(now);
+        o.unflushed_since.get_or_insert(now);
         self.actions.push_back(Action::Append(bytes));
         Ok(())
     }
 
-    /// Time passed: sync what is due.
+    /// Time passed: flush and sync what is due.
     pub fn timeout(&mut self, now: Instant) {
-        if let Some(o) = self.open.as_mut()
-            && o.unsynced_since.is_some_and(|t| now.saturating_duration_since(t) >= self.policy.sync_every)
-        {
+        let Some(o) = self.open.as_mut() else { return };
+        let due =
+            |since: Option<Instant>, every: Duration| since.is_some_and(|t| now.saturating_duration_since(t) >= every);
+        if due(o.unsynced_since, self.policy.sync_every) {
+            // A sync flushes first.
             o.unsynced_since = None;
+            o.unflushed_since = None;
             self.actions.push_back(Action::Sync);
+        } else if due(o.unflushed_since, self.policy.flush_every) {
+            o.unflushed_since = None;
+            self.actions.push_back(Action::Flush);
         }
     }
 
     /// When [`Segmenter::timeout`] next has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.open.as_ref()?.unsynced_since.map(|t| t + self.policy.sync_every)
+        let o = self.open.as_ref()?;
+        let sync = o.unsynced_since.map(|t| t + self.policy.sync_every);
+        let flush = o.unflushed_since.map(|t| t + self.policy.flush_every);
+        sync.into_iter().chain(flush).min()
     }
 
     /// The track ended: close the open segment. Nothing more can be recorded.
@@ -141,7 +163,7 @@ impl Segmenter {
         self.actions.push_back(Action::Open { segment: self.next_segment, header: header.encode() });
         self.actions.push_back(Action::RequestKeyframe);
         self.next_segment += 1;
-        self.open = Some(Open { header, next_index: 0, opened_at: now, unsynced_since: None });
+        self.open = Some(Open { header, next_index: 0, opened_at: now, unsynced_since: None, unflushed_since: None });
     }
 
     fn close(&mut self, wall_us: u64) -> Result<(), RecorderError> {
@@ -165,12 +187,13 @@ mod tests {
     }
 
     #[test]
-    fn segments_open_with_a_keyframe_request_sync_each_second_and_roll_every_ten() {
+    fn segments_open_with_a_keyframe_request_flush_sync_each_second_and_roll_every_ten() {
         let t0 = Instant::now();
         let k = Arc::new(key(AeadAlg::Aes256Gcm));
         let mut s = Segmenter::new(header(0), k.clone(), Policy::default(), 7);
         let mut files: Vec<(u32, Vec<u8>, bool)> = Vec::new();
         let mut syncs = 0;
+        let mut flushes = 0;
         let mut keyframes = 0;
         // 25 s of 50 packets a second.
         for i in 0..1250u64 {
@@ -183,6 +206,7 @@ mod tests {
                     Action::Open { segment, header } => files.push((segment, header, false)),
                     Action::Append(b) => files.last_mut().unwrap().1.extend(b),
                     Action::Sync => syncs += 1,
+                    Action::Flush => flushes += 1,
                     Action::Close { segment } => {
                         assert_eq!(files.last().unwrap().0, segment);
                         files.last_mut().unwrap().2 = true;
@@ -202,6 +226,7 @@ mod tests {
         assert_eq!(files.iter().map(|f| f.0).collect::<Vec<_>>(), vec![7, 8, 9]);
         assert_eq!(keyframes, 3);
         assert!((20..=25).contains(&syncs), "{syncs} syncs in 25 s");
+        assert!((80..=110).contains(&flushes), "{flushes} flushes besides the syncs in 25 s");
         let mut packets = 0;
         for (n, bytes, closed) in &files {
             assert!(closed);

@@ -37,7 +37,7 @@ fn start(root: &Path) -> (Recording, u32, u32) {
         continues: None,
     };
     let key = DataKey { id: "dek-e2e".into(), alg: AeadAlg::Sm4Gcm, key: SecretBytes::random(16).unwrap() };
-    let policy = Policy { roll_every: Duration::from_secs(1), sync_every: Duration::from_millis(200) };
+    let policy = Policy { roll_every: Duration::from_secs(1), ..Policy::default() };
     let mut r = Recording::create(root, header, key, policy).unwrap();
     let audio = r.add_track("customer/microphone", "audio").unwrap();
     let video = r.add_track("customer/camera", "video").unwrap();

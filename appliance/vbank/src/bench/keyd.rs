@@ -34,7 +34,8 @@ async fn post(c: &mut Connection, path: &str, body: Value) -> Result<Value> {
     Ok(serde_json::from_slice(&b)?)
 }
 
-async fn ceremony(cfg: &vbank_config::Config) -> Result<()> {
+/// Hold a key ceremony on a throw-away node with two generated officers.
+pub(crate) async fn ceremony(cfg: &vbank_config::Config) -> Result<()> {
     let officers: Vec<(String, Sm2PrivateKey)> = ["bench-a", "bench-b"]
         .iter()
         .map(|n| Ok((n.to_string(), Sm2PrivateKey::generate()?)))

@@ -3,7 +3,7 @@
 
 mod aead;
 mod gateway;
-mod keyd;
+pub(crate) mod keyd;
 mod node;
 mod tls;
 
@@ -48,6 +48,9 @@ pub enum BenchCmd {
         /// The Janus binary to compare against.
         #[arg(long, default_value = "/usr/bin/janus")]
         janus: std::path::PathBuf,
+        /// Record every call: vbank's gateway + recorder against Janus's videoroom recording.
+        #[arg(long)]
+        record: bool,
     },
     /// Internal: the raw PKCS#11 half of `bench keyd`, run in its own process so it gets its own module state.
     #[command(hide = true)]
@@ -74,8 +77,8 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<()> {
         BenchCmd::Tls { seconds, rounds } => {
             tokio::task::spawn_blocking(move || tls::run(seconds, rounds, json)).await?
         }
-        BenchCmd::Gateway { calls, seconds, rounds, janus } => {
-            gateway::run(gateway::Options { calls, seconds, rounds, janus }, json).await
+        BenchCmd::Gateway { calls, seconds, rounds, janus, record } => {
+            gateway::run(gateway::Options { calls, seconds, rounds, janus, record }, json).await
         }
         BenchCmd::KeydRaw { module, token, pin_file, kek, seconds, rounds } => {
             keyd_raw(&module, &token, &pin_file, &kek, seconds, rounds)

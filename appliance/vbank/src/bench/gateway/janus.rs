@@ -26,6 +26,8 @@ pub struct Janus {
     dir: PathBuf,
     port: u16,
     ip: IpAddr,
+    /// Where rooms record to, when recording.
+    record: Option<PathBuf>,
     session: u64,
     transaction: u64,
 }
@@ -63,8 +65,9 @@ fn free_tcp_port() -> Result<u16> {
 }
 
 impl Janus {
-    /// Start `bin` (normally /usr/bin/janus), pinned to `cpu` if given, and open an API session.
-    pub async fn start(bin: &Path, cpu: Option<usize>) -> Result<Janus> {
+    /// Start `bin` (normally /usr/bin/janus), pinned to `cpu` if given, and open an API session; its rooms record
+    /// every publisher (.mjr files) when `record`.
+    pub async fn start(bin: &Path, cpu: Option<usize>, record: bool) -> Result<Janus> {
         if !bin.exists() {
             bail!("{} not found: install Debian's janus package (tests/setup.sh does), or pass --janus", bin.display());
         }
@@ -106,7 +109,11 @@ impl Janus {
             .stdin(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        let mut janus = Janus { child, dir, port, ip, session: 0, transaction: 0 };
+        let record = record.then(|| dir.join("recordings"));
+        if let Some(r) = &record {
+            std::fs::create_dir_all(r)?;
+        }
+        let mut janus = Janus { child, dir, port, ip, record, session: 0, transaction: 0 };
         let deadline = Instant::now() + Duration::from_secs(15);
         let created = loop {
             match janus.post("/janus", json!({"janus": "create"})).await {
@@ -207,8 +214,12 @@ impl Janus {
     /// Videoroom `room` for `leg` and a str0m publisher in it; returns the publisher and its feed id.
     pub async fn publish(&mut self, room: u64, leg: u32) -> Result<(Peer, u64)> {
         let handle = self.attach().await?;
-        let create = json!({"request": "create", "room": room, "publishers": 1, "audiocodec": "opus",
+        let mut create = json!({"request": "create", "room": room, "publishers": 1, "audiocodec": "opus",
                             "videocodec": "vp8", "bitrate": 0, "notify_joining": false});
+        if let Some(dir) = &self.record {
+            create["record"] = json!(true);
+            create["rec_dir"] = json!(dir);
+        }
         self.message(handle, create, None).await?;
         let (mut rtc, sock) = peer(self.ip)?;
         let (audio, video, sdp, pending) = offer(&mut rtc, Direction::SendOnly)?;

@@ -39,6 +39,8 @@ pub struct Options {
     pub rounds: usize,
     /// The Janus binary.
     pub janus: PathBuf,
+    /// Record every call: vbank's recorder (its CPU counted with the gateway's) against Janus's videoroom recording.
+    pub record: bool,
 }
 
 /// One SFU's figures: of one round, or medians of all rounds (loss summed).
@@ -65,10 +67,10 @@ fn cpus() -> (Option<usize>, Option<usize>) {
     }
 }
 
-/// Start a generator thread (pinned) for one round against process `pid`: it takes peers from the returned sender
+/// Start a generator thread (pinned) for one round against the processes `pids` (their CPU is summed): it takes peers from the returned sender
 /// as they are negotiated; once the sender is dropped and media flows on every leg, it warms up, measures one window
 /// of `seconds`, stops publishing and counts what was lost.
-fn round(pid: u32, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Figures>>) {
+fn round(pids: Vec<u32>, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle<Result<Figures>>) {
     let (tx, rx) = mpsc::channel();
     let gen_cpu = cpus().1;
     let run = tokio::task::spawn_blocking(move || -> Result<Figures> {
@@ -83,11 +85,12 @@ fn round(pid: u32, seconds: f64) -> (mpsc::Sender<Peer>, tokio::task::JoinHandle
         g.run_until(Instant::now() + Duration::from_secs(2), &mut Window::default())?;
         let me = std::process::id();
         let mut w = Window::default();
-        let (t0, c0, g0) = (Instant::now(), cpu_seconds(pid)?, cpu_seconds(me)?);
+        let cpu_of = |pids: &[u32]| pids.iter().map(|p| cpu_seconds(*p)).sum::<Result<f64>>();
+        let (t0, c0, g0) = (Instant::now(), cpu_of(&pids)?, cpu_seconds(me)?);
         g.run_until(t0 + Duration::from_secs_f64(seconds), &mut w)?;
-        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds(pid)? - c0);
+        let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_of(&pids)? - c0);
         let gen_cpu = cpu_seconds(me)? - g0;
-        let rss_mib = rss_mib(pid);
+        let rss_mib = pids.iter().map(|p| rss_mib(*p)).sum();
         g.only(0..0);
         g.run_until(Instant::now() + Duration::from_secs(1), &mut Window::default())?;
         let (sent, lost) = g.loss(0..u32::MAX);
@@ -145,8 +148,8 @@ async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<(Sdp
 }
 
 /// One round through vbank's gateway: publish and play each leg over WHIP and WHEP, measure, then DELETE them all.
-async fn vbank_round(conn: &mut Connection, pid: u32, r: usize, opts: &Options) -> Result<Figures> {
-    let (tx, run) = round(pid, opts.seconds);
+async fn vbank_round(conn: &mut Connection, pids: &[u32], r: usize, opts: &Options) -> Result<Figures> {
+    let (tx, run) = round(pids.to_vec(), opts.seconds);
     let started = Instant::now();
     let mut sessions = Vec::new();
     for leg in 0..opts.calls * 2 {
@@ -176,7 +179,7 @@ async fn vbank_round(conn: &mut Connection, pid: u32, r: usize, opts: &Options) 
 /// One round through Janus: publish every leg in its own videoroom, then subscribe to each (Janus lists a feed only
 /// once its publisher's media is up), measure, then destroy the API session with everything in it.
 async fn janus_round(j: &mut Janus, r: usize, opts: &Options) -> Result<Figures> {
-    let (tx, run) = round(j.pid(), opts.seconds);
+    let (tx, run) = round(vec![j.pid()], opts.seconds);
     let started = Instant::now();
     let room = |leg: u32| 100_000 * (r as u64 + 1) + u64::from(leg);
     let mut feeds = Vec::new();
@@ -200,26 +203,34 @@ async fn janus_round(j: &mut Janus, r: usize, opts: &Options) -> Result<Figures>
 async fn measure(opts: &Options) -> Result<(Figures, Figures)> {
     let (sfu_cpu, _) = cpus();
     let (node, cfg) = start_node(&["--no-media-tcp"], sfu_cpu)?;
-    let gateway = *descendants_running(node.pid(), "gateway").first().context("vbank up started no gateway")?;
+    let mut pids = vec![*descendants_running(node.pid(), "gateway").first().context("vbank up started no gateway")?];
+    if opts.record {
+        // The key ceremony makes the recording keys; the gateway then records every call (and pays for forwarding
+        // each track to the recorder too), the recorder's CPU counts with the gateway's.
+        crate::bench::keyd::ceremony(&cfg).await.context("the key ceremony")?;
+        pids.push(*descendants_running(node.pid(), "recorder").first().context("vbank up started no recorder")?);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
     let tls: Arc<ClientConfig> = vbank_tls::anonymous_client_config(&cfg.tls)?;
     let addr = format!("127.0.0.1:{}", node.public_port).parse()?;
     let mut conn = Connection::open(tls, addr, "localhost", Duration::from_secs(10)).await?;
-    let mut j = Janus::start(&opts.janus, sfu_cpu).await.context("Janus")?;
-    let janus_name = format!("Janus {}", j.version().await?);
+    let mut j = Janus::start(&opts.janus, sfu_cpu, opts.record).await.context("Janus")?;
+    let janus_name = format!("Janus {}{}", j.version().await?, if opts.record { " + record" } else { "" });
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for r in 0..opts.rounds {
         // Alternate who goes first, so neither always follows the other.
         if r % 2 == 0 {
-            ours.push(vbank_round(&mut conn, gateway, r, opts).await.context("vbank's gateway")?);
+            ours.push(vbank_round(&mut conn, &pids, r, opts).await.context("vbank's gateway")?);
             theirs.push(janus_round(&mut j, r, opts).await.context("Janus")?);
         } else {
             theirs.push(janus_round(&mut j, r, opts).await.context("Janus")?);
-            ours.push(vbank_round(&mut conn, gateway, r, opts).await.context("vbank's gateway")?);
+            ours.push(vbank_round(&mut conn, &pids, r, opts).await.context("vbank's gateway")?);
         }
     }
     drop(node);
-    Ok((summarize(format!("vbank {}", env!("CARGO_PKG_VERSION")), &ours), summarize(janus_name, &theirs)))
+    let ours_name = format!("vbank {}{}", env!("CARGO_PKG_VERSION"), if opts.record { " + recorder" } else { "" });
+    Ok((summarize(ours_name, &ours), summarize(janus_name, &theirs)))
 }
 
 /// Run the benchmark and print the figures and the ratio.
@@ -250,8 +261,8 @@ pub async fn run(opts: Options, json_out: bool) -> Result<()> {
         sfu_cpu.map_or("any".into(), |c| c.to_string()),
         gen_cpu.map_or("any".into(), |c| c.to_string()),
     );
-    println!("{:<34}{:>16}{:>16}", "", ours.name, peer.name);
-    let row = |label: &str, a: String, b: String| println!("{label:<34}{a:>16}{b:>16}");
+    println!("{:<34}{:>24}{:>24}", "", ours.name, peer.name);
+    let row = |label: &str, a: String, b: String| println!("{label:<34}{a:>24}{b:>24}");
     row("forwarded packets/s", format!("{:.0}", ours.forwarded_pps), format!("{:.0}", peer.forwarded_pps));
     row(
         "SFU CPU (share of one core)",
