@@ -155,7 +155,7 @@ pub struct Sfu {
     routes: HashMap<(Protocol, SocketAddr), usize>,
     /// Participants that had input since they were last polled: only they can have output.
     work: Vec<usize>,
-    /// A polled WHEP participant still has unbound receiving m-lines: try binding tracks to them.
+    /// Receiving m-lines of WHEP clients appeared, or a track opened while some are free: try binding.
     slots_open: bool,
     next_id: u64,
     queue: VecDeque<Output>,
@@ -395,6 +395,7 @@ impl Sfu {
         loop {
             while let Some(i) = self.work.pop() {
                 self.participants[i].dirty = false;
+                let slots_before = self.participants[i].free_slots.len();
                 loop {
                     match self.participants[i].poll() {
                         Propagated::Timeout(t) => {
@@ -416,7 +417,8 @@ impl Sfu {
                     }
                 }
                 died |= !self.participants[i].rtc.is_alive();
-                self.slots_open |= !self.participants[i].free_slots.is_empty();
+                // New receiving m-lines (a WHEP client's first poll) may take tracks already published.
+                self.slots_open |= self.participants[i].free_slots.len() > slots_before;
             }
             if !std::mem::take(&mut self.slots_open) || !self.fill_slots() {
                 break;
@@ -468,7 +470,10 @@ impl Sfu {
             }
             let p = &mut self.participants[j];
             match &what {
-                Propagated::TrackOpen(t) => p.track_opened(t.clone()),
+                Propagated::TrackOpen(t) => {
+                    p.track_opened(t.clone());
+                    self.slots_open |= !p.free_slots.is_empty();
+                }
                 Propagated::Media(d) if p.media_out(origin, d) => self.counters.frames_forwarded += 1,
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
                 _ => continue,
