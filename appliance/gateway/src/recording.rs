@@ -19,13 +19,16 @@ struct Call {
     participants: usize,
     /// The recorder's id for this call's recording.
     recording: Option<String>,
+    /// Ended and taken out of the map: whoever still holds it must look the room up again.
+    ended: bool,
 }
 
-/// The calls on this gateway and their recordings.
+/// The calls on this gateway and their recordings. Each call has its own lock, so opening one call's recording
+/// (network round trips to keyd and the recorder) never holds up joins to other calls.
 #[derive(Clone)]
 pub struct Calls {
     cfg: Option<Arc<Config>>,
-    calls: Arc<Mutex<HashMap<String, Call>>>,
+    calls: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<Call>>>>>,
 }
 
 fn counts(role: Role) -> bool {
@@ -59,6 +62,31 @@ impl Calls {
         Calls { cfg: None, calls: Arc::default() }
     }
 
+    /// The call in `room`, locked; a call that ended while we waited for its lock is replaced by a fresh one.
+    async fn lock(&self, room: &str) -> tokio::sync::OwnedMutexGuard<Call> {
+        loop {
+            let call =
+                self.calls.lock().unwrap_or_else(|p| p.into_inner()).entry(room.to_string()).or_default().clone();
+            let guard = call.lock_owned().await;
+            if !guard.ended {
+                return guard;
+            }
+        }
+    }
+
+    /// The call in `room`, locked, if there is one.
+    async fn existing(&self, room: &str) -> Option<tokio::sync::OwnedMutexGuard<Call>> {
+        let call = self.calls.lock().unwrap_or_else(|p| p.into_inner()).get(room).cloned()?;
+        let guard = call.lock_owned().await;
+        (!guard.ended).then_some(guard)
+    }
+
+    /// Take the (locked) call out of the map.
+    fn end(&self, room: &str, call: &mut Call) {
+        call.ended = true;
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).remove(room);
+    }
+
     fn mode(&self) -> RecordingMode {
         self.cfg.as_ref().map_or(RecordingMode::Off, |c| c.gateway.recording)
     }
@@ -69,8 +97,7 @@ impl Calls {
         if !counts(role) {
             return Ok(());
         }
-        let mut calls = self.calls.lock().await;
-        let call = calls.entry(room.to_string()).or_default();
+        let mut call = self.lock(room).await;
         if call.recording.is_none()
             && let Some(cfg) = self.cfg.as_ref().filter(|_| self.mode() != RecordingMode::Off)
         {
@@ -81,7 +108,7 @@ impl Calls {
                 }
                 Err(e) if self.mode() == RecordingMode::Required => {
                     if call.participants == 0 {
-                        calls.remove(room);
+                        self.end(room, &mut call);
                     }
                     log::error!(room = room; "call refused: it cannot be recorded: {e}");
                     return Err(format!(
@@ -106,13 +133,13 @@ impl Calls {
         if !counts(role) {
             return;
         }
-        let mut calls = self.calls.lock().await;
-        let Some(call) = calls.get_mut(room) else { return };
+        let Some(mut call) = self.existing(room).await else { return };
         call.participants = call.participants.saturating_sub(1);
         if call.participants > 0 {
             return;
         }
-        let recording = calls.remove(room).and_then(|c| c.recording);
+        self.end(room, &mut call);
+        let recording = call.recording.take();
         if let (Some(id), Some(cfg)) = (recording, self.cfg.clone()) {
             let room = room.to_string();
             tokio::spawn(async move {
@@ -131,8 +158,7 @@ impl Calls {
     async fn recorder_left(&self, room: &str) {
         let Some(cfg) = self.cfg.clone() else { return };
         let lost = {
-            let mut calls = self.calls.lock().await;
-            let Some(call) = calls.get_mut(room).filter(|c| c.participants > 0) else { return };
+            let Some(mut call) = self.existing(room).await.filter(|c| c.participants > 0) else { return };
             let lost = call.recording.take();
             log::error!(room = room; "the recorder dropped out of the call (recording {lost:?}); opening a new recording");
             lost
@@ -142,8 +168,9 @@ impl Calls {
             // The recorder is being restarted by its supervisor: keep asking for two minutes.
             for _ in 0..60 {
                 {
-                    let mut map = calls.calls.lock().await;
-                    let Some(call) = map.get_mut(&room).filter(|c| c.participants > 0 && c.recording.is_none()) else {
+                    let Some(mut call) =
+                        calls.existing(&room).await.filter(|c| c.participants > 0 && c.recording.is_none())
+                    else {
                         return;
                     };
                     match open(&cfg, &room, lost.as_deref()).await {
