@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use vbank_config::{Config, RecordingMode, Service};
 use vbank_gateway_core::Role;
-use vbank_service::client::{self, Method};
+use vbank_service::client;
 
 #[derive(Default)]
 struct Call {
@@ -36,19 +36,8 @@ fn counts(role: Role) -> bool {
 }
 
 async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> Result<Value, String> {
-    let tls = vbank_tls::internal_client_config(&cfg.tls, Service::Gateway).map_err(|e| e.to_string())?;
     let addr = if to == Service::Keyd { cfg.keyd.listen } else { cfg.recorder.listen };
-    let name = vbank_tls::service_dns_name(to);
-    let (s, b) =
-        client::call(tls, addr, &name, Method::POST, path, Some(body.to_string().into()), Duration::from_secs(20))
-            .await
-            .map_err(|e| e.to_string())?;
-    let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
-    if !s.is_success() {
-        let why = v["error"].as_str().or(v["message"].as_str()).unwrap_or_default();
-        return Err(format!("{} {path}: {s} {why}", to.name()));
-    }
-    Ok(v)
+    client::post_service(&cfg.tls, Service::Gateway, to, addr, path, &body, Duration::from_secs(20)).await
 }
 
 impl Calls {

@@ -39,7 +39,7 @@ pub enum RecorderServiceError {
     #[error(transparent)]
     Service(#[from] ServiceError),
     /// keyd refused or could not be reached.
-    #[error("keyd: {0}")]
+    #[error("{0}")]
     Keyd(String),
     /// The gateway refused the recorder's join, or the media session failed.
     #[error("media: {0}")]
@@ -77,26 +77,17 @@ fn problem(status: StatusCode, message: String) -> Response {
 
 /// POST to keyd's API as the recorder.
 async fn keyd(cfg: &Config, path: &str, body: Value) -> Result<Value, RecorderServiceError> {
-    let tls = vbank_tls::service_client_config(&cfg.tls, Service::Recorder)
-        .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
-    let name = vbank_tls::service_dns_name(Service::Keyd);
-    let (s, b) = client::call(
-        tls,
+    client::post_service(
+        &cfg.tls,
+        Service::Recorder,
+        Service::Keyd,
         cfg.keyd.listen,
-        &name,
-        Method::POST,
         path,
-        Some(body.to_string().into()),
+        &body,
         Duration::from_secs(10),
     )
     .await
-    .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
-    let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
-    if !s.is_success() {
-        let why = v["message"].as_str().or(v["error"].as_str()).unwrap_or_default().to_string();
-        return Err(RecorderServiceError::Keyd(format!("{path}: {s} {why}")));
-    }
-    Ok(v)
+    .map_err(RecorderServiceError::Keyd)
 }
 
 fn now_us() -> u64 {
@@ -154,11 +145,12 @@ async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServ
     let alg =
         AeadAlg::from_name(&cfg.recorder.alg).ok_or_else(|| RecorderServiceError::Config("recorder.alg".into()))?;
     let dek = keyd(cfg, "/v1/dek/create", json!({"purpose": "recording", "alg": alg.name(), "context": id})).await?;
-    let key_hex = dek["key"].as_str().ok_or_else(|| RecorderServiceError::Keyd("no key in the answer".into()))?;
+    let key_hex =
+        dek["key"].as_str().ok_or_else(|| RecorderServiceError::Keyd("keyd gave no key in its answer".into()))?;
     let key = DataKey {
         id: dek["id"].as_str().unwrap_or_default().to_string(),
         alg,
-        key: SecretBytes::new(from_hex(key_hex).map_err(|e| RecorderServiceError::Keyd(e.to_string()))?),
+        key: SecretBytes::new(from_hex(key_hex).map_err(|e| RecorderServiceError::Keyd(format!("keyd's key: {e}")))?),
     };
     let header = RecordingHeader {
         format: "vbank-recording/1".into(),
@@ -257,7 +249,7 @@ pub fn router(state: ApiState) -> Router {
 async fn seal(cfg: &Config, dir: &std::path::Path, manifest: &Manifest) -> Result<Value, RecorderServiceError> {
     let seal = keyd(cfg, "/v1/sign", json!({"purpose": "evidence-seal", "data": to_hex(&manifest.to_bytes())})).await?;
     let sig = from_hex(seal["signature"].as_str().unwrap_or_default())
-        .map_err(|e| RecorderServiceError::Keyd(e.to_string()))?;
+        .map_err(|e| RecorderServiceError::Keyd(format!("keyd's seal: {e}")))?;
     let path = dir.join("manifest.sig");
     std::fs::write(&path, sig).map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", path.display())))?;
     Ok(seal)

@@ -142,3 +142,28 @@ pub async fn call(
         .await
         .map_err(|_| CallError::Connect { addr, detail: format!("no answer within {timeout:?}") })?
 }
+
+/// POST `body` as JSON from service `from` to service `to` at `addr` over the internal mTLS link (国密 TLS when
+/// `[tls] sm_internal_only`); the answer's JSON, or an error that names the service, the path, the status and the
+/// reason the service gave (`message` or `error`).
+pub async fn post_service(
+    tls: &vbank_config::TlsConfig,
+    from: vbank_config::Service,
+    to: vbank_config::Service,
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<serde_json::Value, String> {
+    let cfg = vbank_tls::internal_client_config(tls, from).map_err(|e| e.to_string())?;
+    let name = vbank_tls::service_dns_name(to);
+    let (s, b) = call(cfg, addr, &name, Method::POST, path, Some(body.to_string().into()), timeout)
+        .await
+        .map_err(|e| format!("{}: {e}", to.name()))?;
+    let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null);
+    if !s.is_success() {
+        let why = v["message"].as_str().or(v["error"].as_str()).unwrap_or_default();
+        return Err(format!("{} {path}: {s} {why}", to.name()));
+    }
+    Ok(v)
+}
