@@ -6,9 +6,10 @@ cd "$(dirname "$0")/.."
 
 # Build: gcc/pkg-config for -sys crates. Run: softhsm2 (development HSM), opensc (pkcs11-tool), openssl (cross-checks).
 # Tests: postgresql (store backend), chromium (browser tests), a CJK font so pages render, util-linux (unshare,
-# taskset), curl. Benchmarks: janus (the peer SFU of `vbank bench gateway`).
+# taskset), curl. Recording fusion and export: ffmpeg (the CLI composes the MP4). Benchmarks: janus (the peer SFU
+# of `vbank bench gateway`).
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
-          fonts-wqy-zenhei util-linux python3 python3-venv janus)
+          fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg)
 # The machine image may ship Node.js outside Debian's packages: use it when present.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 

@@ -12,7 +12,7 @@ import { udpRelay } from './relay.mjs';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 export const ARTIFACTS = join(ROOT, 'tests/artifacts');
-const VBANK = process.env.VBANK_BIN
+export const VBANK = process.env.VBANK_BIN
   ?? join(process.env.CARGO_TARGET_DIR ?? join(process.env.HOME, '.cache/vbank/target'), 'debug/vbank');
 
 // Flags from ../shared/reference/webrtc.md: without the background-networking ones Chromium floods the closed network.

@@ -55,7 +55,15 @@ pub fn offer(ip: IpAddr) -> Result<Offered, RecorderServiceError> {
 /// A running capture; [`Capture::stop`] ends it and hands the recording back for closing.
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Result<Recording, RecorderServiceError>>,
+    thread: std::thread::JoinHandle<Ended>,
+}
+
+/// How a capture ended: the recording (to close) and, if it stopped by itself, why (a full disk, a media failure).
+pub struct Ended {
+    /// The recording, as far as it got.
+    pub recording: Recording,
+    /// Why capturing stopped before it was asked to.
+    pub error: Option<RecorderServiceError>,
 }
 
 impl Capture {
@@ -73,10 +81,15 @@ impl Capture {
         Ok(Capture { stop, thread })
     }
 
+    /// Whether capturing stopped by itself (see [`Ended::error`]).
+    pub fn has_stopped(&self) -> bool {
+        self.thread.is_finished()
+    }
+
     /// Stop capturing; the recording, for [`Recording::finish`].
-    pub fn stop(self) -> Result<Recording, RecorderServiceError> {
+    pub fn stop(self) -> Result<Ended, RecorderServiceError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().map_err(|_| RecorderServiceError::Media("the capture thread panicked".into()))?
+        self.thread.join().map_err(|_| RecorderServiceError::Media("the capture thread panicked".into()))
     }
 }
 
@@ -97,19 +110,22 @@ fn rtp_bytes(p: &RtpPacket) -> Vec<u8> {
     b
 }
 
-fn run(
-    mut rtc: Rtc,
-    sock: UdpSocket,
-    mut rec: Recording,
-    stop: Arc<AtomicBool>,
-) -> Result<Recording, RecorderServiceError> {
+fn run(rtc: Rtc, sock: UdpSocket, mut recording: Recording, stop: Arc<AtomicBool>) -> Ended {
+    let error = capture(rtc, sock, &mut recording, &stop).err();
+    if let Some(e) = &error {
+        log::error!("recording {}: capture stopped: {e}", recording.header().recording);
+    }
+    Ended { recording, error }
+}
+
+fn capture(mut rtc: Rtc, sock: UdpSocket, rec: &mut Recording, stop: &AtomicBool) -> Result<(), RecorderServiceError> {
     let media = |e: str0m::RtcError| RecorderServiceError::Media(e.to_string());
     let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     sock.set_nonblocking(true).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     let mut buf = vec![0u8; 2048];
     let mut tracks: HashMap<Mid, u32> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        let mut timeout = drain(&mut rtc, &sock, &mut rec, &mut tracks)?;
+        let mut timeout = drain(&mut rtc, &sock, rec, &mut tracks)?;
         // Take every waiting datagram, each drained at once (in RTP mode str0m holds one packet until the next poll);
         // then sleep in poll(2) until the next datagram or timeout.
         let mut received = false;
@@ -120,7 +136,7 @@ fn run(
                 Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
             if rtc.accepts(&input) {
                 rtc.handle_input(input).map_err(media)?;
-                timeout = drain(&mut rtc, &sock, &mut rec, &mut tracks)?;
+                timeout = drain(&mut rtc, &sock, rec, &mut tracks)?;
             }
         }
         rec.tick(Instant::now()).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
@@ -135,7 +151,7 @@ fn run(
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
-    Ok(rec)
+    Ok(())
 }
 
 /// Hand str0m's output to the network and received packets to the recording, until str0m wants a timeout.
@@ -166,6 +182,17 @@ fn drain(
                         t
                     }
                 };
+                let pt = *p.header.payload_type;
+                if !rec.knows_payload(track, pt)
+                    && let Some(params) = rtc.codec_config().params().iter().find(|c| *c.pt() == pt)
+                {
+                    let spec = params.spec();
+                    let codec = match spec.channels {
+                        Some(ch) => format!("{}/{}/{ch}", spec.codec, spec.clock_rate.get()),
+                        None => format!("{}/{}", spec.codec, spec.clock_rate.get()),
+                    };
+                    rec.note_payload(track, pt, &codec).map_err(io)?;
+                }
                 if rec.packet(track, Instant::now(), wall_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
                     && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
                 {

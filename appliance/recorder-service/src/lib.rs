@@ -5,15 +5,16 @@
 //! of opening fails, the answer is an error and the gateway must refuse the call: no banking call goes unrecorded.
 
 pub mod capture;
+pub mod playback;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -69,6 +70,22 @@ pub struct ApiState {
     cfg: Arc<Config>,
     ctx: Context,
     live: Arc<Mutex<HashMap<String, Capture>>>,
+    /// Recordings on disk being opened (capture still joining) or closed: not orphans.
+    busy: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Recordings whose capture stopped by itself and that could not be closed yet (full disk), with the reason the
+    /// gap will carry when the sweep closes them.
+    stopped: Arc<std::sync::Mutex<HashMap<String, String>>>,
+}
+
+impl ApiState {
+    /// Take a live capture out to close it, marking the recording busy in the same step so the sweep never sees it
+    /// as an orphan.
+    async fn take_live(&self, id: &str) -> Option<Capture> {
+        let mut live = self.live.lock().await;
+        let c = live.remove(id)?;
+        self.busy.lock().expect("not poisoned").insert(id.to_string());
+        Some(c)
+    }
 }
 
 fn problem(status: StatusCode, message: String) -> Response {
@@ -168,20 +185,25 @@ async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServ
         Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
     // Created before joining, so a full disk refuses the call before it starts.
     let dir = cfg.recorder.dir.join(&id);
-    let recording =
-        Recording::create(&dir, header, key, policy).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
-    match join(cfg, r, recording).await {
+    s.busy.lock().expect("not poisoned").insert(id.clone());
+    let joined = match Recording::create(&dir, header, key, policy) {
+        Ok(recording) => join(cfg, r, recording).await,
+        Err(e) => Err(RecorderServiceError::Recording(e.to_string())),
+    };
+    let result = match joined {
         Ok(capture) => {
             s.live.lock().await.insert(id.clone(), capture);
             log::info!("recording {id} of call {} started", r.call);
-            Ok(id)
+            Ok(id.clone())
         }
         Err(e) => {
             // Nothing was recorded: leave no empty recording behind.
             let _ = std::fs::remove_dir_all(&dir);
             Err(e)
         }
-    }
+    };
+    s.busy.lock().expect("not poisoned").remove(&id);
+    result
 }
 
 /// Join the call through the gateway's WHEP endpoint with the recorder token and start capturing into `recording`.
@@ -212,10 +234,10 @@ async fn join(cfg: &Config, r: &OpenIn, recording: Recording) -> Result<Capture,
 }
 
 async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
-    let Some(capture) = s.live.lock().await.remove(&id) else {
+    let Some(capture) = s.take_live(&id).await else {
         return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress"));
     };
-    match finish_recording(&s.cfg, &id, capture).await {
+    match finish_recording(&s, &id, capture).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => {
             log::error!("recording {id}: closing failed: {e}");
@@ -224,23 +246,48 @@ async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn finish_recording(cfg: &Config, id: &str, capture: Capture) -> Result<Value, RecorderServiceError> {
-    let recording = tokio::task::spawn_blocking(move || capture.stop())
+/// Close a recording: normally when its capture was running, or, when capture had stopped by itself (a full disk),
+/// like after a crash: every track cut back to its last whole record and the gap listed with the reason. Then seal.
+/// A close the disk refuses is left to the sweep, which tries again until there is space.
+async fn finish_recording(s: &ApiState, id: &str, capture: Capture) -> Result<Value, RecorderServiceError> {
+    let result = close_and_seal(s, id, capture).await;
+    s.busy.lock().expect("not poisoned").remove(id);
+    result
+}
+
+async fn close_and_seal(s: &ApiState, id: &str, capture: Capture) -> Result<Value, RecorderServiceError> {
+    let cfg = &s.cfg;
+    let ended = tokio::task::spawn_blocking(move || capture.stop())
         .await
         .map_err(|e| RecorderServiceError::Media(e.to_string()))??;
-    let manifest = recording.finish(now_us()).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
-    let seal = seal(cfg, &cfg.recorder.dir.join(id), &manifest).await?;
+    let dir = cfg.recorder.dir.join(id);
+    let manifest = match ended.error {
+        None => ended.recording.finish(now_us()),
+        Some(why) => {
+            drop(ended.recording);
+            let reason = format!("recording stopped: {why}");
+            let closed = vbank_recorder::recording::close_after_crash(&dir, now_us(), &reason);
+            if closed.is_err() {
+                s.stopped.lock().expect("not poisoned").insert(id.to_string(), reason);
+            }
+            closed
+        }
+    }
+    .map_err(|e| RecorderServiceError::Recording(format!("{e} (the sweep closes it once the disk has space)")))?;
+    let seal = seal(cfg, &dir, &manifest).await?;
     log::info!("recording {id} closed and sealed: {} segments", manifest.segments.len());
     Ok(json!({"id": id, "segments": manifest.segments.len(), "tracks": manifest.tracks.len(),
               "chain_head": manifest.chain_head, "seal_key": seal["key"]}))
 }
 
-/// The API: only the gateway (and operators' CLI) may open and close recordings.
+/// The API: the gateway (and operators' CLI) open and close recordings; only operators search and export them.
 pub fn router(state: ApiState) -> Router {
     let policy = Arc::new(AccessPolicy::new().allow("/v1/recordings", &[Service::Gateway, Service::Cli]));
     Router::new()
-        .route("/v1/recordings", post(open))
+        .route("/v1/recordings", post(open).get(playback::search))
+        .route("/v1/recordings/{id}", get(playback::show))
         .route("/v1/recordings/{id}/finish", post(finish))
+        .route("/v1/recordings/{id}/export", post(playback::export))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)
 }
@@ -255,23 +302,26 @@ async fn seal(cfg: &Config, dir: &std::path::Path, manifest: &Manifest) -> Resul
     Ok(seal)
 }
 
-/// Recordings a previous run left open (it was killed): close each without its key — cut every track back to its last
-/// whole record, list the gap, write the manifest — and have keyd seal it. The gateway opens a new recording for a
-/// call that goes on.
-async fn close_orphans(cfg: &Config) {
-    let Ok(entries) = std::fs::read_dir(&cfg.recorder.dir) else { return };
+/// Recordings left open that no capture writes (a previous run was killed, or closing failed on a full disk): close
+/// each without its key — cut every track back to its last whole record, list the gap, write the manifest — and have
+/// keyd seal it. The gateway opens a new recording for a call that goes on. `busy`: recordings being written;
+/// `reasons`: why a recording stopped, when known. Returns the recordings closed.
+async fn close_orphans(cfg: &Config, busy: &HashSet<String>, reasons: &HashMap<String, String>) -> Vec<String> {
+    let mut closed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&cfg.recorder.dir) else { return closed };
     for dir in entries.flatten().map(|e| e.path()) {
-        if !dir.join("recording.json").exists() || dir.join("manifest.json").exists() {
+        let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if busy.contains(name) || !dir.join("recording.json").exists() || dir.join("manifest.json").exists() {
             continue;
         }
-        match vbank_recorder::recording::close_after_crash(
-            &dir,
-            now_us(),
-            "the recorder stopped (crash or kill); the call went on in a new recording",
-        ) {
+        let reason = reasons
+            .get(name)
+            .map_or("the recorder stopped (crash or kill); the call went on in a new recording", String::as_str);
+        match vbank_recorder::recording::close_after_crash(&dir, now_us(), reason) {
             Ok(m) => {
+                closed.push(name.to_string());
                 log::warn!(
-                    "closed {} left open by the previous run: {} segments, {} gap(s)",
+                    "closed {}, which no capture was writing ({reason}): {} segments, {} gap(s)",
                     m.recording,
                     m.segments.len(),
                     m.gaps.len()
@@ -280,7 +330,40 @@ async fn close_orphans(cfg: &Config) {
                     log::error!("{} is closed but not sealed: {e}", m.recording);
                 }
             }
-            Err(e) => log::error!("could not close {} left open by the previous run: {e}", dir.display()),
+            Err(e) => log::error!("could not close {} yet (tried again every 5 s): {e}", dir.display()),
+        }
+    }
+    closed
+}
+
+/// Every second, close the recordings whose capture stopped by itself (a full disk): what was written is kept and
+/// sealed, and the gateway, seeing the recorder gone, asks for a new recording (refused until there is space). Every
+/// five seconds, refresh the storage check on /readyz and close recordings nobody writes any more.
+async fn watch(s: ApiState) {
+    let mut shutdown = s.ctx.shutdown();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for n in 0u64.. {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let stopped: Vec<String> =
+            s.live.lock().await.iter().filter(|(_, c)| c.has_stopped()).map(|(id, _)| id.clone()).collect();
+        for id in stopped {
+            let Some(capture) = s.take_live(&id).await else { continue };
+            match finish_recording(&s, &id, capture).await {
+                Ok(_) => log::warn!("recording {id} stopped during the call; what it holds is closed and sealed"),
+                Err(e) => log::error!("recording {id} stopped during the call and cannot be closed yet: {e}"),
+            }
+        }
+        if n % 5 == 4 {
+            let _ = check_space(&s);
+            let mut busy: HashSet<String> = s.live.lock().await.keys().cloned().collect();
+            busy.extend(s.busy.lock().expect("not poisoned").iter().cloned());
+            let reasons = s.stopped.lock().expect("not poisoned").clone();
+            for id in close_orphans(&s.cfg, &busy, &reasons).await {
+                s.stopped.lock().expect("not poisoned").remove(&id);
+            }
         }
     }
 }
@@ -291,7 +374,7 @@ pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
     ctx.stop_on_signals();
     std::fs::create_dir_all(&cfg.recorder.dir)
         .map_err(|e| RecorderServiceError::Config(format!("recorder.dir {}: {e}", cfg.recorder.dir.display())))?;
-    close_orphans(&cfg).await;
+    close_orphans(&cfg, &HashSet::new(), &HashMap::new()).await;
     ctx.health.set("storage", Check::Ok);
     let api_listener = vbank_service::bind(cfg.recorder.listen, "recorder.listen").await?;
     let admin_listener = vbank_service::bind(cfg.recorder.admin_listen, "recorder.admin_listen").await?;
@@ -300,7 +383,14 @@ pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
     let admin_tls =
         vbank_tls::service_server_tls(&cfg.tls, Service::Recorder, ClientAuth::Optional).map_err(ServiceError::from)?;
     let cfg = Arc::new(cfg);
-    let state = ApiState { cfg: cfg.clone(), ctx: ctx.clone(), live: Arc::default() };
+    let state = ApiState {
+        cfg: cfg.clone(),
+        ctx: ctx.clone(),
+        live: Arc::default(),
+        busy: Arc::default(),
+        stopped: Arc::default(),
+    };
+    tokio::spawn(watch(state.clone()));
     let api_task =
         tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state.clone()), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
@@ -308,9 +398,10 @@ pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
     log::info!(listen = cfg.recorder.listen.to_string().as_str(); "recorder started");
     let _ = api_task.await;
     let _ = admin_task.await;
-    let open: Vec<(String, Capture)> = state.live.lock().await.drain().collect();
-    for (id, capture) in open {
-        if let Err(e) = finish_recording(&cfg, &id, capture).await {
+    let open: Vec<String> = state.live.lock().await.keys().cloned().collect();
+    for id in open {
+        let Some(capture) = state.take_live(&id).await else { continue };
+        if let Err(e) = finish_recording(&state, &id, capture).await {
             log::error!("recording {id}: closing at stop failed: {e}");
         }
     }

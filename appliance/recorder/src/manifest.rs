@@ -7,6 +7,7 @@
 //! chain_i = SM3(chain_{i-1} ‖ sm3(segment file i) ‖ track u32 ‖ segment u32)      (big-endian)
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,10 @@ pub struct Track {
     pub label: String,
     /// `audio` or `video`.
     pub media: String,
+    /// The RTP payload types seen on it and their codecs as negotiated, e.g. `96 → VP8/90000`, `111 → opus/48000/2`:
+    /// what fusion needs to decode the track.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub payloads: BTreeMap<u8, String>,
 }
 
 /// The manifest of one recording.
@@ -97,7 +102,7 @@ fn chain_next(prev: &[u8; 32], file_sm3: &[u8; 32], track: u32, segment: u32) ->
 }
 
 /// Segment numbers of the closed segments in a track directory, in order.
-fn segments_in(dir: &Path) -> Result<Vec<u32>, RecorderError> {
+pub(crate) fn segments_in(dir: &Path) -> Result<Vec<u32>, RecorderError> {
     let mut found = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| RecorderError::io(dir, e))? {
         let path = e.map_err(|e| RecorderError::io(dir, e))?.path();
@@ -247,8 +252,8 @@ mod tests {
 
     fn tracks() -> Vec<Track> {
         vec![
-            Track { track: 0, label: "customer/microphone".into(), media: "audio".into() },
-            Track { track: 1, label: "customer/camera".into(), media: "video".into() },
+            Track { track: 0, label: "customer/microphone".into(), media: "audio".into(), payloads: BTreeMap::new() },
+            Track { track: 1, label: "customer/camera".into(), media: "video".into(), payloads: BTreeMap::new() },
         ]
     }
 

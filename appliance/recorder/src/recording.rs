@@ -131,7 +131,12 @@ impl Recording {
 
     /// A new track (`label` such as `customer/camera`, `media` audio or video); returns its number.
     pub fn add_track(&mut self, label: &str, media: &str) -> Result<u32, RecorderError> {
-        let track = Track { track: self.header.tracks.len() as u32, label: label.into(), media: media.into() };
+        let track = Track {
+            track: self.header.tracks.len() as u32,
+            label: label.into(),
+            media: media.into(),
+            payloads: Default::default(),
+        };
         let dir = TrackDir::create(&self.root.join("tracks").join(track.track.to_string()))?;
         let template = segment_template(&self.header, &track);
         self.logs.push(TrackLog { segmenter: Segmenter::new(template, self.key.clone(), self.policy, 0), dir });
@@ -141,6 +146,28 @@ impl Recording {
             &serde_json::to_vec_pretty(&self.header).expect("serializes"),
         )?;
         Ok(track.track)
+    }
+
+    /// Note the codec of payload type `pt` on `track` (e.g. `VP8/90000`), once per payload type: fusion reads it.
+    pub fn note_payload(&mut self, track: u32, pt: u8, codec: &str) -> Result<(), RecorderError> {
+        let t = self
+            .header
+            .tracks
+            .get_mut(track as usize)
+            .ok_or_else(|| RecorderError::Format(format!("no track {track}")))?;
+        if t.payloads.get(&pt).map(String::as_str) == Some(codec) {
+            return Ok(());
+        }
+        t.payloads.insert(pt, codec.to_string());
+        write_atomically(
+            &self.root.join("recording.json"),
+            &serde_json::to_vec_pretty(&self.header).expect("serializes"),
+        )
+    }
+
+    /// Whether payload type `pt` of `track` has been noted.
+    pub fn knows_payload(&self, track: u32, pt: u8) -> bool {
+        self.header.tracks.get(track as usize).is_some_and(|t| t.payloads.contains_key(&pt))
     }
 
     /// A packet of `track`; true when the track's sender should be asked for a keyframe.
@@ -196,8 +223,14 @@ pub fn close_after_crash(root: &Path, now_us: u64, reason: &str) -> Result<Manif
         return Err(RecorderError::Format(format!("{} is already closed (it has a manifest)", root.display())));
     }
     for t in &h.tracks {
-        let found = recover(&root.join("tracks").join(t.track.to_string()))?;
-        if let Some(from_us) = found.repaired.iter().filter_map(|r| r.last_arrival_us).max() {
+        let dir = root.join("tracks").join(t.track.to_string());
+        recover(&dir)?;
+        // From the track's last kept packet, found on disk (not from what was repaired): a close that failed half-way
+        // (a full disk refusing recording.json) and is tried again still lists the gap.
+        let already = h.gaps.iter().any(|g| g.track == t.track && g.reason == reason);
+        if let Some(from_us) = last_arrival(&dir)?
+            && !already
+        {
             h.gaps.push(Gap { track: t.track, from_us, to_us: now_us.max(from_us), reason: reason.to_string() });
         }
     }
@@ -205,6 +238,19 @@ pub fn close_after_crash(root: &Path, now_us: u64, reason: &str) -> Result<Manif
     let manifest = Manifest::build(root, &h.recording, &h.key_id, h.tracks.clone(), h.gaps.clone())?;
     write_atomically(&root.join("manifest.json"), &manifest.to_bytes())?;
     Ok(manifest)
+}
+
+/// Arrival of the last packet in a track's closed segments.
+fn last_arrival(dir: &Path) -> Result<Option<u64>, RecorderError> {
+    for n in crate::manifest::segments_in(dir)?.into_iter().rev() {
+        let path = crate::disk::segment_path(dir, n, true);
+        let bytes = std::fs::read(&path).map_err(|e| RecorderError::io(&path, e))?;
+        let found = crate::format::scan(&bytes)?;
+        if let Some(r) = found.records.iter().rev().find(|r| r.kind != RecordKind::End) {
+            return Ok(Some(r.arrival_us));
+        }
+    }
+    Ok(None)
 }
 
 fn segment_template(h: &RecordingHeader, t: &Track) -> SegmentHeader {

@@ -93,7 +93,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
     },
-    /// Recordings on disk: verify against the manifest and its seal, close one after a recorder crash.
+    /// Recordings: search, show and export them (audited); verify one against its manifest and seal; close one after a
+    /// recorder crash.
     Recordings {
         #[command(subcommand)]
         cmd: recordings_cmd::RecordingsCmd,
@@ -178,7 +179,7 @@ fn main() -> ExitCode {
                 1
             }
         },
-        Cmd::Recordings { cmd } => match recordings_cmd::run(cmd, cli.json) {
+        Cmd::Recordings { cmd } => match recordings_cmd::run(cmd, &cli.config, cli.json) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vbank recordings: {e:#}");

@@ -36,10 +36,12 @@ async fn one_port_serves_standard_and_sm_clients() {
     assert!(body.contains("\"ready\":true"));
 
     // An independent implementation in strict RFC 8998 mode, verifying our SM2 chain.
-    let peer = concat!(env!("CARGO_MANIFEST_DIR"), "/../../hsm/gmtls/tests/tongsuo_peer.py");
+    // The checkout's path at run time: a shared target directory may hold a binary built from another checkout.
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    let peer = format!("{dir}/../../hsm/gmtls/tests/tongsuo_peer.py");
     let request = "GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let out = Command::new(tongsuo_python())
-        .args([peer, "client", &public.to_string()])
+        .args([peer.as_str(), "client", &public.to_string()])
         .arg(&cfg.tls.sm.internal_ca)
         .arg(request)
         .output()

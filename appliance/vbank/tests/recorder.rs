@@ -41,6 +41,28 @@ fn ceremony(cfg: &Path, data: &Path) {
     ok_json(cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// Publish over WHIP at `path` once calls can be recorded: after the ceremony the gateway learns the new call-token
+/// key within seconds, and until then joins that need 双录 are refused. A recordable call gets past recording to the
+/// SDP check, which refuses the empty probe offer with 400.
+async fn join_once_recordable(
+    conn: &mut Connection,
+    path: &str,
+) -> (str0m::Rtc, std::net::UdpSocket, String, str0m::media::Mid) {
+    let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, _, _) = conn
+            .request_with(Method::POST, "/whip/probe", &[("content-type", "application/sdp")], Some(offer.into()))
+            .await
+            .unwrap();
+        if s == StatusCode::BAD_REQUEST {
+            return negotiate(conn, path, Direction::SendOnly).await;
+        }
+        assert!(std::time::Instant::now() < deadline, "joins still refused 20 s after the ceremony");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Publish audio on `mid` from a thread until the returned flag is set.
 fn publish(
     rtc: str0m::Rtc,
@@ -191,20 +213,7 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     assert!(why.contains("cannot be recorded") && why.contains("cannot start"), "{why}");
 
     ceremony(&cfg_path, &data);
-    // The gateway fetches the new call-token key within seconds; until then joins are still refused.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let (rtc, sock, location, mid) = loop {
-        let (s, _, _) = conn
-            .request_with(Method::POST, "/whip/probe", &[("content-type", "application/sdp")], Some(offer.into()))
-            .await
-            .unwrap();
-        // A recordable call gets past recording to the SDP check (400 for this empty offer).
-        if s == StatusCode::BAD_REQUEST {
-            break negotiate(&mut conn, "/whip/call-9", Direction::SendOnly).await;
-        }
-        assert!(std::time::Instant::now() < deadline, "joins still refused 20 s after the ceremony");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let (rtc, sock, location, mid) = join_once_recordable(&mut conn, "/whip/call-9").await;
     let (stop, publisher) = publish(rtc, sock, mid);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (s, _, _) = conn.request_with(Method::DELETE, &location, &[], None).await.unwrap();
@@ -356,4 +365,131 @@ async fn a_recorder_killed_mid_call_loses_under_a_second_and_the_call_is_recorde
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert!(child.wait().unwrap().success());
+}
+
+/// Fill the filesystem holding `dir` until it refuses, then give back `leave` bytes: another writer filled the disk.
+fn fill(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0x5a; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n as u64,
+        }
+    }
+    f.set_len(written.saturating_sub(leave)).unwrap();
+    path
+}
+
+/// A recordings disk that fills up mid-call: the recorder stops writing, keeps every whole record, and (once space is
+/// back) closes and seals the recording with the gap and its reason; meanwhile new recordings, and so new calls that
+/// need them, are refused with a reason, and /readyz says why. Needs root for its own small tmpfs (CI runs as root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_mid_call_corrupts_nothing_and_refuses_new_calls() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let disk = tmp.path().join("recdisk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs"]).arg(&disk).status();
+    assert!(mounted.unwrap().success(), "mount tmpfs");
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(disk.clone());
+
+    let (public, base) = free_ports();
+    let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
+    let stop_node = |child: &mut std::process::Child| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    stop_node(&mut child);
+    let cfg_path = data.join("vbank.toml");
+    let text = std::fs::read_to_string(&cfg_path)
+        .unwrap()
+        .replace(&format!("dir = \"{}/recordings\"", data.display()), &format!("dir = \"{}\"", disk.display()))
+        .replace("min_free_mb = 256", "min_free_mb = 1")
+        .replace("recording = \"when-available\"", "recording = \"required\"");
+    std::fs::write(&cfg_path, text).unwrap();
+    let (child, _) = common::spawn_up(&data, public, base, Stdio::null());
+    // Stopped even when an assertion fails, so no node outlives the test.
+    struct Node(std::process::Child);
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.0.wait();
+        }
+    }
+    let _node = Node(child);
+    let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
+    assert_eq!(cfg.recorder.dir, disk);
+    ceremony(&cfg_path, &data);
+
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
+    let mut conn = Connection::open(
+        tls.clone(),
+        format!("127.0.0.1:{public}").parse().unwrap(),
+        "localhost",
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let (rtc, sock, _location, mid) = join_once_recordable(&mut conn, "/whip/call-full").await;
+    let (stop, publisher) = publish(rtc, sock, mid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rec = recordings_of(&disk, "call-full").pop().expect("the call is recorded");
+
+    // Another writer fills the disk; the recorder's next writes fail.
+    let filler = fill(&disk, 0);
+    let (admin_tls, ready) = (vbank_tls::anonymous_client_config(&cfg.tls).unwrap(), cfg.recorder.admin_listen);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, why) = common::get(&admin_tls, ready, "localhost", "/readyz").await;
+        if s == StatusCode::SERVICE_UNAVAILABLE && why.contains("min_free_mb") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "/readyz did not report the full disk: {s} {why}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // A new call that needs 双录 is refused, and says why.
+    let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+    let (s, _, body) = conn
+        .request_with(Method::POST, "/whip/call-new", &[("content-type", "application/sdp")], Some(offer.into()))
+        .await
+        .unwrap();
+    let why = String::from_utf8_lossy(&body);
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{why}");
+    assert!(why.contains("recordings disk"), "{why}");
+
+    // Space comes back: the stopped recording is closed, sealed, and verifies, with the gap and its reason.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !rec.join("manifest.sig").exists() {
+        assert!(std::time::Instant::now() < deadline, "the recording was not closed and sealed once space was back");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    let out = Command::new(VBANK).args(["--json", "recordings", "verify", rec.to_str().unwrap()]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let gap = &report["gaps"][0];
+    assert!(gap["reason"].as_str().unwrap().contains("No space left"), "{report}");
+    let manifest: Value = serde_json::from_slice(&std::fs::read(rec.join("manifest.json")).unwrap()).unwrap();
+    let records: u64 = manifest["segments"].as_array().unwrap().iter().map(|s| s["records"].as_u64().unwrap()).sum();
+    assert!(records >= 50, "the packets before the disk filled are kept: {records}");
 }

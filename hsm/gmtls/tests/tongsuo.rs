@@ -25,7 +25,9 @@ fn python() -> PathBuf {
 }
 
 fn peer() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tongsuo_peer.py")
+    // The checkout's path at run time: a shared target directory may hold a binary built from another checkout.
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+        .join("tests/tongsuo_peer.py")
 }
 
 fn pkcs8_pem(k: &vbank_crypto::sm2sig::Sm2PrivateKey) -> Vec<u8> {

@@ -30,6 +30,7 @@ pub fn policy() -> AccessPolicy {
         .allow("/v1/sign", &[Service::Recorder, Service::Kyc, Service::Gateway])
         .allow("/v1/token/sign", &[Service::Gateway, Service::Cli])
         .allow("/v1/token/keys", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
+        .allow("/v1/audit", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
         .allow("/v1/admin", &[Service::Cli])
 }
 
@@ -40,6 +41,17 @@ pub fn dek_purposes(svc: Service) -> &'static [Purpose] {
         Service::Gateway => &[Purpose::Media],
         Service::Cli => &[Purpose::Backup],
         _ => &[],
+    }
+}
+
+/// The audit actions a service may record (its own events, into keyd's hash-chained log): a prefix each.
+pub fn audit_prefix(svc: Service) -> Option<&'static str> {
+    match svc {
+        Service::Recorder => Some("recording."),
+        Service::Gateway => Some("call."),
+        Service::Kyc => Some("kyc."),
+        Service::Cli => Some("operator."),
+        _ => None,
     }
 }
 
@@ -119,6 +131,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/hsm/status", get(status))
         .route("/v1/dek/create", post(dek_create))
         .route("/v1/dek/open", post(dek_open))
+        .route("/v1/audit/append", post(audit_append))
         .route("/v1/sign", post(sign))
         .route("/v1/token/sign", post(token_sign))
         .route("/v1/token/keys", get(token_keys))
@@ -201,6 +214,20 @@ struct DekOpen {
     id: Option<String>,
     envelope: Option<String>,
     context: String,
+    /// The person the service acts for (a viewer playing a recording back): named in the audit entry.
+    #[serde(default)]
+    on_behalf: Option<String>,
+    /// Their stated reason: in the audit entry.
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The audit actor for a service acting for someone.
+fn actor_for(svc: Service, on_behalf: Option<&str>) -> String {
+    match on_behalf {
+        Some(who) => format!("{}:{}", svc.name(), who),
+        None => svc.name().to_string(),
+    }
 }
 
 async fn dek_open(State(s): State<ApiState>, Extension(peer): Extension<Peer>, Json(r): Json<DekOpen>) -> ApiResult {
@@ -211,8 +238,54 @@ async fn dek_open(State(s): State<ApiState>, Extension(peer): Extension<Peer>, J
         return Err(KeydError::Forbidden(format!("{} may not open {} data keys", svc.name(), purpose.name())));
     }
     let envelope = r.envelope.as_deref().map(|e| hex_in("envelope", e)).transpose()?;
-    let key = s.keys.open_dek(purpose, r.id.as_deref(), envelope.as_deref(), r.context.as_bytes(), svc.name()).await?;
+    let actor = actor_for(svc, r.on_behalf.as_deref());
+    let note = r.reason.as_deref().map(|why| format!("reason={why:?}")).unwrap_or_default();
+    let key =
+        s.keys.open_dek(purpose, r.id.as_deref(), envelope.as_deref(), r.context.as_bytes(), &actor, &note).await?;
     Ok(Json(json!({"key": to_hex(key.expose())})).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditIn {
+    action: String,
+    target: String,
+    #[serde(default = "ok")]
+    outcome: String,
+    #[serde(default)]
+    detail: String,
+    #[serde(default)]
+    on_behalf: Option<String>,
+}
+
+fn ok() -> String {
+    "ok".into()
+}
+
+/// A service records one of its own events (a search, a view, an export) in the audit log.
+async fn audit_append(
+    State(s): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Json(r): Json<AuditIn>,
+) -> ApiResult {
+    let svc = caller(&peer)?;
+    let prefix = audit_prefix(svc).ok_or_else(|| KeydError::Forbidden(format!("{} may not audit", svc.name())))?;
+    let well_formed = r.action.len() <= 64
+        && r.action.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty() && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+        });
+    if !well_formed {
+        return Err(KeydError::BadRequest(format!(
+            "action {:?}: {} records actions named {prefix}<lowercase words>",
+            r.action,
+            svc.name()
+        )));
+    }
+    if r.detail.len() > 4096 || r.target.len() > 256 {
+        return Err(KeydError::BadRequest("target or detail too long (256 and 4096 bytes at most)".into()));
+    }
+    let actor = actor_for(svc, r.on_behalf.as_deref());
+    s.keys.audit.append(&s.keys, &actor, &r.action, &r.target, &r.outcome, &r.detail).await?;
+    Ok(Json(json!({"recorded": true})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -305,7 +305,8 @@ impl KeyService {
         Ok(IssuedKey { id, key, envelope })
     }
 
-    /// Open a data key by id (its current envelope) or by envelope, for `purpose` and `context`.
+    /// Open a data key by id (its current envelope) or by envelope, for `purpose` and `context`; `note` (e.g. the
+    /// viewer's stated reason) goes into the audit entry.
     pub async fn open_dek(
         &self,
         purpose: Purpose,
@@ -313,6 +314,7 @@ impl KeyService {
         envelope: Option<&[u8]>,
         context: &[u8],
         actor: &str,
+        note: &str,
     ) -> Result<SecretBytes, KeydError> {
         let env = match (id, envelope) {
             (Some(id), _) => {
@@ -332,7 +334,7 @@ impl KeyService {
         let r = self.unwrap_envelope(purpose, &env, context).await;
         let outcome = if r.is_ok() { "ok" } else { "denied" };
         let detail =
-            format!("id={} {}", id.unwrap_or("-"), r.as_ref().err().map(|e| e.to_string()).unwrap_or_default());
+            format!("id={} {note} {}", id.unwrap_or("-"), r.as_ref().err().map(|e| e.to_string()).unwrap_or_default());
         self.audit.append(self, actor, "dek.open", &label, outcome, detail.trim()).await?;
         r
     }

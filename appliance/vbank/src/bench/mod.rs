@@ -2,6 +2,7 @@
 //! The machines are shared and noisy, so nothing here asserts a speed; the numbers go in the README.
 
 mod aead;
+mod fusion;
 mod gateway;
 pub(crate) mod keyd;
 mod node;
@@ -52,6 +53,16 @@ pub enum BenchCmd {
         #[arg(long)]
         record: bool,
     },
+    /// CPU per recorded track, and fusion into the evidence MP4 (CPU-s per video-s, multiple of real time) against
+    /// ffmpeg composing the same layout from the clip files, on a synthetic two-party call.
+    Fusion {
+        /// Length of the call, seconds.
+        #[arg(long, default_value_t = 30)]
+        seconds: u32,
+        /// Rounds (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Internal: the raw PKCS#11 half of `bench keyd`, run in its own process so it gets its own module state.
     #[command(hide = true)]
     KeydRaw {
@@ -79,6 +90,9 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<()> {
         }
         BenchCmd::Gateway { calls, seconds, rounds, janus, record } => {
             gateway::run(gateway::Options { calls, seconds, rounds, janus, record }, json).await
+        }
+        BenchCmd::Fusion { seconds, rounds } => {
+            tokio::task::spawn_blocking(move || fusion::run(seconds, rounds, json)).await?
         }
         BenchCmd::KeydRaw { module, token, pin_file, kek, seconds, rounds } => {
             keyd_raw(&module, &token, &pin_file, &kek, seconds, rounds)

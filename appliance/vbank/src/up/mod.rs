@@ -199,6 +199,7 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
                       "recorder": admin(cfg.recorder.admin_listen)},
             "ca": ca,
             "data_dir": env.dir,
+            "config": env.config_path,
         });
         println!("{v}");
     } else {

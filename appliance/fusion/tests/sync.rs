@@ -1,0 +1,156 @@
+//! Fusion keeps audio and video in sync from capture time: a clip with a white flash and a 1 kHz beep at the same
+//! instants is packetized as a browser would send it (VP8 and Opus, their own RTP clocks and random bases, audio
+//! starting later, both delayed with jitter), recorded by the recorder's core, fused, and measured with ffmpeg.
+
+use std::path::Path;
+use std::process::Command;
+
+use vbank_crypto::SecretBytes;
+use vbank_crypto::aead::AeadAlg;
+use vbank_fusion::synthetic::{self, Route, Sent};
+use vbank_fusion::{Options, fuse};
+use vbank_recorder::format::DataKey;
+use vbank_recorder::recording::{Recording, RecordingHeader};
+use vbank_recorder::segmenter::Policy;
+
+/// Flash and beep instants in the clip, seconds.
+const EVENTS: [f64; 3] = [2.0, 4.6, 7.2];
+
+fn ffmpeg(args: &[&str]) -> String {
+    let out = Command::new("ffmpeg").args(args).output().expect("ffmpeg (Debian's ffmpeg; tests/setup.sh installs it)");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The clip, sent as a browser would: the camera from the start with 45–85 ms delay, the microphone from 0.7 s with
+/// 20–40 ms; each on its own clock (the audio one wraps during the clip).
+fn sent(dir: &Path, wall0: u64) -> Vec<Sent> {
+    let on: Vec<String> = EVENTS.iter().map(|t| format!("between(t,{t},{:.2})", t + 0.04)).collect();
+    let beep: Vec<String> = EVENTS.iter().map(|t| format!("between(t,{t},{:.2})", t + 0.12)).collect();
+    let video = format!(
+        "color=c=black:s=320x240:r=25:d=9[b];color=c=white:s=320x240:r=25:d=9[w];[b][w]overlay=enable='{}',format=yuv420p",
+        on.join("+")
+    );
+    let audio =
+        format!("sine=frequency=1000:sample_rate=48000:duration=9,volume=volume=0:enable='not({})'", beep.join("+"));
+    synthetic::clip(dir, "clip", &video, &audio).unwrap();
+    let frames = synthetic::ivf_frames(&std::fs::read(dir.join("clip.ivf")).unwrap());
+    let packets = synthetic::ogg_packets(&std::fs::read(dir.join("clip.ogg")).unwrap());
+    let camera = Route {
+        track: 1,
+        pt: 96,
+        ssrc: 0x1111,
+        ts_base: 3_000_000_000,
+        seq_base: 40_000,
+        from_us: 0,
+        delay_us: 45_000,
+        jitter_us: 40_000,
+    };
+    let mic = Route {
+        track: 0,
+        pt: 111,
+        ssrc: 0x2222,
+        ts_base: 4_294_000_000,
+        seq_base: 7,
+        from_us: 700_000,
+        delay_us: 20_000,
+        jitter_us: 20_000,
+    };
+    let mut all = synthetic::vp8_packets(&frames, camera, wall0);
+    all.extend(synthetic::opus_packets(&packets, mic, wall0));
+    all
+}
+
+/// Times (s) at which `series` first rises above `threshold` after being below it.
+fn onsets(series: &[(f64, f64)], threshold: f64) -> Vec<f64> {
+    let mut on = false;
+    let mut out = Vec::new();
+    for &(t, v) in series {
+        if v > threshold && !on {
+            out.push(t);
+        }
+        on = v > threshold;
+    }
+    out
+}
+
+fn metadata(log: &str, key: &str) -> Vec<(f64, f64)> {
+    let mut t = None;
+    let mut out = Vec::new();
+    for line in log.lines() {
+        if let Some(i) = line.find("pts_time:") {
+            t = line[i + 9..].split_whitespace().next().and_then(|s| s.parse::<f64>().ok());
+        } else if let Some(i) = line.find(key) {
+            let v = line[i + key.len() + 1..].trim();
+            let v = if v == "-inf" { -200.0 } else { v.parse::<f64>().unwrap_or(-200.0) };
+            out.push((t.expect("a frame time first"), v));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_flash_and_a_beep_stay_within_80_ms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let wall0 = 1_795_766_400_000_000u64;
+    let key = || DataKey { id: "dek-sync".into(), alg: AeadAlg::Sm4Gcm, key: SecretBytes::new(vec![7; 16]) };
+    let root = tmp.path().join("rec-sync");
+    let header = RecordingHeader {
+        format: "vbank-recording/1".into(),
+        recording: "rec-sync".into(),
+        call: "call-sync".into(),
+        key_id: "dek-sync".into(),
+        key_envelope: "00".into(),
+        alg: "sm4-gcm".into(),
+        started_us: wall0,
+        tracks: vec![],
+        gaps: vec![],
+        continues: None,
+    };
+    let mut rec = Recording::create(&root, header, key(), Policy::default()).unwrap();
+    let mic = rec.add_track("customer/microphone", "audio").unwrap();
+    let cam = rec.add_track("customer/camera", "video").unwrap();
+    rec.note_payload(mic, 111, "opus/48000/2").unwrap();
+    rec.note_payload(cam, 96, "VP8/90000").unwrap();
+    synthetic::record(&mut rec, sent(tmp.path(), wall0), wall0).unwrap();
+    rec.finish(wall0 + 10_000_000).unwrap();
+
+    let mp4 = tmp.path().join("fused.mp4");
+    let mut out = std::fs::File::create(&mp4).unwrap();
+    let opts = Options { location: Some("上海市浦东新区".into()), ..Options::default() };
+    let fused = fuse(&root, &key(), &opts, &mut out).unwrap();
+    assert_eq!((fused.video_tracks, fused.audio_tracks, fused.dropped_frames), (1, 1, 0));
+
+    let f = mp4.to_str().unwrap();
+    let video = ffmpeg(&[
+        "-i",
+        f,
+        "-vf",
+        "crop=640:480:0:0,signalstats,metadata=print:key=lavfi.signalstats.YAVG",
+        "-an",
+        "-f",
+        "null",
+        "-",
+    ]);
+    let audio = ffmpeg(&[
+        "-i",
+        f,
+        "-vn",
+        "-af",
+        "asetnsamples=n=240:p=0,astats=metadata=1:reset=1,ametadata=print:key=lavfi.astats.Overall.RMS_level",
+        "-f",
+        "null",
+        "-",
+    ]);
+    let flashes = onsets(&metadata(&video, "lavfi.signalstats.YAVG"), 100.0);
+    let beeps = onsets(&metadata(&audio, "lavfi.astats.Overall.RMS_level"), -30.0);
+    assert_eq!(flashes.len(), EVENTS.len(), "flashes at {flashes:?}");
+    assert_eq!(beeps.len(), EVENTS.len(), "beeps at {beeps:?}");
+    for (f, b) in flashes.iter().zip(&beeps) {
+        let offset_ms = (f - b) * 1000.0;
+        println!("flash {f:.3} s, beep {b:.3} s: offset {offset_ms:+.0} ms");
+        assert!(offset_ms.abs() < 80.0, "A/V offset {offset_ms:.0} ms (flash {f}, beep {b})");
+    }
+    // The picture starts with the camera; the flash sits 2 s into it.
+    assert!((flashes[0] - 2.045).abs() < 0.1, "first flash at {}", flashes[0]);
+}

@@ -1,0 +1,316 @@
+//! Search, show and export of recordings for the bank's own viewers (operators' CLI now, the supervisor console
+//! later). Each request names the person it is for; each is written to keyd's hash-chained audit log before anything
+//! is answered, and an export also opens the recording's data key through keyd under that person's name and stated
+//! reason. An export is composed from the encrypted segments on the fly (`vbank-fusion`), carries a visible
+//! watermark with the viewer and the time, and is streamed: the plaintext MP4 never lands on the recorder's disk.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
+use vbank_config::{Config, Service};
+use vbank_crypto::aead::AeadAlg;
+use vbank_crypto::{SecretBytes, from_hex};
+use vbank_recorder::format::DataKey;
+use vbank_recorder::manifest::Manifest;
+use vbank_recorder::recording::RecordingHeader;
+use vbank_tls::Peer;
+
+use crate::{ApiState, RecorderServiceError, keyd, now_us, problem};
+
+/// One recording as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Recording id.
+    pub id: String,
+    /// The call recorded.
+    pub call: String,
+    /// When recording started, Unix µs.
+    pub started_us: u64,
+    /// The last packet, Unix µs (closed recordings).
+    pub ended_us: Option<u64>,
+    /// `recording`, `closed` (manifest written) or `sealed` (and signed by keyd).
+    pub state: &'static str,
+    /// Tracks.
+    pub tracks: usize,
+    /// Segments (closed recordings).
+    pub segments: usize,
+    /// Gaps listed.
+    pub gaps: usize,
+    /// The recording of the same call it continues.
+    pub continues: Option<String>,
+}
+
+fn valid_id(id: &str) -> bool {
+    id.strip_prefix("rec-").is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn read_header(dir: &std::path::Path) -> Option<RecordingHeader> {
+    serde_json::from_slice(&std::fs::read(dir.join("recording.json")).ok()?).ok()
+}
+
+fn read_manifest(dir: &std::path::Path) -> Option<Manifest> {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()
+}
+
+fn summary(dir: &std::path::Path) -> Option<Summary> {
+    let h = read_header(dir)?;
+    let m = read_manifest(dir);
+    let state = match (&m, dir.join("manifest.sig").exists()) {
+        (None, _) => "recording",
+        (Some(_), false) => "closed",
+        (Some(_), true) => "sealed",
+    };
+    Some(Summary {
+        id: h.recording,
+        call: h.call,
+        started_us: h.started_us,
+        ended_us: m.as_ref().and_then(|m| m.segments.iter().filter_map(|s| s.last_us).max()),
+        state,
+        tracks: h.tracks.len(),
+        segments: m.as_ref().map_or(0, |m| m.segments.len()),
+        gaps: m.as_ref().map_or(h.gaps.len(), |m| m.gaps.len()),
+        continues: h.continues,
+    })
+}
+
+/// Every recording under `dir` matching the filters, newest first.
+pub fn search_dir(dir: &std::path::Path, q: &SearchIn) -> Vec<Summary> {
+    let mut found: Vec<Summary> =
+        std::fs::read_dir(dir).map(|it| it.flatten().filter_map(|e| summary(&e.path())).collect()).unwrap_or_default();
+    found.retain(|s| {
+        q.call.as_ref().is_none_or(|c| &s.call == c)
+            && q.since_us.is_none_or(|t| s.started_us >= t)
+            && q.until_us.is_none_or(|t| s.started_us < t)
+    });
+    found.sort_by(|a, b| b.started_us.cmp(&a.started_us).then(a.id.cmp(&b.id)));
+    found.truncate(q.limit.unwrap_or(100).min(1000));
+    found
+}
+
+/// Search filters.
+#[derive(Debug, Deserialize)]
+pub struct SearchIn {
+    /// Who is searching (audited).
+    pub viewer: String,
+    /// Only this call.
+    pub call: Option<String>,
+    /// Started at or after (Unix µs).
+    pub since_us: Option<u64>,
+    /// Started before (Unix µs).
+    pub until_us: Option<u64>,
+    /// At most this many (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A request turned down, with the status and the reason given to the caller.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        problem(self.0, self.1)
+    }
+}
+
+/// Only operators (and later the supervisor console) look at recordings; the gateway opens and closes them only.
+fn viewer_service(peer: &Peer) -> Result<(), Refusal> {
+    match peer {
+        Peer::Service(Service::Cli) => Ok(()),
+        other => Err(Refusal(StatusCode::FORBIDDEN, format!("{} may not look at recordings", other.describe()))),
+    }
+}
+
+fn named(viewer: &str) -> Result<(), Refusal> {
+    let ok = !viewer.trim().is_empty() && viewer.len() <= 64 && !viewer.chars().any(char::is_control);
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal(StatusCode::BAD_REQUEST, "name the viewer (1–64 printable characters)".into()))
+    }
+}
+
+/// Write an audit entry in keyd's log; access is refused when it cannot be written.
+async fn audit(cfg: &Config, viewer: &str, action: &str, target: &str, detail: String) -> Result<(), Refusal> {
+    keyd(cfg, "/v1/audit/append", json!({"action": action, "target": target, "detail": detail, "on_behalf": viewer}))
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            log::error!("{action} refused: the audit log cannot be written: {e}");
+            Refusal(StatusCode::SERVICE_UNAVAILABLE, format!("refused: the audit log cannot be written ({e})"))
+        })
+}
+
+/// `GET /v1/recordings?viewer=…&call=…&since_us=…&until_us=…&limit=…`
+pub async fn search(
+    State(s): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Query(q): Query<SearchIn>,
+) -> Response {
+    if let Err(r) = viewer_service(&peer).and_then(|()| named(&q.viewer)) {
+        return r.into_response();
+    }
+    let detail = format!("call={:?} since_us={:?} until_us={:?}", q.call, q.since_us, q.until_us);
+    if let Err(r) = audit(&s.cfg, &q.viewer, "recording.search", "recordings", detail).await {
+        return r.into_response();
+    }
+    let dir = s.cfg.recorder.dir.clone();
+    let found = tokio::task::spawn_blocking(move || search_dir(&dir, &q)).await.unwrap_or_default();
+    Json(json!({"recordings": found})).into_response()
+}
+
+/// Who asks.
+#[derive(Debug, Deserialize)]
+pub struct ViewerIn {
+    /// Who is looking (audited).
+    pub viewer: String,
+}
+
+/// `GET /v1/recordings/{id}?viewer=…`: the header, the manifest's tracks and gaps, and whether it verifies.
+pub async fn show(
+    State(s): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Query(q): Query<ViewerIn>,
+) -> Response {
+    if let Err(r) = viewer_service(&peer).and_then(|()| named(&q.viewer)) {
+        return r.into_response();
+    }
+    let dir = s.cfg.recorder.dir.join(&id);
+    if !valid_id(&id) || !dir.join("recording.json").exists() {
+        return problem(StatusCode::NOT_FOUND, format!("no recording {id}"));
+    }
+    if let Err(r) = audit(&s.cfg, &q.viewer, "recording.show", &id, String::new()).await {
+        return r.into_response();
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        let m = read_manifest(&dir);
+        let problems = m.as_ref().map(|m| m.verify(&dir).unwrap_or_else(|e| vec![e.to_string()]));
+        json!({"summary": summary(&dir), "tracks": read_header(&dir).map(|h| h.tracks), "gaps": m.as_ref().map(|m| &m.gaps),
+               "chain_head": m.as_ref().map(|m| &m.chain_head), "verifies": problems.as_ref().map(Vec::is_empty),
+               "problems": problems})
+    })
+    .await
+    .unwrap_or_default();
+    Json(answer).into_response()
+}
+
+/// An export request.
+#[derive(Debug, Deserialize)]
+pub struct ExportIn {
+    /// Who will watch it (audited, and written across the picture).
+    pub viewer: String,
+    /// Why (audited).
+    pub reason: String,
+    /// The customer's declared location to show, when the call recorded none.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// Hands the MP4 to the HTTP body as ffmpeg writes it.
+struct ToBody(mpsc::Sender<Result<Bytes, std::io::Error>>);
+
+impl Write for ToBody {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the viewer went away"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn open_key(
+    cfg: &Config,
+    h: &RecordingHeader,
+    viewer: &str,
+    reason: &str,
+) -> Result<DataKey, RecorderServiceError> {
+    let alg = AeadAlg::from_name(&h.alg).ok_or_else(|| RecorderServiceError::Recording(format!("alg {:?}", h.alg)))?;
+    let v = keyd(
+        cfg,
+        "/v1/dek/open",
+        json!({"purpose": "recording", "envelope": h.key_envelope, "context": h.recording,
+               "on_behalf": viewer, "reason": reason}),
+    )
+    .await?;
+    let hex = v["key"].as_str().ok_or_else(|| RecorderServiceError::Keyd("keyd gave no key".into()))?;
+    let key = from_hex(hex).map_err(|e| RecorderServiceError::Keyd(format!("keyd's key: {e}")))?;
+    Ok(DataKey { id: h.key_id.clone(), alg, key: SecretBytes::new(key) })
+}
+
+/// `POST /v1/recordings/{id}/export`: the fused, watermarked MP4.
+pub async fn export(
+    State(s): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Json(r): Json<ExportIn>,
+) -> Response {
+    if let Err(resp) = viewer_service(&peer).and_then(|()| named(&r.viewer)) {
+        return resp.into_response();
+    }
+    if r.reason.trim().chars().count() < 4 {
+        return problem(StatusCode::BAD_REQUEST, "state the reason for the export (at least 4 characters)".into());
+    }
+    let dir: PathBuf = s.cfg.recorder.dir.join(&id);
+    let Some(h) = valid_id(&id).then(|| read_header(&dir)).flatten() else {
+        return problem(StatusCode::NOT_FOUND, format!("no recording {id}"));
+    };
+    let check = dir.clone();
+    let problems = tokio::task::spawn_blocking(move || match read_manifest(&check) {
+        None => Some(vec!["it is still being recorded, or was never closed (`vbank recordings recover`)".to_string()]),
+        Some(m) => Some(m.verify(&check).unwrap_or_else(|e| vec![e.to_string()])).filter(|p| !p.is_empty()),
+    })
+    .await
+    .unwrap_or_default();
+    if let Some(p) = problems {
+        return problem(StatusCode::CONFLICT, format!("{id} cannot be exported: {}", p.join("; ")));
+    }
+    if let Err(resp) = audit(&s.cfg, &r.viewer, "recording.export", &id, format!("reason={:?}", r.reason)).await {
+        return resp.into_response();
+    }
+    let key = match open_key(&s.cfg, &h, &r.viewer, &r.reason).await {
+        Ok(k) => k,
+        Err(e) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, format!("the recording's key cannot be opened: {e}"));
+        }
+    };
+    let opts = vbank_fusion::Options {
+        location: r.location.clone(),
+        watermark: Some(format!(
+            "{} · {} · 仅限行内 in-bank only",
+            r.viewer,
+            vbank_fusion::display_time(now_us(), 480)
+        )),
+        ..Default::default()
+    };
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let viewer = r.viewer.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut sink = ToBody(tx.clone());
+        match vbank_fusion::fuse(&dir, &key, &opts, &mut sink) {
+            Ok(f) => log::info!(
+                "recording {id} exported for {viewer}: {:.1} s, {} video and {} audio tracks, {} bytes",
+                f.duration_s,
+                f.video_tracks,
+                f.audio_tracks,
+                f.bytes
+            ),
+            Err(e) => {
+                log::error!("recording {id}: export failed: {e}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    ([(header::CONTENT_TYPE, "video/mp4")], Body::from_stream(stream)).into_response()
+}
