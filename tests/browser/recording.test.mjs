@@ -76,7 +76,14 @@ test('a browser call is recorded, sealed, verifies, and exports to an MP4 with b
     assert.ok(Date.now() < deadline, `no sealed recording of rec-call: ${JSON.stringify(rec)}\n${vbank.log.slice(-20).join('\n')}`);
     await sleep(1000);
   }
-  assert.ok(rec.tracks >= 4, `both cameras and both microphones: ${JSON.stringify(rec)}`);
+  assert.ok(rec.tracks >= 5, `both cameras, both microphones and the events: ${JSON.stringify(rec)}`);
+  // The gateway told the recorder whose track each m-line carries, and the call's joins and leaves are in it.
+  const shown = json('recordings', 'show', rec.id, '--viewer', 'auditor-1');
+  const labels = shown.tracks.map((t) => t.label).sort();
+  for (const l of ['call/events', 'customer/camera', 'customer/microphone', 'teller/camera', 'teller/microphone']) {
+    assert.ok(labels.includes(l), `track ${l} in ${JSON.stringify(labels)}`);
+  }
+  assert.equal(shown.verifies, true, JSON.stringify(shown));
   const dir = join(vbank.urls.data_dir, 'recordings', rec.id);
   const verified = json('recordings', 'verify', dir);
   assert.equal(verified.ok, true, JSON.stringify(verified));

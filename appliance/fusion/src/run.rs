@@ -87,6 +87,7 @@ enum Kind {
 
 struct Input {
     track: u32,
+    label: String,
     pt: u8,
     kind: Kind,
     timeline: Timeline,
@@ -98,9 +99,11 @@ fn chosen(track: &Track) -> Option<(u8, Kind, u32)> {
     if track.media == "video" {
         let (pt, c) = of(&|c| VideoCodec::from_noted(c).is_some())?;
         Some((pt, Kind::Video(VideoCodec::from_noted(c)?, (640, 480)), 90_000))
-    } else {
+    } else if track.media == "audio" {
         let (pt, _) = of(&|c| c.to_ascii_lowercase().starts_with("opus/"))?;
         Some((pt, Kind::Audio, 48_000))
+    } else {
+        None
     }
 }
 
@@ -109,6 +112,9 @@ fn survey(root: &Path, m: &Manifest, key: &DataKey) -> Result<Vec<Input>, Fusion
     let mut inputs = Vec::new();
     for t in &m.tracks {
         let Some((pt, mut kind, rate)) = chosen(t) else {
+            if t.media == "events" {
+                continue;
+            }
             log::warn!(
                 "fusion of {}: track {} ({}) has no codec fusion reads; left out",
                 m.recording,
@@ -141,8 +147,12 @@ fn survey(root: &Path, m: &Manifest, key: &DataKey) -> Result<Vec<Input>, Fusion
             *s = found;
         }
         timeline.rewind();
-        inputs.push(Input { track: t.track, pt, kind, timeline });
+        inputs.push(Input { track: t.track, label: t.label.clone(), pt, kind, timeline });
     }
+    // The customer's cell first (left), then the teller's, then everyone else's.
+    let rank =
+        |label: &str| ["customer/", "teller/", "specialist/"].iter().position(|p| label.starts_with(p)).unwrap_or(3);
+    inputs.sort_by_key(|i| (rank(&i.label), i.track));
     Ok(inputs)
 }
 

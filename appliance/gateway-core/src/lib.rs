@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer};
+/// Audio or video, as str0m names them.
+pub use str0m::media::MediaKind;
 use str0m::net::Receive;
 use str0m::{Candidate, Input, Rtc};
 
@@ -104,6 +106,20 @@ pub enum Output {
     /// The participant's media session ended (ICE gone, DTLS closed, or it left), with its room, role and the quality
     /// its media had: the per-call quality summary.
     Left(ParticipantId, Summary),
+    /// A recorder's receiving m-line `mid` now carries a track of a participant with `role`: the recorder labels the
+    /// track by it (e.g. `customer/camera`).
+    Bound {
+        /// The recorder.
+        recorder: ParticipantId,
+        /// Its room (the call).
+        room: String,
+        /// The recorder's m-line.
+        mid: String,
+        /// The role of the track's sender.
+        role: Role,
+        /// Audio or video.
+        kind: MediaKind,
+    },
     /// Nothing more until this time (or new input).
     Timeout(Instant),
 }
@@ -445,6 +461,7 @@ impl Sfu {
     fn fill_slots(&mut self) -> bool {
         let mut bound = false;
         for i in 0..self.participants.len() {
+            self.report_bound(i);
             if self.participants[i].free_slots.is_empty() {
                 continue;
             }
@@ -452,13 +469,30 @@ impl Sfu {
             let tracks: Vec<_> =
                 members.into_iter().filter(|&j| j != i).flat_map(|j| self.participants[j].published()).collect();
             for t in tracks {
-                if self.participants[i].bind(t) {
+                if self.participants[i].bind(t).is_some() {
                     self.mark(i);
                     bound = true;
                 }
             }
+            self.report_bound(i);
         }
         bound
+    }
+
+    /// Tell the recorder `i` (if it is one) which sender's track each newly bound m-line carries.
+    fn report_bound(&mut self, i: usize) {
+        let p = &mut self.participants[i];
+        if p.role != Role::Recorder || p.newly_bound.is_empty() {
+            p.newly_bound.clear();
+            return;
+        }
+        let (recorder, room, bound) = (p.id, p.room.clone(), std::mem::take(&mut p.newly_bound));
+        for (mid, origin, kind) in bound {
+            if let Some(from) = self.participants.iter().find(|q| q.id == origin) {
+                let (room, mid, role) = (room.clone(), mid.to_string(), from.role);
+                self.queue.push_back(Output::Bound { recorder, room, mid, role, kind });
+            }
+        }
     }
 
     fn propagate(&mut self, from: usize, what: Propagated) {
@@ -472,7 +506,8 @@ impl Sfu {
             match &what {
                 Propagated::TrackOpen(t) => {
                     p.track_opened(t.clone());
-                    self.slots_open |= !p.free_slots.is_empty();
+                    // Free m-lines may take it, or it was just bound to one a recorder must hear about.
+                    self.slots_open |= !p.free_slots.is_empty() || !p.newly_bound.is_empty();
                 }
                 Propagated::Media(d) if p.media_out(origin, d) => self.counters.frames_forwarded += 1,
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),

@@ -83,6 +83,8 @@ pub(crate) struct Participant {
     pub next_timeout: Instant,
     /// Queued for polling: input reached the session since it was last polled.
     pub dirty: bool,
+    /// m-lines bound since the SFU last looked, with the sender and kind of their track (recorders report them).
+    pub newly_bound: Vec<(Mid, ParticipantId, MediaKind)>,
 }
 
 impl Participant {
@@ -103,6 +105,7 @@ impl Participant {
             quality: QualityTracker::default(),
             next_timeout: now,
             dirty: false,
+            newly_bound: Vec::new(),
         }
     }
 
@@ -206,16 +209,17 @@ impl Participant {
         }
     }
 
-    /// Bind a track to a free receiving m-line of its kind, if there is one. Returns whether it was bound.
-    pub fn bind(&mut self, source: Weak<TrackIn>) -> bool {
-        let Some(src) = source.upgrade() else { return false };
+    /// Bind a track to a free receiving m-line of its kind, if there is one; the m-line it was bound to.
+    pub fn bind(&mut self, source: Weak<TrackIn>) -> Option<Mid> {
+        let src = source.upgrade()?;
         if self.tracks_out.iter().any(|t| t.source.ptr_eq(&source)) {
-            return false;
+            return None;
         }
-        let Some(pos) = self.free_slots.iter().position(|(_, k)| *k == src.kind) else { return false };
+        let pos = self.free_slots.iter().position(|(_, k)| *k == src.kind)?;
         let (mid, _) = self.free_slots.remove(pos);
         self.tracks_out.push(TrackOut { source, state: OutState::Open(mid) });
-        true
+        self.newly_bound.push((mid, src.origin, src.kind));
+        Some(mid)
     }
 
     /// Forward media from `origin` if this participant receives that track; true when it was written.

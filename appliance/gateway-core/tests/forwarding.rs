@@ -42,6 +42,11 @@ fn join(sfu: &mut Sfu, now: Instant, addr: &str, role: Role) -> Peer {
     Peer { addr, rtc, id, mid, connected: false, received: 0 }
 }
 
+thread_local! {
+    /// Tracks bound to recorders so far in this test: the recorder's m-line, the sender's role, the kind.
+    static BOUND: std::cell::RefCell<Vec<(String, Role, MediaKind)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Move everything that is ready between the SFU and the peers at `now`.
 fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
     for _ in 0..50 {
@@ -70,6 +75,7 @@ fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
                     sfu.answer(id, &answer.to_sdp_string()).unwrap();
                 }
                 Output::Left(..) => moved = true,
+                Output::Bound { mid, role, kind, .. } => BOUND.with(|b| b.borrow_mut().push((mid, role, kind))),
                 Output::Timeout(_) => break,
             }
         }
@@ -183,6 +189,21 @@ fn a_whep_style_subscriber_gets_tracks_without_renegotiation() {
     let mut peers = vec![publisher, Peer { addr, rtc, id, mid, connected: false, received: 0 }];
     run_until(&mut sfu, &mut peers, start, &[0], |p| p[1].received >= 20);
     assert!(peers[1].received >= 20, "the fixed subscriber received {}", peers[1].received);
+}
+
+#[test]
+fn a_recorder_learns_whose_track_each_of_its_m_lines_carries() {
+    let start = Instant::now();
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap());
+    let publisher = join(&mut sfu, start, "10.0.0.2:7000", Role::Customer);
+    let addr: SocketAddr = "10.0.0.5:7000".parse().unwrap();
+    let (mut rtc, sdp, pending, mid) = offer_dir(start, addr, Direction::RecvOnly);
+    let (id, answer) = sfu.join_fixed(start, "call", Role::Recorder, &sdp).unwrap();
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let mut peers = vec![publisher, Peer { addr, rtc, id, mid, connected: false, received: 0 }];
+    run_until(&mut sfu, &mut peers, start, &[0], |p| p[1].received >= 20);
+    let bound = BOUND.with(|b| b.take());
+    assert_eq!(bound, [(mid.to_string(), Role::Customer, MediaKind::Audio)], "reported once, with the sender's role");
 }
 
 #[test]

@@ -273,16 +273,22 @@ async fn refresh_token_keys(cfg: Config, keys: TokenKeys, ctx: Context) {
 }
 
 /// Keep each departing participant's quality summary with its call (`calls/quality/<room>/<participant>`), and
-/// close the call's recording when its last participant has left.
+/// close the call's recording when its last participant has left; tell the recorder whose track each of its m-lines
+/// carries.
 async fn record_quality(
     store: Arc<dyn Store>,
-    mut summaries: tokio::sync::mpsc::UnboundedReceiver<(
-        vbank_gateway_core::ParticipantId,
-        vbank_gateway_core::Summary,
-    )>,
+    mut summaries: tokio::sync::mpsc::UnboundedReceiver<media::CallEvent>,
     calls: recording::Calls,
 ) {
-    while let Some((id, s)) = summaries.recv().await {
+    while let Some(event) = summaries.recv().await {
+        let (id, s) = match event {
+            media::CallEvent::Left(id, s) => (id, s),
+            media::CallEvent::Bound { room, mid, role, kind } => {
+                let what = if kind == vbank_gateway_core::MediaKind::Audio { "microphone" } else { "camera" };
+                calls.track_bound(&room, &mid, &format!("{}/{what}", role.name())).await;
+                continue;
+            }
+        };
         calls.left(&s.room, s.role).await;
         let q = &s.quality;
         let record = serde_json::json!({

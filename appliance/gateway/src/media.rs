@@ -198,12 +198,30 @@ impl MediaOptions {
     }
 }
 
+/// What the media loop tells the rest of the gateway about calls.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// A participant's media session ended, with its quality summary.
+    Left(ParticipantId, Summary),
+    /// A recorder's m-line `mid` in `room` now carries the `kind` track of a participant with `role`.
+    Bound {
+        /// The call.
+        room: String,
+        /// The recorder's m-line.
+        mid: String,
+        /// The sender's role.
+        role: vbank_gateway_core::Role,
+        /// Audio or video.
+        kind: vbank_gateway_core::MediaKind,
+    },
+}
+
 /// Bind the media socket, and the ICE-TCP listener on the same address when `tcp_advertise` is set, and start the
-/// loop. Each departing participant's quality summary goes to `summaries`.
+/// loop. Each departing participant's quality summary, and each track bound to a recorder, goes to `summaries`.
 pub fn start(
     opts: MediaOptions,
     metrics: MediaMetrics,
-    summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
+    summaries: tmpsc::UnboundedSender<CallEvent>,
 ) -> std::io::Result<Media> {
     let MediaOptions { listen, advertise, tcp_advertise, max_participants } = opts;
     let socket = UdpSocket::bind(listen)?;
@@ -268,7 +286,7 @@ fn drain(
     sfu: &mut Sfu,
     io: &Io,
     peers: &mut HashMap<ParticipantId, tmpsc::UnboundedSender<ToPeer>>,
-    summaries: &tmpsc::UnboundedSender<(ParticipantId, Summary)>,
+    summaries: &tmpsc::UnboundedSender<CallEvent>,
 ) -> Instant {
     loop {
         match sfu.poll_output() {
@@ -282,7 +300,10 @@ fn drain(
                 if let Some(p) = peers.remove(&id) {
                     let _ = p.send(ToPeer::Left);
                 }
-                let _ = summaries.send((id, summary));
+                let _ = summaries.send(CallEvent::Left(id, summary));
+            }
+            Output::Bound { room, mid, role, kind, .. } => {
+                let _ = summaries.send(CallEvent::Bound { room, mid, role, kind });
             }
             Output::Timeout(t) => return t,
         }
@@ -294,7 +315,7 @@ fn run(
     mut io: Io,
     rx: mpsc::Receiver<Command>,
     metrics: MediaMetrics,
-    summaries: tmpsc::UnboundedSender<(ParticipantId, Summary)>,
+    summaries: tmpsc::UnboundedSender<CallEvent>,
 ) {
     let advertise = io.advertise;
     let mut last = Counters::default();

@@ -109,7 +109,25 @@ impl Calls {
             }
         }
         call.participants += 1;
+        self.event(call.recording.clone(), json!({"kind": "joined", "role": role.name()}));
         Ok(())
+    }
+
+    /// Send a call event to the call's recording, in the background (a lost event is logged, never blocks the call).
+    fn event(&self, recording: Option<String>, event: Value) {
+        let (Some(id), Some(cfg)) = (recording, self.cfg.clone()) else { return };
+        tokio::spawn(async move {
+            let path = format!("/v1/recordings/{id}/events");
+            if let Err(e) = post(&cfg, Service::Recorder, &path, json!({"events": [event]})).await {
+                log::warn!("recording {id}: a call event was not recorded: {e}");
+            }
+        });
+    }
+
+    /// The recorder's m-line `mid` in `room` now carries the track `label` (e.g. `customer/camera`).
+    pub async fn track_bound(&self, room: &str, mid: &str, label: &str) {
+        let Some(call) = self.existing(room).await else { return };
+        self.event(call.recording.clone(), json!({"kind": "track", "mid": mid, "label": label}));
     }
 
     /// A participant admitted with [`Calls::admit`] left (or its join failed). The last one out closes the recording.
@@ -124,7 +142,9 @@ impl Calls {
         }
         let Some(mut call) = self.existing(room).await else { return };
         call.participants = call.participants.saturating_sub(1);
+        let left = json!({"kind": "left", "role": role.name()});
         if call.participants > 0 {
+            self.event(call.recording.clone(), left);
             return;
         }
         self.end(room, &mut call);
@@ -132,6 +152,10 @@ impl Calls {
         if let (Some(id), Some(cfg)) = (recording, self.cfg.clone()) {
             let room = room.to_string();
             tokio::spawn(async move {
+                let events = json!({"events": [left]});
+                if let Err(e) = post(&cfg, Service::Recorder, &format!("/v1/recordings/{id}/events"), events).await {
+                    log::warn!("recording {id}: a call event was not recorded: {e}");
+                }
                 match post(&cfg, Service::Recorder, &format!("/v1/recordings/{id}/finish"), json!({})).await {
                     Ok(v) => {
                         log::info!(room = room.as_str(); "recording {id} closed and sealed: {} segments", v["segments"])

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -55,6 +55,7 @@ pub fn offer(ip: IpAddr) -> Result<Offered, RecorderServiceError> {
 /// A running capture; [`Capture::stop`] ends it and hands the recording back for closing.
 pub struct Capture {
     stop: Arc<AtomicBool>,
+    events: mpsc::Sender<serde_json::Value>,
     thread: std::thread::JoinHandle<Ended>,
 }
 
@@ -74,11 +75,18 @@ impl Capture {
         rtc.sdp_api().accept_answer(pending, answer).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (events, inbox) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("vbank-capture".into())
-            .spawn(move || run(rtc, sock, recording, flag))
+            .spawn(move || run(rtc, sock, recording, flag, inbox))
             .map_err(|e| RecorderServiceError::Media(e.to_string()))?;
-        Ok(Capture { stop, thread })
+        Ok(Capture { stop, events, thread })
+    }
+
+    /// A call event for the recording (JSON with a `kind`). `{"kind": "track", "mid": …, "label": …}` also names
+    /// the track received on that m-line.
+    pub fn event(&self, event: serde_json::Value) -> bool {
+        self.events.send(event).is_ok()
     }
 
     /// Whether capturing stopped by itself (see [`Ended::error`]).
@@ -110,21 +118,66 @@ fn rtp_bytes(p: &RtpPacket) -> Vec<u8> {
     b
 }
 
-fn run(rtc: Rtc, sock: UdpSocket, mut recording: Recording, stop: Arc<AtomicBool>) -> Ended {
-    let error = capture(rtc, sock, &mut recording, &stop).err();
+fn run(
+    rtc: Rtc,
+    sock: UdpSocket,
+    mut recording: Recording,
+    stop: Arc<AtomicBool>,
+    inbox: mpsc::Receiver<serde_json::Value>,
+) -> Ended {
+    let error = capture(rtc, sock, &mut recording, &stop, &inbox).err();
     if let Some(e) = &error {
         log::error!("recording {}: capture stopped: {e}", recording.header().recording);
     }
     Ended { recording, error }
 }
 
-fn capture(mut rtc: Rtc, sock: UdpSocket, rec: &mut Recording, stop: &AtomicBool) -> Result<(), RecorderServiceError> {
+/// Tracks by m-line, and labels that arrived before their track's first packet.
+#[derive(Default)]
+struct Tracks {
+    by_mid: HashMap<Mid, u32>,
+    labels: HashMap<String, String>,
+}
+
+/// Write call events into the recording; a `track` event names the track on its m-line.
+fn take_events(
+    inbox: &mpsc::Receiver<serde_json::Value>,
+    rec: &mut Recording,
+    tracks: &mut Tracks,
+) -> Result<(), RecorderServiceError> {
+    let io = |e: vbank_recorder::RecorderError| RecorderServiceError::Recording(e.to_string());
+    while let Ok(mut ev) = inbox.try_recv() {
+        let at = wall_us();
+        ev["at_us"] = at.into();
+        if ev["kind"] == "track"
+            && let (Some(mid), Some(label)) = (ev["mid"].as_str(), ev["label"].as_str())
+        {
+            match tracks.by_mid.iter().find(|(m, _)| m.to_string() == mid) {
+                Some((_, &t)) => rec.relabel(t, label).map_err(io)?,
+                None => {
+                    tracks.labels.insert(mid.to_string(), label.to_string());
+                }
+            }
+        }
+        rec.event(Instant::now(), at, ev.to_string().as_bytes()).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn capture(
+    mut rtc: Rtc,
+    sock: UdpSocket,
+    rec: &mut Recording,
+    stop: &AtomicBool,
+    inbox: &mpsc::Receiver<serde_json::Value>,
+) -> Result<(), RecorderServiceError> {
     let media = |e: str0m::RtcError| RecorderServiceError::Media(e.to_string());
     let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     sock.set_nonblocking(true).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     let mut buf = vec![0u8; 2048];
-    let mut tracks: HashMap<Mid, u32> = HashMap::new();
+    let mut tracks = Tracks::default();
     while !stop.load(Ordering::Relaxed) {
+        take_events(inbox, rec, &mut tracks)?;
         let mut timeout = drain(&mut rtc, &sock, rec, &mut tracks)?;
         // Take every waiting datagram, each drained at once (in RTP mode str0m holds one packet until the next poll);
         // then sleep in poll(2) until the next datagram or timeout.
@@ -159,7 +212,7 @@ fn drain(
     rtc: &mut Rtc,
     sock: &UdpSocket,
     rec: &mut Recording,
-    tracks: &mut HashMap<Mid, u32>,
+    tracks: &mut Tracks,
 ) -> Result<Instant, RecorderServiceError> {
     let io = |e: vbank_recorder::RecorderError| RecorderServiceError::Recording(e.to_string());
     loop {
@@ -171,14 +224,18 @@ fn drain(
             Output::Event(Event::RtpPacket(p)) => {
                 let ssrc: Ssrc = p.header.ssrc;
                 let Some(mid) = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { continue };
-                let track = match tracks.get(&mid) {
+                let track = match tracks.by_mid.get(&mid) {
                     Some(t) => *t,
                     None => {
                         let media = rtc.media(mid).map(|m| m.kind());
                         let kind = if media == Some(MediaKind::Audio) { "audio" } else { "video" };
-                        let t = rec.add_track(&format!("mid {mid}"), kind).map_err(io)?;
-                        log::info!("recording {}: track {t} ({kind}) from m-line {mid}", rec.header().recording);
-                        tracks.insert(mid, t);
+                        let label = tracks.labels.remove(&mid.to_string()).unwrap_or_else(|| format!("mid {mid}"));
+                        let t = rec.add_track(&label, kind).map_err(io)?;
+                        log::info!(
+                            "recording {}: track {t} ({label}, {kind}) from m-line {mid}",
+                            rec.header().recording
+                        );
+                        tracks.by_mid.insert(mid, t);
                         t
                     }
                 };

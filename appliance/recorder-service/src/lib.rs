@@ -233,6 +233,36 @@ async fn join(cfg: &Config, r: &OpenIn, recording: Recording) -> Result<Capture,
     Capture::start(offered, &String::from_utf8_lossy(&body), recording)
 }
 
+#[derive(Deserialize)]
+struct EventsIn {
+    events: Vec<Value>,
+}
+
+/// Call events from the gateway (joins, leaves, whose track is on which m-line), into the recording.
+async fn events(State(s): State<ApiState>, Path(id): Path<String>, Json(r): Json<EventsIn>) -> Response {
+    let well_formed = |e: &Value| {
+        e["kind"]
+            .as_str()
+            .is_some_and(|k| (1..=32).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            && e.to_string().len() <= 16 * 1024
+    };
+    if r.events.len() > 64 || !r.events.iter().all(well_formed) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "events: at most 64, each a JSON object with a lowercase \"kind\" and at most 16 KiB".into(),
+        );
+    }
+    let live = s.live.lock().await;
+    let Some(capture) = live.get(&id) else {
+        return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress"));
+    };
+    let n = r.events.len();
+    if !r.events.into_iter().all(|e| capture.event(e)) {
+        return problem(StatusCode::CONFLICT, format!("recording {id} has stopped"));
+    }
+    Json(json!({"recorded": n})).into_response()
+}
+
 async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Some(capture) = s.take_live(&id).await else {
         return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress"));
@@ -287,6 +317,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/recordings", post(open).get(playback::search))
         .route("/v1/recordings/{id}", get(playback::show))
         .route("/v1/recordings/{id}/finish", post(finish))
+        .route("/v1/recordings/{id}/events", post(events))
         .route("/v1/recordings/{id}/export", post(playback::export))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)

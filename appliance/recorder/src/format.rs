@@ -28,6 +28,8 @@ pub enum RecordKind {
     Rtp = 1,
     /// One RTCP packet (sender reports map RTP time to wall-clock time).
     Rtcp = 2,
+    /// One call event as JSON (a join, a leave, a track's sender; later chat, documents, consent, KYC results).
+    Event = 3,
     /// The segment's last record: nothing follows.
     End = 0xFF,
 }
@@ -37,6 +39,7 @@ impl RecordKind {
         Some(match b {
             1 => RecordKind::Rtp,
             2 => RecordKind::Rtcp,
+            3 => RecordKind::Event,
             0xFF => RecordKind::End,
             _ => return None,
         })

@@ -111,7 +111,7 @@ impl Recording {
             let dir = root.join("tracks").join(t.track.to_string());
             let found = recover(&dir)?;
             let from = found.repaired.iter().filter_map(|r| r.last_arrival_us).max();
-            if let Some(from_us) = from {
+            if let Some(from_us) = from.filter(|_| t.media != "events") {
                 header.gaps.push(Gap { track: t.track, from_us, to_us: now_us, reason: reason.to_string() });
             }
             let template = segment_template(&header, &t);
@@ -163,6 +163,33 @@ impl Recording {
             &self.root.join("recording.json"),
             &serde_json::to_vec_pretty(&self.header).expect("serializes"),
         )
+    }
+
+    /// Name `track` by what it carries (e.g. `customer/camera`, once the gateway says whose it is).
+    pub fn relabel(&mut self, track: u32, label: &str) -> Result<(), RecorderError> {
+        let (Some(t), Some(log)) = (self.header.tracks.get_mut(track as usize), self.logs.get_mut(track as usize))
+        else {
+            return Err(RecorderError::Format(format!("no track {track}")));
+        };
+        if t.label == label {
+            return Ok(());
+        }
+        t.label = label.to_string();
+        log.segmenter.relabel(label);
+        write_atomically(
+            &self.root.join("recording.json"),
+            &serde_json::to_vec_pretty(&self.header).expect("serializes"),
+        )
+    }
+
+    /// A call event (JSON), kept encrypted in the recording's `call/events` track like media, so the manifest's
+    /// chain and seal cover it.
+    pub fn event(&mut self, now: Instant, wall_us: u64, json: &[u8]) -> Result<(), RecorderError> {
+        let track = match self.header.tracks.iter().find(|t| t.media == "events") {
+            Some(t) => t.track,
+            None => self.add_track("call/events", "events")?,
+        };
+        self.packet(track, now, wall_us, RecordKind::Event, json).map(|_| ())
     }
 
     /// Whether payload type `pt` of `track` has been noted.
@@ -228,8 +255,10 @@ pub fn close_after_crash(root: &Path, now_us: u64, reason: &str) -> Result<Manif
         // From the track's last kept packet, found on disk (not from what was repaired): a close that failed half-way
         // (a full disk refusing recording.json) and is tried again still lists the gap.
         let already = h.gaps.iter().any(|g| g.track == t.track && g.reason == reason);
+        // Events are not a stream: the media tracks' gaps say when nothing was recorded.
         if let Some(from_us) = last_arrival(&dir)?
             && !already
+            && t.media != "events"
         {
             h.gaps.push(Gap { track: t.track, from_us, to_us: now_us.max(from_us), reason: reason.to_string() });
         }

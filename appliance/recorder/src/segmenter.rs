@@ -92,6 +92,11 @@ impl Segmenter {
         }
     }
 
+    /// The track is now known as `label` (segments opened from now on say so).
+    pub fn relabel(&mut self, label: &str) {
+        self.template.label = label.to_string();
+    }
+
     /// A packet arrived at `now` (monotonic) / `wall_us` (Unix microseconds).
     pub fn record(
         &mut self,

@@ -240,7 +240,7 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     let out = Command::new(VBANK).args(["--json", "recordings", "verify", sealed.to_str().unwrap()]).output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["tracks"], 1, "{report}");
+    assert_eq!(report["tracks"], 2, "the microphone and the call's events: {report}");
     stop_node(&mut child);
 
     // A recordings disk short of space refuses new recordings, and so the calls that need them; /readyz says why.
@@ -359,7 +359,7 @@ async fn a_recorder_killed_mid_call_loses_under_a_second_and_the_call_is_recorde
     let lost = killed_at.saturating_sub(gap["from_us"].as_u64().unwrap());
     assert!(lost < 1_000_000, "{lost} µs of media before the kill were lost: {}", reports[0]);
     assert!(gap["reason"].as_str().unwrap().contains("recorder stopped"), "{gap}");
-    assert_eq!(reports[1]["tracks"], 1, "{}", reports[1]);
+    assert_eq!(reports[1]["tracks"], 2, "the microphone and the call's events: {}", reports[1]);
     let second: Value = serde_json::from_slice(&std::fs::read(both[1].join("recording.json")).unwrap()).unwrap();
     assert_eq!(second["continues"], reports[0]["recording"], "the new recording names the one it continues");
 
