@@ -4,6 +4,8 @@
 //! node's heartbeat in the store (the basis of routing new calls to the least-loaded node). The WebRTC SFU,
 //! signalling and queueing live here too as they arrive.
 
+mod accounts_api;
+pub mod desk;
 mod ice_tcp;
 pub mod media;
 pub mod recording;
@@ -66,6 +68,8 @@ pub struct AppState {
     pub rooms: room_messages::Rooms,
     /// The calls and their recordings.
     pub calls: recording::Calls,
+    /// Staff login, the customer queue, ringing tellers.
+    pub desk: desk::Desk,
 }
 
 /// The call-token verification keys (label, key), shared with the refresher.
@@ -77,6 +81,7 @@ pub fn app(state: AppState) -> Router {
         .merge(web::routes())
         .route("/api/status", get(status))
         .route("/api/route", get(route))
+        .merge(desk::routes())
         .route("/ws", get(signalling::ws))
         .route("/whip/{room}", axum::routing::post(whip::whip))
         .route("/whep/{room}", axum::routing::post(whip::whep))
@@ -174,6 +179,8 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let load_source = media_metrics.clone();
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
     let calls = recording::Calls::new(cfg.clone());
+    let desk = desk::Desk::new(Some(Arc::new(cfg.clone())), Some(store.clone())).await;
+    let desk_tick = tokio::spawn(desk.clone().tick());
     let quality_task = tokio::spawn(record_quality(store.clone(), summaries, calls.clone()));
     let opts = media::MediaOptions {
         listen: cfg.gateway.media_listen,
@@ -198,16 +205,22 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         store: Some(store.clone()),
         rooms: Default::default(),
         calls,
+        desk: desk.clone(),
     };
     let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone(), load_source.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
-    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let mut admin_routes = admin::router(ctx.health.clone(), ctx.metrics.clone());
+    if let Some(a) = desk.accounts() {
+        admin_routes = admin_routes.merge(accounts_api::router(a.clone()));
+    }
+    let admin_app = ctx.observed(admin_routes, "admin");
     let admin_task = tokio::spawn(serve_tls(admin_l, admin_tls, admin_app, ctx.shutdown()));
     log::info!(url = cfg.gateway.public_url.as_str(); "gateway started");
     let _ = public_task.await;
     let _ = admin_task.await;
     heartbeat.abort();
     refresher.abort();
+    desk_tick.abort();
     quality_task.abort();
     log::info!("gateway stopped");
     Ok(())

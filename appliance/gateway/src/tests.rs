@@ -22,6 +22,7 @@ fn state(dev: bool) -> AppState {
         store: None,
         rooms: Default::default(),
         calls: crate::recording::Calls::unrecorded(),
+        desk: crate::desk::Desk::without_store(),
     }
 }
 

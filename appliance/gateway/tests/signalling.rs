@@ -27,6 +27,7 @@ async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
         store: None,
         rooms: Default::default(),
         calls: vbank_gateway::recording::Calls::unrecorded(),
+        desk: vbank_gateway::desk::Desk::without_store(),
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", l.local_addr().unwrap());

@@ -170,6 +170,11 @@ impl Router {
         self.calls.get(customer).map(|c| c.tellers.as_slice())
     }
 
+    /// A waiting customer's place in their queue and the estimated wait (ms), as last told.
+    pub fn queue_position(&self, customer: &str) -> Option<(usize, u64)> {
+        self.waiting.iter().find(|w| w.customer == customer).and_then(|w| w.last_position)
+    }
+
     /// Customers waiting in `business`'s queue, next first.
     pub fn queue(&self, business: &str) -> Vec<CustomerId> {
         self.ordered().into_iter().filter(|w| w.business == business).map(|w| w.customer.clone()).collect()

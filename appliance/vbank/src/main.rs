@@ -3,6 +3,7 @@
 //! Services exit with [`vbank_service::exit`] codes so a supervisor (systemd or `vbank up`) can tell a configuration
 //! error (do not restart) from a failure worth retrying.
 
+mod accounts_cmd;
 mod bench;
 mod config_cmd;
 mod hsm_cmd;
@@ -99,6 +100,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: recordings_cmd::RecordingsCmd,
     },
+    /// Staff accounts: tellers and supervisors (through the gateway, with the operator certificate).
+    Accounts {
+        #[command(subcommand)]
+        cmd: accounts_cmd::AccountsCmd,
+    },
     /// The audit log (same as `vbank hsm audit`).
     Audit {
         #[command(subcommand)]
@@ -183,6 +189,13 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vbank recordings: {e:#}");
+                1
+            }
+        },
+        Cmd::Accounts { cmd } => match accounts_cmd::run(cmd, &cli.config, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vbank accounts: {e:#}");
                 1
             }
         },
