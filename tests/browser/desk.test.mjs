@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { VBANK, launch, screenshots, startVbank } from './harness.mjs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VBANK, ceremony, launch, screenshots, startVbank } from './harness.mjs';
 
 let vbank;
 before(async () => { vbank = await startVbank(); });
@@ -67,8 +70,13 @@ test('a customer rings only the permitted teller, one answer wins, and both join
 
     const customerContext = await browser.newContext({ ignoreHTTPSErrors: true });
     const { page: customer, result: queued } = await deskPage(customerContext, async () => {
-      const r = await fetch('/api/queue', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ business: 'corporate-account' }) });
-      const body = await r.json();
+      const post = (body) => fetch('/api/queue', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      // Without the privacy notice accepted, or with the hash of another text, queueing is refused.
+      const refusedWithout = (await post({ business: 'corporate-account' })).status;
+      const refusedStale = (await post({ business: 'corporate-account', consent: { version: '2026-11', sm3: '00'.repeat(32) } })).status;
+      const notice = await (await fetch('/api/consent?business=corporate-account')).json();
+      const r = await post({ business: 'corporate-account', consent: { version: notice.version, sm3: notice.sm3 } });
+      const body = { ...(await r.json()), refusedWithout, refusedStale, notice };
       window.desk = { messages: [] };
       const ws = new WebSocket(`wss://${location.host}/api/queue/ws?customer=${body.customer}&secret=${body.secret}`);
       window.desk.ws = ws;
@@ -77,6 +85,9 @@ test('a customer rings only the permitted teller, one answer wins, and both join
       return body;
     });
     assert.match(queued.customer, /^cust-/);
+    assert.equal(queued.refusedWithout, 400);
+    assert.equal(queued.refusedStale, 409);
+    assert.match(queued.notice.text, /保存 5 年/);
     await waitFor(customer, (m) => m.type === 'position' && m.position === 1, 'the customer is first in line');
     const ring = await waitFor(li.page, (m) => m.type === 'ring', 'li rings');
     assert.equal(ring.customer, queued.customer);
@@ -127,5 +138,88 @@ test('a customer rings only the permitted teller, one answer wins, and both join
     cli(['accounts', 'set', 'wang', '--unlock']);
   } finally {
     await b2.close();
+  }
+});
+
+async function framesDecoded(page) {
+  return page.evaluate(async () => {
+    let n = 0;
+    (await window.vbankCall?.pc.getStats())?.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded ?? 0;
+    });
+    return n;
+  });
+}
+
+test('by hand: the customer queues from the page, the teller logs in, answers with the keyboard, and they talk', async () => {
+  // Recorded from here on: the call's events must start with the customer's consent.
+  const officers = mkdtempSync(join(tmpdir(), 'vbank-officers-'));
+  await ceremony(vbank, officers);
+  rmSync(officers, { recursive: true, force: true });
+  cli(['accounts', 'add', 'zhou', '--business', 'loan-signing'], 'LoanDesk2026\n');
+  const { browser } = await launch();
+  const tellerContext = await browser.newContext({ ignoreHTTPSErrors: true });
+  const customerContext = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN' });
+  try {
+    const teller = await tellerContext.newPage();
+    await teller.goto(vbank.urls.teller);
+    await teller.fill('#login-name', 'zhou');
+    await teller.fill('#login-password', 'LoanDesk2026');
+    await teller.click('#login-form button[type=submit]');
+    await teller.locator('#desk-controls').waitFor();
+    await teller.click('#available');
+    await teller.locator('#teller-state', { hasText: 'available' }).waitFor();
+
+    const customer = await customerContext.newPage();
+    await customer.goto(vbank.urls.customer);
+    await customer.selectOption('#business', 'loan-signing');
+    await customer.locator('#consent-text', { hasText: '10 years' }).waitFor();
+    assert.ok(await customer.locator('#queue').isDisabled(), 'no queueing before the notice is accepted');
+    await customer.check('#consent-ok');
+    await customer.click('#queue');
+    await teller.locator('#ring').waitFor({ timeout: 15_000 });
+    assert.match(await teller.locator('#ring-text').innerText(), /loan-signing/);
+    await screenshots(tellerContext, 'desk-ringing');
+    await teller.keyboard.press('a');
+
+    const deadline = Date.now() + 30_000;
+    while ((await framesDecoded(customer)) < 30 || (await framesDecoded(teller)) < 30) {
+      assert.ok(Date.now() < deadline, `no media both ways\n${vbank.log.slice(-20).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const room = (await teller.evaluate(() => window.deskLog.find((m) => m.type === 'connected'))).room;
+    assert.equal(await customer.locator('#room').inputValue(), room, 'both joined the desk\'s room');
+    await screenshots(customerContext, 'desk-customer-in-call');
+    await teller.selectOption('#outcome', 'completed');
+    await teller.fill('#outcome-notes', '合同已签署 · agreement signed');
+    await teller.click('#hangup');
+    await teller.locator('#teller-state', { hasText: 'wrap-up' }).waitFor({ timeout: 10_000 });
+    await customer.click('#hangup');
+    // The customer rates the call once; a second rating is refused.
+    await customer.locator('#rating').waitFor();
+    await customer.click('#rating button[data-stars="5"]');
+    await customer.locator('#desk-state', { hasText: 'Thank you' }).waitFor({ timeout: 10_000 });
+
+    // The call's recording is sealed when the last one leaves; its events begin with the consent shown.
+    const deadline2 = Date.now() + 30_000;
+    let rec;
+    for (;;) {
+      rec = cli(['recordings', 'list', '--call', room, '--viewer', 'auditor-2']).recordings[0];
+      if (rec?.state === 'sealed') break;
+      assert.ok(Date.now() < deadline2, `no sealed recording of ${room}: ${JSON.stringify(rec)}`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    const { events } = cli(['recordings', 'events', rec.id, '--viewer', 'auditor-2']);
+    const kinds = events.map((e) => e.kind);
+    assert.equal(kinds[0], 'consent', JSON.stringify(events));
+    const notice = await customer.evaluate(async () => (await fetch('/api/consent?business=loan-signing')).json());
+    assert.equal(events[0].sm3, notice.sm3, 'the hash of the text the customer was shown');
+    assert.ok(kinds.includes('joined') && kinds.includes('left') && kinds.includes('track'), JSON.stringify(kinds));
+    const outcome = events.find((e) => e.kind === 'outcome');
+    assert.equal(outcome?.outcome, 'completed', JSON.stringify(events));
+    assert.equal(outcome.teller, 'zhou');
+    assert.ok(kinds.indexOf('outcome') < kinds.lastIndexOf('left'), 'the outcome is recorded before the call closes');
+  } finally {
+    await browser.close();
   }
 });

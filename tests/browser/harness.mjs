@@ -1,7 +1,7 @@
 // Browser test harness: starts a real `vbank up` on free ports in a temp dir, launches Debian's Chromium headless
 // through playwright-core (never a downloaded browser), and saves a screenshot of every page a test leaves open when
 // it fails (tests/artifacts/).
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -121,4 +121,17 @@ export async function openCall(context, vbank, room) {
   await customer.click('#join');
   await teller.click('#join');
   return { customer, teller };
+}
+
+/** Hold the key ceremony on `vbank` with two generated officers (their keys in `dir`), then give the gateway the
+ * 2 s it takes to fetch the new call-token key. From then on calls are recorded. */
+export async function ceremony(vbank, dir) {
+  const json = (...args) => JSON.parse(execFileSync(VBANK, ['--config', vbank.urls.config, '--json', ...args], { encoding: 'utf8' }));
+  const args = ['hsm', 'ceremony'];
+  for (const name of ['alice', 'bob']) {
+    json('hsm', 'officer-keygen', '--name', name, '--out', dir);
+    args.push('--officer', `${name}=${join(dir, `${name}.pub.pem`)}`, '--witness', `${name}=${join(dir, `${name}.key`)}`);
+  }
+  json(...args);
+  await new Promise((r) => setTimeout(r, 3000));
 }

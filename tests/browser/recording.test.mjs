@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { VBANK, openCall, startVbank, withBrowser } from './harness.mjs';
+import { VBANK, ceremony, openCall, startVbank, withBrowser } from './harness.mjs';
 
 let vbank;
 let scratch;
@@ -24,15 +24,6 @@ after(async () => {
 
 const cli = (...args) => execFileSync(VBANK, ['--config', vbank.urls.config, ...args], { encoding: 'utf8' });
 const json = (...args) => JSON.parse(cli('--json', ...args));
-
-function ceremony() {
-  const args = ['hsm', 'ceremony'];
-  for (const name of ['alice', 'bob']) {
-    json('hsm', 'officer-keygen', '--name', name, '--out', scratch);
-    args.push('--officer', `${name}=${join(scratch, `${name}.pub.pem`)}`, '--witness', `${name}=${join(scratch, `${name}.key`)}`);
-  }
-  json(...args);
-}
 
 async function framesDecoded(page) {
   return page.evaluate(async () => {
@@ -55,8 +46,7 @@ function signal(mp4, crop) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test('a browser call is recorded, sealed, verifies, and exports to an MP4 with both cameras, audio and overlay', async () => {
-  ceremony();
-  await sleep(3000); // the gateway refreshes its call-token keys every 2 s until it has one
+  await ceremony(vbank, scratch);
   await withBrowser('recording', async (context) => {
     const { customer, teller } = await openCall(context, vbank, 'rec-call');
     const deadline = Date.now() + 30_000;

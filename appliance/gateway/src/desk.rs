@@ -6,11 +6,14 @@
 //!   (`vbank-accounts`: Argon2id, lockout); `POST /api/logout` ends it.
 //! - `GET /api/teller/ws` (the session cookie): the teller console. In: `{"type":"state","state":"available|away|
 //!   wrap-up|offline"}`, `{"type":"answer","customer":C}`, `{"type":"decline","customer":C}`,
-//!   `{"type":"hangup","customer":C}`, `{"type":"transfer","customer":C,"to":TELLER}` or `…"business":B}`.
+//!   `{"type":"hangup","customer":C,"outcome":…,"notes":…}` (the outcome code and notes go into the recording),
+//!   `{"type":"transfer","customer":C,"to":TELLER}` or `…"business":B}`.
 //!   Out: `state`, `ring` (customer, business, until_ms, from), `withdrawn`, `connected` (customer, room, token,
 //!   role), `transfer_failed`, `error`.
-//! - `POST /api/queue {business, priority}` gives a customer id and secret; `GET /api/queue/ws?customer=…&secret=…`
-//!   then tells the customer their `position` and wait, and `connected` (room, token) when a teller answers.
+//! - `GET /api/consent?business=…` is the privacy notice to show; `POST /api/queue {business, priority, consent:
+//!   {version, sm3}}` (the notice accepted, by its hash) gives a customer id and secret; `GET /api/queue/ws?customer=…&secret=…`
+//!   then tells the customer their `position` and wait, and `connected` (room, token) when a teller answers. In:
+//!   `{"type":"hangup"}` ends the call, then `{"type":"rating","stars":1..5,"comment":…}` rates it (once).
 //!   Closing it leaves the queue, or ends the call.
 
 use std::collections::{BTreeSet, HashMap};
@@ -55,6 +58,8 @@ struct Session {
 struct Customer {
     secret: String,
     tx: Option<mpsc::UnboundedSender<Value>>,
+    /// The accepted privacy notice: the call's first recorded event.
+    consent: Value,
 }
 
 #[derive(Default)]
@@ -74,6 +79,7 @@ pub struct Desk {
     accounts: Option<Accounts>,
     store: Option<Arc<dyn Store>>,
     cfg: Option<Arc<Config>>,
+    calls: crate::recording::Calls,
 }
 
 /// A call to join: who, which room, which role.
@@ -92,11 +98,19 @@ impl Desk {
     /// A desk with no store: no accounts, a queue that lives in memory only (tests of other routes).
     pub fn without_store() -> Desk {
         let router = Queues::new(vbank_routing::Config::default());
-        Desk { router: Arc::new(Mutex::new(router)), inner: Arc::default(), accounts: None, store: None, cfg: None }
+        Desk {
+            router: Arc::new(Mutex::new(router)),
+            inner: Arc::default(),
+            accounts: None,
+            store: None,
+            cfg: None,
+            calls: crate::recording::Calls::unrecorded(),
+        }
     }
 
-    /// A desk over `store` (accounts and the persisted queue); `cfg` reaches keyd for call tokens.
-    pub async fn new(cfg: Option<Arc<Config>>, store: Option<Arc<dyn Store>>) -> Desk {
+    /// A desk over `store` (accounts and the persisted queue); `cfg` reaches keyd for call tokens; `calls` carries
+    /// the consent into each call's recording.
+    pub async fn new(cfg: Option<Arc<Config>>, store: Option<Arc<dyn Store>>, calls: crate::recording::Calls) -> Desk {
         let routing = vbank_routing::Config::default();
         let mut router = Queues::new(routing.clone());
         if let Some(s) = &store {
@@ -110,7 +124,7 @@ impl Desk {
             }
         }
         let accounts = store.clone().and_then(|s| Accounts::new(s).ok());
-        Desk { router: Arc::new(Mutex::new(router)), inner: Arc::default(), accounts, store, cfg }
+        Desk { router: Arc::new(Mutex::new(router)), inner: Arc::default(), accounts, store, cfg, calls }
     }
 
     /// The accounts (none without a store).
@@ -183,6 +197,9 @@ impl Desk {
                     role: if existing.is_some() { "specialist" } else { "teller" },
                 }];
                 if existing.is_none() {
+                    if let Some(c) = inner.customers.get(&customer) {
+                        self.calls.note(&room, c.consent.clone());
+                    }
                     joins.push(Join { to: Target::Customer(customer), room, role: "customer" });
                 }
                 return joins;
@@ -233,6 +250,46 @@ impl Desk {
             if due {
                 self.apply(|r, now| r.timeout(now)).await;
             }
+        }
+    }
+
+    /// The teller's outcome code and notes for the call, into its recording (notes are kept encrypted there only).
+    fn outcome(
+        &self,
+        teller: &str,
+        customer: &str,
+        outcome: Option<String>,
+        notes: Option<String>,
+    ) -> Result<(), String> {
+        const OUTCOMES: [&str; 4] = ["completed", "incomplete", "referred", "customer-declined"];
+        let Some(outcome) = outcome else { return Ok(()) };
+        if !OUTCOMES.contains(&outcome.as_str()) {
+            return Err(format!("outcome {outcome:?}: one of {}", OUTCOMES.join(", ")));
+        }
+        let notes = notes.unwrap_or_default();
+        if notes.chars().count() > 2000 {
+            return Err("notes: at most 2000 characters".into());
+        }
+        let room = self.inner.lock().expect("not poisoned").rooms.get(customer).cloned();
+        if let Some(room) = room {
+            self.calls.note(&room, json!({"kind": "outcome", "teller": teller, "outcome": outcome, "notes": notes}));
+        }
+        Ok(())
+    }
+
+    /// The customer's rating of the call: kept with the call (`rating/<room>` in the calls table), once.
+    async fn rate(&self, customer: &str, stars: u8, comment: &str) -> Result<(), String> {
+        if !(1..=5).contains(&stars) || comment.chars().count() > 500 {
+            return Err("a rating is 1 to 5 stars, with at most 500 characters of comment".into());
+        }
+        let room = self.inner.lock().expect("not poisoned").rooms.get(customer).cloned();
+        let Some(room) = room else { return Err("there is no call to rate yet".into()) };
+        let Some(store) = &self.store else { return Ok(()) };
+        let v = json!({"room": room, "stars": stars, "comment": comment, "at_ms": now_ms()});
+        match store.put(Table::Calls, &format!("rating/{room}"), v.to_string().as_bytes(), Expect::Absent).await {
+            Ok(_) => Ok(()),
+            Err(vbank_store::StoreError::Conflict { .. }) => Err("this call has been rated already".into()),
+            Err(e) => Err(format!("the rating could not be kept: {e}")),
         }
     }
 
@@ -305,11 +362,28 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum TellerIn {
-    State { state: TellerState },
-    Answer { customer: String },
-    Decline { customer: String },
-    Hangup { customer: String },
-    Transfer { customer: String, to: Option<String>, business: Option<String> },
+    State {
+        state: TellerState,
+    },
+    Answer {
+        customer: String,
+    },
+    Decline {
+        customer: String,
+    },
+    Hangup {
+        customer: String,
+        /// How the business ended: `completed`, `incomplete`, `referred`, `customer-declined`.
+        #[serde(default)]
+        outcome: Option<String>,
+        #[serde(default)]
+        notes: Option<String>,
+    },
+    Transfer {
+        customer: String,
+        to: Option<String>,
+        business: Option<String>,
+    },
 }
 
 async fn teller_ws(State(s): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
@@ -342,7 +416,10 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
                     Ok(TellerIn::State { state }) => desk.apply(|q, now| q.set(now, &name, state)).await.map_err(|e| e.to_string()),
                     Ok(TellerIn::Answer { customer }) => desk.apply(|q, now| q.answer(now, &name, &customer)).await.map_err(|e| e.to_string()),
                     Ok(TellerIn::Decline { customer }) => desk.apply(|q, now| q.decline(now, &name, &customer)).await.map_err(|e| e.to_string()),
-                    Ok(TellerIn::Hangup { customer }) => desk.apply(|q, now| q.hang_up(now, &name, &customer)).await.map_err(|e| e.to_string()),
+                    Ok(TellerIn::Hangup { customer, outcome, notes }) => match desk.outcome(&name, &customer, outcome, notes) {
+                        Err(e) => Err(e),
+                        Ok(()) => desk.apply(|q, now| q.hang_up(now, &name, &customer)).await.map_err(|e| e.to_string()),
+                    },
                     Ok(TellerIn::Transfer { customer, to: Some(to), .. }) => {
                         desk.apply(|q, now| q.transfer_to_teller(now, &name, &customer, &to)).await.map_err(|e| e.to_string())
                     }
@@ -367,6 +444,31 @@ struct QueueIn {
     business: String,
     #[serde(default = "normal")]
     priority: Priority,
+    /// The privacy notice the customer accepted: its version and SM3.
+    consent: Option<ConsentIn>,
+}
+
+#[derive(Deserialize)]
+struct ConsentIn {
+    version: String,
+    sm3: String,
+}
+
+#[derive(Deserialize)]
+struct ConsentQuery {
+    business: String,
+}
+
+/// `GET /api/consent?business=…`: the notice to show, its version and SM3.
+async fn consent_text(Query(q): Query<ConsentQuery>) -> Response {
+    match crate::consent::text(&q.business) {
+        Some(text) => {
+            Json(json!({"business": q.business, "version": crate::consent::VERSION, "sm3": crate::consent::hash(&text),
+                                  "retention_years": crate::consent::retention_years(&q.business), "text": text}))
+            .into_response()
+        }
+        None => problem(StatusCode::NOT_FOUND, format!("no business type {:?}", q.business)),
+    }
 }
 
 fn normal() -> Priority {
@@ -374,14 +476,27 @@ fn normal() -> Priority {
 }
 
 async fn join_queue(State(s): State<AppState>, Json(r): Json<QueueIn>) -> Response {
+    let Some(text) = crate::consent::text(&r.business) else {
+        return problem(StatusCode::BAD_REQUEST, format!("no business type {:?}", r.business));
+    };
+    let shown = crate::consent::hash(&text);
+    match &r.consent {
+        None => return problem(StatusCode::BAD_REQUEST, "accept the privacy notice first (GET /api/consent)"),
+        Some(c) if c.version != crate::consent::VERSION || c.sm3 != shown => {
+            return problem(StatusCode::CONFLICT, "the privacy notice has changed: read it again and accept it");
+        }
+        Some(_) => {}
+    }
     let customer = format!("cust-{}", random_hex(8));
     let secret = random_hex(16);
+    let consent = json!({"kind": "consent", "business": r.business, "version": crate::consent::VERSION,
+                         "sm3": shown, "accepted_at_ms": now_ms(), "customer": customer});
     s.desk
         .inner
         .lock()
         .expect("not poisoned")
         .customers
-        .insert(customer.clone(), Customer { secret: secret.clone(), tx: None });
+        .insert(customer.clone(), Customer { secret: secret.clone(), tx: None, consent });
     match s.desk.apply(|q, now| q.join(now, &customer, &r.business, r.priority, None)).await {
         Ok(()) => Json(json!({"customer": customer, "secret": secret})).into_response(),
         Err(e) => {
@@ -389,6 +504,17 @@ async fn join_queue(State(s): State<AppState>, Json(r): Json<QueueIn>) -> Respon
             problem(StatusCode::BAD_REQUEST, e.to_string())
         }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum CustomerIn {
+    Hangup,
+    Rating {
+        stars: u8,
+        #[serde(default)]
+        comment: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -429,7 +555,24 @@ async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
                 if ws.send(Message::Text(v.to_string().into())).await.is_err() { break }
             }
             msg = ws.recv() => match msg {
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Text(_))) => continue,
+                Some(Ok(Message::Text(t))) => {
+                    let reply = match serde_json::from_str::<CustomerIn>(&t) {
+                        Err(e) => json!({"type": "error", "message": format!("not a queue message: {e}")}),
+                        // Hanging up ends the call; the socket stays open for the rating.
+                        Ok(CustomerIn::Hangup) => match desk.apply(|q, now| q.leave(now, &customer)).await {
+                            Ok(()) => json!({"type": "ended"}),
+                            Err(e) => json!({"type": "error", "message": e.to_string()}),
+                        },
+                        Ok(CustomerIn::Rating { stars, comment }) => match desk.rate(&customer, stars, &comment).await {
+                            Ok(()) => json!({"type": "rated"}),
+                            Err(e) => json!({"type": "error", "message": e}),
+                        },
+                    };
+                    if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 _ => break,
             }
         }
@@ -448,6 +591,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/login", axum::routing::post(login))
         .route("/api/logout", axum::routing::post(logout))
         .route("/api/teller/ws", axum::routing::get(teller_ws))
+        .route("/api/consent", axum::routing::get(consent_text))
         .route("/api/queue", axum::routing::post(join_queue))
         .route("/api/queue/ws", axum::routing::get(customer_ws))
 }

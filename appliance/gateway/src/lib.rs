@@ -5,6 +5,7 @@
 //! signalling and queueing live here too as they arrive.
 
 mod accounts_api;
+pub mod consent;
 pub mod desk;
 mod ice_tcp;
 pub mod media;
@@ -179,7 +180,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let load_source = media_metrics.clone();
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
     let calls = recording::Calls::new(cfg.clone());
-    let desk = desk::Desk::new(Some(Arc::new(cfg.clone())), Some(store.clone())).await;
+    let desk = desk::Desk::new(Some(Arc::new(cfg.clone())), Some(store.clone()), calls.clone()).await;
     let desk_tick = tokio::spawn(desk.clone().tick());
     let quality_task = tokio::spawn(record_quality(store.clone(), summaries, calls.clone()));
     let opts = media::MediaOptions {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
 use vbank_config::{Config, RecordingMode, Service};
 use vbank_gateway_core::Role;
 use vbank_service::client;
@@ -19,8 +19,66 @@ struct Call {
     participants: usize,
     /// The recorder's id for this call's recording.
     recording: Option<String>,
+    /// The recording's event pump: events reach the recorder in the order they happened, then the finish.
+    pump: Option<mpsc::UnboundedSender<Pump>>,
     /// Ended and taken out of the map: whoever still holds it must look the room up again.
     ended: bool,
+}
+
+impl Call {
+    fn send(&self, events: Vec<Value>) {
+        if let Some(p) = &self.pump {
+            for e in events {
+                let _ = p.send(Pump::Event(e));
+            }
+        }
+    }
+}
+
+/// What a recording's pump carries.
+enum Pump {
+    Event(Value),
+    /// Close and seal the recording (after every event before it).
+    Finish,
+}
+
+/// Post a recording's events to the recorder one batch at a time, in order, then its finish. One pump per recording,
+/// so two joins at the same instant cannot swap their events on the way.
+fn pump(cfg: Arc<Config>, id: String, room: String) -> mpsc::UnboundedSender<Pump> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = Vec::new();
+            let mut finish = false;
+            let mut next = Some(first);
+            while let Some(p) = next {
+                match p {
+                    Pump::Event(v) => batch.push(v),
+                    Pump::Finish => {
+                        finish = true;
+                        break;
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            if !batch.is_empty() {
+                let path = format!("/v1/recordings/{id}/events");
+                if let Err(e) = post(&cfg, Service::Recorder, &path, json!({"events": batch})).await {
+                    log::warn!(room = room.as_str(); "recording {id}: call events were not recorded: {e}");
+                }
+            }
+            if finish {
+                match post(&cfg, Service::Recorder, &format!("/v1/recordings/{id}/finish"), json!({})).await {
+                    Ok(v) => {
+                        log::info!(room = room.as_str(); "recording {id} closed and sealed: {} segments", v["segments"])
+                    }
+                    Err(e) => log::error!(room = room.as_str(); "recording {id} could not be closed: {e}"),
+                }
+                return;
+            }
+        }
+    });
+    tx
 }
 
 /// The calls on this gateway and their recordings. Each call has its own lock, so opening one call's recording
@@ -29,6 +87,8 @@ struct Call {
 pub struct Calls {
     cfg: Option<Arc<Config>>,
     calls: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<Call>>>>>,
+    /// Events for calls whose recording is not open yet (the consent, given before anyone joined).
+    pending: Arc<std::sync::Mutex<HashMap<String, Vec<Value>>>>,
 }
 
 fn counts(role: Role) -> bool {
@@ -43,12 +103,12 @@ async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> Result<Valu
 impl Calls {
     /// Calls recorded as `cfg` says.
     pub fn new(cfg: Config) -> Calls {
-        Calls { cfg: Some(Arc::new(cfg)), calls: Arc::default() }
+        Calls { cfg: Some(Arc::new(cfg)), calls: Arc::default(), pending: Arc::default() }
     }
 
     /// No recording (tests of the router alone).
     pub fn unrecorded() -> Calls {
-        Calls { cfg: None, calls: Arc::default() }
+        Calls { cfg: None, calls: Arc::default(), pending: Arc::default() }
     }
 
     /// The call in `room`, locked; a call that ended while we waited for its lock is replaced by a fresh one.
@@ -93,6 +153,7 @@ impl Calls {
             match open(cfg, room, None).await {
                 Ok(id) => {
                     log::info!(room = room; "recording {id} opened");
+                    call.pump = Some(pump(cfg.clone(), id.clone(), room.to_string()));
                     call.recording = Some(id);
                 }
                 Err(e) if self.mode() == RecordingMode::Required => {
@@ -109,25 +170,37 @@ impl Calls {
             }
         }
         call.participants += 1;
-        self.event(call.recording.clone(), json!({"kind": "joined", "role": role.name()}));
+        let mut events = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(room).unwrap_or_default();
+        events.push(json!({"kind": "joined", "role": role.name()}));
+        call.send(events);
         Ok(())
     }
 
-    /// Send a call event to the call's recording, in the background (a lost event is logged, never blocks the call).
-    fn event(&self, recording: Option<String>, event: Value) {
-        let (Some(id), Some(cfg)) = (recording, self.cfg.clone()) else { return };
-        tokio::spawn(async move {
-            let path = format!("/v1/recordings/{id}/events");
-            if let Err(e) = post(&cfg, Service::Recorder, &path, json!({"events": [event]})).await {
-                log::warn!("recording {id}: a call event was not recorded: {e}");
-            }
-        });
+    /// An event for the call in `room` (e.g. the customer's consent, given before anyone joined): recorded now if
+    /// the call is on, else as the first event once its recording opens.
+    pub fn note(&self, room: &str, event: Value) {
+        let exists = self.calls.lock().unwrap_or_else(|p| p.into_inner()).contains_key(room);
+        if exists {
+            let (calls, room) = (self.clone(), room.to_string());
+            tokio::spawn(async move {
+                if let Some(call) = calls.existing(&room).await {
+                    call.send(vec![event]);
+                }
+            });
+            return;
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: rooms nobody ever joins do not hold events forever.
+        if pending.len() > 10_000 {
+            pending.clear();
+        }
+        pending.entry(room.to_string()).or_default().push(event);
     }
 
     /// The recorder's m-line `mid` in `room` now carries the track `label` (e.g. `customer/camera`).
     pub async fn track_bound(&self, room: &str, mid: &str, label: &str) {
         let Some(call) = self.existing(room).await else { return };
-        self.event(call.recording.clone(), json!({"kind": "track", "mid": mid, "label": label}));
+        call.send(vec![json!({"kind": "track", "mid": mid, "label": label})]);
     }
 
     /// A participant admitted with [`Calls::admit`] left (or its join failed). The last one out closes the recording.
@@ -142,27 +215,14 @@ impl Calls {
         }
         let Some(mut call) = self.existing(room).await else { return };
         call.participants = call.participants.saturating_sub(1);
-        let left = json!({"kind": "left", "role": role.name()});
+        call.send(vec![json!({"kind": "left", "role": role.name()})]);
         if call.participants > 0 {
-            self.event(call.recording.clone(), left);
             return;
         }
         self.end(room, &mut call);
-        let recording = call.recording.take();
-        if let (Some(id), Some(cfg)) = (recording, self.cfg.clone()) {
-            let room = room.to_string();
-            tokio::spawn(async move {
-                let events = json!({"events": [left]});
-                if let Err(e) = post(&cfg, Service::Recorder, &format!("/v1/recordings/{id}/events"), events).await {
-                    log::warn!("recording {id}: a call event was not recorded: {e}");
-                }
-                match post(&cfg, Service::Recorder, &format!("/v1/recordings/{id}/finish"), json!({})).await {
-                    Ok(v) => {
-                        log::info!(room = room.as_str(); "recording {id} closed and sealed: {} segments", v["segments"])
-                    }
-                    Err(e) => log::error!(room = room.as_str(); "recording {id} could not be closed: {e}"),
-                }
-            });
+        call.recording = None;
+        if let Some(p) = call.pump.take() {
+            let _ = p.send(Pump::Finish);
         }
     }
 }
@@ -173,6 +233,7 @@ impl Calls {
         let lost = {
             let Some(mut call) = self.existing(room).await.filter(|c| c.participants > 0) else { return };
             let lost = call.recording.take();
+            call.pump = None; // the old pump drains what it has, then ends
             log::error!(room = room; "the recorder dropped out of the call (recording {lost:?}); opening a new recording");
             lost
         };
@@ -189,6 +250,7 @@ impl Calls {
                     match open(&cfg, &room, lost.as_deref()).await {
                         Ok(id) => {
                             log::info!(room = room.as_str(); "recording {id} opened; the call goes on recorded");
+                            call.pump = Some(pump(cfg.clone(), id.clone(), room.clone()));
                             call.recording = Some(id);
                             return;
                         }

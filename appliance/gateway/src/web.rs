@@ -15,6 +15,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("status.js", include_str!("../../web/assets/status.js"), "text/javascript; charset=utf-8"),
     ("call.js", include_str!("../../web/assets/call.js"), "text/javascript; charset=utf-8"),
     ("call-page.js", include_str!("../../web/assets/call-page.js"), "text/javascript; charset=utf-8"),
+    ("desk-page.js", include_str!("../../web/assets/desk-page.js"), "text/javascript; charset=utf-8"),
 ];
 
 /// Routes for the pages and their assets.

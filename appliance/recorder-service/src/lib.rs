@@ -317,7 +317,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/recordings", post(open).get(playback::search))
         .route("/v1/recordings/{id}", get(playback::show))
         .route("/v1/recordings/{id}/finish", post(finish))
-        .route("/v1/recordings/{id}/events", post(events))
+        .route("/v1/recordings/{id}/events", post(events).get(playback::events))
         .route("/v1/recordings/{id}/export", post(playback::export))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)

@@ -13,7 +13,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vbank_config::{Config, Service};
 use vbank_crypto::aead::AeadAlg;
@@ -199,6 +199,47 @@ pub async fn show(
     .await
     .unwrap_or_default();
     Json(answer).into_response()
+}
+
+/// `GET /v1/recordings/{id}/events?viewer=…`: the call's events (joins, leaves, consent, …), decrypted; audited.
+pub async fn events(
+    State(s): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Path(id): Path<String>,
+    Query(q): Query<ViewerIn>,
+) -> Response {
+    if let Err(r) = viewer_service(&peer).and_then(|()| named(&q.viewer)) {
+        return r.into_response();
+    }
+    let dir = s.cfg.recorder.dir.join(&id);
+    let (Some(h), Some(m)) = (valid_id(&id).then(|| read_header(&dir)).flatten(), read_manifest(&dir)) else {
+        return problem(StatusCode::NOT_FOUND, format!("no closed recording {id}"));
+    };
+    if let Err(r) = audit(&s.cfg, &q.viewer, "recording.events", &id, String::new()).await {
+        return r.into_response();
+    }
+    let key = match open_key(&s.cfg, &h, &q.viewer, "read the call's event list").await {
+        Ok(k) => k,
+        Err(e) => {
+            return problem(StatusCode::SERVICE_UNAVAILABLE, format!("the recording's key cannot be opened: {e}"));
+        }
+    };
+    let read = tokio::task::spawn_blocking(move || vbank_recorder::recording::read_events(&dir, &m, &key)).await;
+    match read {
+        Ok(Ok(list)) => {
+            let events: Vec<Value> = list
+                .into_iter()
+                .map(|(at, bytes)| {
+                    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({"kind": "unreadable"}));
+                    v["recorded_us"] = at.into();
+                    v
+                })
+                .collect();
+            Json(json!({"recording": id, "events": events})).into_response()
+        }
+        Ok(Err(e)) => problem(StatusCode::CONFLICT, format!("{id}: {e}")),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 /// An export request.

@@ -269,6 +269,23 @@ pub fn close_after_crash(root: &Path, now_us: u64, reason: &str) -> Result<Manif
     Ok(manifest)
 }
 
+/// The call events of a closed recording (its `events` track), each with its arrival time (Unix µs), in order.
+pub fn read_events(root: &Path, manifest: &Manifest, key: &DataKey) -> Result<Vec<(u64, Vec<u8>)>, RecorderError> {
+    let mut out = Vec::new();
+    for t in manifest.tracks.iter().filter(|t| t.media == "events") {
+        let dir = root.join("tracks").join(t.track.to_string());
+        for seg in manifest.segments.iter().filter(|s| s.track == t.track) {
+            let path = crate::disk::segment_path(&dir, seg.segment, true);
+            let bytes = std::fs::read(&path).map_err(|e| RecorderError::io(&path, e))?;
+            let found = crate::format::scan(&bytes)?;
+            for r in found.records.iter().filter(|r| r.kind == RecordKind::Event) {
+                out.push((r.arrival_us, r.open(&found.header, key)?.expose().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Arrival of the last packet in a track's closed segments.
 fn last_arrival(dir: &Path) -> Result<Option<u64>, RecorderError> {
     for n in crate::manifest::segments_in(dir)?.into_iter().rev() {

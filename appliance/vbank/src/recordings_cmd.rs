@@ -44,6 +44,14 @@ pub enum RecordingsCmd {
         #[arg(long)]
         viewer: Option<String>,
     },
+    /// The call's events (joins, leaves, consent, …) in order, decrypted through the recorder; audited.
+    Events {
+        /// The recording id (rec-…).
+        id: String,
+        /// Who is looking (default: the login name).
+        #[arg(long)]
+        viewer: Option<String>,
+    },
     /// Export a recording as one MP4 (both cameras, mixed audio, capture-time overlay, a watermark naming the viewer);
     /// the data key is opened through keyd under the viewer's name and reason, and both go to the audit log.
     Export {
@@ -133,6 +141,20 @@ pub fn run(cmd: RecordingsCmd, config: &Path, json_out: bool) -> Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
             Ok(if v["verifies"] == Value::Bool(false) { 1 } else { 0 })
+        }
+        RecordingsCmd::Events { id, viewer } => {
+            let viewer = viewer_or_login(viewer)?;
+            let path = format!("/v1/recordings/{}/events?viewer={}", encode(&id), encode(&viewer));
+            let v: Value = serde_json::from_slice(&online(config, Method::GET, &path, None, Duration::from_secs(60))?)?;
+            if json_out {
+                println!("{v}");
+            } else {
+                for e in v["events"].as_array().into_iter().flatten() {
+                    let at = e["recorded_us"].as_u64().unwrap_or(0);
+                    println!("{}  {}", vbank_fusion::display_time(at, 480), e);
+                }
+            }
+            Ok(0)
         }
         RecordingsCmd::Export { id, reason, out, viewer, location } => {
             let viewer = viewer_or_login(viewer)?;

@@ -17,6 +17,8 @@ const states = {
 const show = (s) => { el('call-state').textContent = states[s] ?? s; el('call').dataset.state = s; };
 
 let call = null;
+let token = null; // the call token the front desk handed over, if the call came through it
+let role2 = role; // the role the desk gave (a transferred-to teller joins as specialist)
 let wanted = false; // the user wants to be in the call
 let retry = null;
 let rejoins = 0;
@@ -36,7 +38,8 @@ async function start() {
   try {
     call = await joinCall({
       room: el('room').value.trim(),
-      role,
+      role: role2,
+      token,
       localVideo: el('local'),
       remotes: el('remotes'),
       onMessage: showMessage,
@@ -115,7 +118,17 @@ el('join').addEventListener('click', async () => {
   wanted = true;
   start();
 });
+// The front desk (desk-page.js) connected us: join its room with its token.
+window.addEventListener('vbank:join', (e) => {
+  el('room').value = e.detail.room;
+  token = e.detail.token ?? null;
+  role2 = e.detail.role ?? role;
+  wanted = true;
+  el('join').disabled = true;
+  start();
+});
 el('hangup').addEventListener('click', () => {
+  window.dispatchEvent(new CustomEvent('vbank:hangup'));
   wanted = false;
   clearTimeout(retry);
   retry = null;

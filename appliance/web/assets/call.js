@@ -1,9 +1,10 @@
 // One call: our camera and microphone go out; every other participant's tracks come in, one <video> per person.
 // SDP travels over /ws (same origin, TLS): we offer once when joining; the gateway offers again whenever someone's
 // tracks appear or go, and we answer. Chat, link, document and whiteboard messages travel on the same socket
-// (`send(body)`); each arrives back, with its place in the call's record, through `onMessage`.
+// (`send(body)`); each arrives back, with its place in the call's record, through `onMessage`. A call the front desk
+// set up carries its call token (`token`).
 
-export async function joinCall({ room, role, localVideo, remotes, onState, onMessage = () => {} }) {
+export async function joinCall({ room, role, token, localVideo, remotes, onState, onMessage = () => {} }) {
   const media = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     video: { width: { ideal: 640 }, height: { ideal: 480 } },
@@ -77,7 +78,7 @@ export async function joinCall({ room, role, localVideo, remotes, onState, onMes
   };
   ws.onclose = () => onState('ended');
   await pc.setLocalDescription(await pc.createOffer());
-  ws.send(JSON.stringify({ type: 'join', room, role, sdp: pc.localDescription.sdp }));
+  ws.send(JSON.stringify({ type: 'join', room, role, sdp: pc.localDescription.sdp, ...(token ? { token } : {}) }));
 
   const call = {
     pc,
