@@ -5,10 +5,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VBANK, ceremony, launch, screenshots, startVbank } from './harness.mjs';
+import { VBANK, ceremony, framesDecoded, launch, screenshots, startVbank } from './harness.mjs';
 
 let vbank;
 before(async () => { vbank = await startVbank(); });
@@ -26,8 +26,8 @@ async function deskPage(context, setup, arg) {
 }
 
 const messages = (page) => page.evaluate(() => window.desk.messages);
-async function waitFor(page, pred, what) {
-  const deadline = Date.now() + 15_000;
+async function waitFor(page, pred, what, ms = 15_000) {
+  const deadline = Date.now() + ms;
   for (;;) {
     const m = await messages(page);
     const found = m.find(pred);
@@ -109,9 +109,31 @@ test('a customer rings only the permitted teller, one answer wins, and both join
     const refused = await waitFor(wang.page, (m) => m.type === 'error', 'wang told no');
     assert.match(refused.message, /no longer ringing for you/);
 
-    // The customer closes the tab: the call ends and li wraps up.
+    // A transfer to a teller without the permission is refused, and says why.
+    await li.page.evaluate((c) => window.desk.ws.send(JSON.stringify({ type: 'transfer', customer: c, to: 'wang' })), queued.customer);
+    const noTransfer = await waitFor(li.page, (m) => m.type === 'error', 'the transfer refused');
+    assert.match(noTransfer.message, /not permitted for corporate-account/);
+
+    // The supervisor console shows li busy in the call.
+    cli(['accounts', 'add', 'chen', '--role', 'supervisor'], 'Supervise2026\n');
+    const supContext = await browser.newContext({ ignoreHTTPSErrors: true });
+    const sup = await supContext.newPage();
+    await sup.goto(`${vbank.urls.customer}supervisor`);
+    await sup.fill('#login-name', 'chen');
+    await sup.fill('#login-password', 'Supervise2026');
+    await sup.click('#login-form button[type=submit]');
+    await sup.locator('#calls tbody tr').first().waitFor({ timeout: 10_000 });
+    const overview = await sup.evaluate(() => window.overview);
+    assert.equal(overview.tellers.find((t) => t.name === 'li').state, 'busy', JSON.stringify(overview));
+    assert.deepEqual(overview.calls[0].tellers, ['li']);
+    assert.equal(overview.calls[0].business, 'corporate-account');
+    await screenshots(supContext, 'desk-supervisor');
+    // A teller's session is not a supervisor's.
+    assert.equal(await li.page.evaluate(async () => (await fetch('/api/supervisor/overview')).status), 403);
+
+    // The customer closes the tab: after the grace period for a page to come back (15 s), the call ends.
     await customer.evaluate(() => window.desk.ws.close());
-    await waitFor(li.page, (m) => m.type === 'state' && m.state === 'wrap-up', 'li wraps up');
+    await waitFor(li.page, (m) => m.type === 'state' && m.state === 'wrap-up', 'li wraps up', 30_000);
     await screenshots(li.context, 'desk-teller');
   } finally {
     await browser.close();
@@ -140,16 +162,6 @@ test('a customer rings only the permitted teller, one answer wins, and both join
     await b2.close();
   }
 });
-
-async function framesDecoded(page) {
-  return page.evaluate(async () => {
-    let n = 0;
-    (await window.vbankCall?.pc.getStats())?.forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded ?? 0;
-    });
-    return n;
-  });
-}
 
 test('by hand: the customer queues from the page, the teller logs in, answers with the keyboard, and they talk', async () => {
   // Recorded from here on: the call's events must start with the customer's consent.
@@ -190,6 +202,23 @@ test('by hand: the customer queues from the page, the teller logs in, answers wi
     const room = (await teller.evaluate(() => window.deskLog.find((m) => m.type === 'connected'))).room;
     assert.equal(await customer.locator('#room').inputValue(), room, 'both joined the desk\'s room');
     await screenshots(customerContext, 'desk-customer-in-call');
+    // The teller asks the customer to sign the account agreement; the customer signs by drawing.
+    await teller.fill('#sign-title', '对公账户开户协议 · Account agreement');
+    await teller.fill('#sign-text', '开立对公结算账户；账户名称：示例科技有限公司；币种：人民币');
+    await teller.click('#sign-request');
+    await customer.locator('#sign').waitFor();
+    await customer.locator('#sign-pad').scrollIntoViewIfNeeded();
+    const box = await customer.locator('#sign-pad').boundingBox();
+    await customer.mouse.move(box.x + 20, box.y + 80);
+    await customer.mouse.down();
+    for (let i = 1; i <= 20; i++) await customer.mouse.move(box.x + 20 + i * 15, box.y + 80 + 30 * Math.sin(i / 2));
+    await customer.mouse.up();
+    await customer.click('#sign-submit');
+    await customer.locator('#desk-state', { hasText: 'Signed' }).waitFor({ timeout: 15_000 }).catch(async (e) => {
+      throw new Error(`${e.message}\ncustomer desk: ${await customer.locator("#desk-state").innerText()} ${JSON.stringify(await customer.evaluate(() => window.deskLog))}`);
+    });
+    await teller.locator('#desk-state', { hasText: 'The customer signed' }).waitFor({ timeout: 15_000 });
+    await screenshots(customerContext, 'desk-customer-signed');
     await teller.selectOption('#outcome', 'completed');
     await teller.fill('#outcome-notes', '合同已签署 · agreement signed');
     await teller.click('#hangup');
@@ -215,10 +244,63 @@ test('by hand: the customer queues from the page, the teller logs in, answers wi
     const notice = await customer.evaluate(async () => (await fetch('/api/consent?business=loan-signing')).json());
     assert.equal(events[0].sm3, notice.sm3, 'the hash of the text the customer was shown');
     assert.ok(kinds.includes('joined') && kinds.includes('left') && kinds.includes('track'), JSON.stringify(kinds));
+    // The signing is in the recording: the request, then the statement with keyd's SM2 seal, which OpenSSL checks.
+    const signature = events.find((e) => e.kind === 'signature');
+    assert.ok(kinds.indexOf('sign_request') < kinds.indexOf('signature'), JSON.stringify(kinds));
+    const statement = JSON.parse(signature.statement);
+    assert.equal(statement.document_sm3, events.find((e) => e.kind === 'sign_request').document_sm3);
+    assert.match(signature.image_png, /^iVBORw0KGgo/);
+    const dir = mkdtempSync(join(tmpdir(), 'vbank-esign-'));
+    try {
+      writeFileSync(join(dir, 'statement'), signature.statement);
+      writeFileSync(join(dir, 'seal.der'), Buffer.from(signature.seal, 'hex'));
+      execFileSync(VBANK, ['--config', vbank.urls.config, 'hsm', 'keys', 'export-public', signature.seal_key, '--out', join(dir, 'seal.pem')], { stdio: 'pipe' });
+      execFileSync('openssl', ['pkeyutl', '-verify', '-rawin', '-digest', 'sm3', '-pkeyopt', 'distid:vbank-evidence', '-pubin',
+        '-inkey', join(dir, 'seal.pem'), '-sigfile', join(dir, 'seal.der'), '-in', join(dir, 'statement')], { stdio: 'pipe' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     const outcome = events.find((e) => e.kind === 'outcome');
     assert.equal(outcome?.outcome, 'completed', JSON.stringify(events));
     assert.equal(outcome.teller, 'zhou');
     assert.ok(kinds.indexOf('outcome') < kinds.lastIndexOf('left'), 'the outcome is recorded before the call closes');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('a waiting customer keeps their place when the page reconnects after a gateway restart', async () => {
+  const { browser, context } = await launch();
+  try {
+    const page = await context.newPage();
+    await page.goto(vbank.urls.customer);
+    // Nobody takes wealth calls now (the tellers' consoles are closed): the customer waits.
+    const visit = await page.evaluate(async () => {
+      const notice = await (await fetch('/api/consent?business=wealth')).json();
+      const r = await fetch('/api/queue', { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ business: 'wealth', consent: { version: notice.version, sm3: notice.sm3 } }) });
+      return r.json();
+    });
+    const listen = (v) => page.evaluate((v) => new Promise((ok, fail) => {
+      const ws = new WebSocket(`wss://${location.host}/api/queue/ws?customer=${v.customer}&secret=${v.secret}`);
+      ws.onmessage = (e) => { const m = JSON.parse(e.data); if (m.type === 'position') ok(m); };
+      ws.onerror = () => fail(new Error('no socket'));
+      setTimeout(() => fail(new Error('no position in 10 s')), 10_000);
+    }), v);
+    assert.equal((await listen(visit)).position, 1);
+
+    // The gateway dies (kill -9); `vbank up` starts it again.
+    execFileSync('pkill', ['-9', '-f', `vbank gateway --config ${vbank.urls.config}`]);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const up = await page.evaluate(async () => { try { return (await fetch('/api/status')).ok; } catch { return false; } });
+      if (up) break;
+      assert.ok(Date.now() < deadline, `the gateway did not come back\n${vbank.log.slice(-10).join('\n')}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    // Same id and secret: the place is still theirs. A wrong secret is refused.
+    assert.equal((await listen(visit)).position, 1);
+    await assert.rejects(listen({ ...visit, secret: '0'.repeat(32) }));
   } finally {
     await browser.close();
   }

@@ -135,3 +135,14 @@ export async function ceremony(vbank, dir) {
   json(...args);
   await new Promise((r) => setTimeout(r, 3000));
 }
+
+/** Video frames `page`'s call has decoded so far (0 before it joins). */
+export async function framesDecoded(page) {
+  return page.evaluate(async () => {
+    let n = 0;
+    (await window.vbankCall?.pc.getStats())?.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded ?? 0;
+    });
+    return n;
+  });
+}

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { VBANK, ceremony, openCall, startVbank, withBrowser } from './harness.mjs';
+import { VBANK, ceremony, framesDecoded, openCall, startVbank, withBrowser } from './harness.mjs';
 
 let vbank;
 let scratch;
@@ -24,16 +24,6 @@ after(async () => {
 
 const cli = (...args) => execFileSync(VBANK, ['--config', vbank.urls.config, ...args], { encoding: 'utf8' });
 const json = (...args) => JSON.parse(cli('--json', ...args));
-
-async function framesDecoded(page) {
-  return page.evaluate(async () => {
-    let n = 0;
-    (await window.vbankCall?.pc.getStats())?.forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded ?? 0;
-    });
-    return n;
-  });
-}
 
 /** Luma statistics of one frame 3 s in, cropped to `crop` (w:h:x:y). */
 function signal(mp4, crop) {

@@ -8,6 +8,7 @@ use axum::routing::get;
 
 const CUSTOMER: &str = include_str!("../../web/customer/index.html");
 const TELLER: &str = include_str!("../../web/teller/index.html");
+const SUPERVISOR: &str = include_str!("../../web/supervisor/index.html");
 
 /// Static assets by file name: (bytes, content type).
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -16,6 +17,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("call.js", include_str!("../../web/assets/call.js"), "text/javascript; charset=utf-8"),
     ("call-page.js", include_str!("../../web/assets/call-page.js"), "text/javascript; charset=utf-8"),
     ("desk-page.js", include_str!("../../web/assets/desk-page.js"), "text/javascript; charset=utf-8"),
+    ("supervisor.js", include_str!("../../web/assets/supervisor.js"), "text/javascript; charset=utf-8"),
 ];
 
 /// Routes for the pages and their assets.
@@ -23,6 +25,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { html(CUSTOMER) }))
         .route("/teller", get(|| async { html(TELLER) }))
+        .route("/supervisor", get(|| async { html(SUPERVISOR) }))
         .route("/assets/{file}", get(asset))
 }
 

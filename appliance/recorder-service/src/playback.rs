@@ -172,6 +172,19 @@ pub struct ViewerIn {
     pub viewer: String,
 }
 
+/// A viewer's request about recording `id`: an operator, a named viewer, a recording that exists, and an audit entry
+/// for `action` written first. The recording's directory.
+async fn admitted(s: &ApiState, peer: &Peer, id: &str, viewer: &str, action: &str) -> Result<PathBuf, Refusal> {
+    viewer_service(peer)?;
+    named(viewer)?;
+    let dir = s.cfg.recorder.dir.join(id);
+    if !valid_id(id) || !dir.join("recording.json").exists() {
+        return Err(Refusal(StatusCode::NOT_FOUND, format!("no recording {id}")));
+    }
+    audit(&s.cfg, viewer, action, id, String::new()).await?;
+    Ok(dir)
+}
+
 /// `GET /v1/recordings/{id}?viewer=…`: the header, the manifest's tracks and gaps, and whether it verifies.
 pub async fn show(
     State(s): State<ApiState>,
@@ -179,16 +192,10 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<ViewerIn>,
 ) -> Response {
-    if let Err(r) = viewer_service(&peer).and_then(|()| named(&q.viewer)) {
-        return r.into_response();
-    }
-    let dir = s.cfg.recorder.dir.join(&id);
-    if !valid_id(&id) || !dir.join("recording.json").exists() {
-        return problem(StatusCode::NOT_FOUND, format!("no recording {id}"));
-    }
-    if let Err(r) = audit(&s.cfg, &q.viewer, "recording.show", &id, String::new()).await {
-        return r.into_response();
-    }
+    let dir = match admitted(&s, &peer, &id, &q.viewer, "recording.show").await {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
+    };
     let answer = tokio::task::spawn_blocking(move || {
         let m = read_manifest(&dir);
         let problems = m.as_ref().map(|m| m.verify(&dir).unwrap_or_else(|e| vec![e.to_string()]));
@@ -208,16 +215,16 @@ pub async fn events(
     Path(id): Path<String>,
     Query(q): Query<ViewerIn>,
 ) -> Response {
-    if let Err(r) = viewer_service(&peer).and_then(|()| named(&q.viewer)) {
-        return r.into_response();
-    }
-    let dir = s.cfg.recorder.dir.join(&id);
-    let (Some(h), Some(m)) = (valid_id(&id).then(|| read_header(&dir)).flatten(), read_manifest(&dir)) else {
-        return problem(StatusCode::NOT_FOUND, format!("no closed recording {id}"));
+    let dir = match admitted(&s, &peer, &id, &q.viewer, "recording.events").await {
+        Ok(d) => d,
+        Err(r) => return r.into_response(),
     };
-    if let Err(r) = audit(&s.cfg, &q.viewer, "recording.events", &id, String::new()).await {
-        return r.into_response();
-    }
+    let (Some(h), Some(m)) = (read_header(&dir), read_manifest(&dir)) else {
+        return problem(
+            StatusCode::CONFLICT,
+            format!("{id} is still being recorded: its events are read once it is closed"),
+        );
+    };
     let key = match open_key(&s.cfg, &h, &q.viewer, "read the call's event list").await {
         Ok(k) => k,
         Err(e) => {

@@ -160,6 +160,35 @@ impl Router {
         Ok(r)
     }
 
+    /// What supervisors see: every teller's state, every queue with its waits, every call.
+    pub fn overview(&self, now: u64) -> serde_json::Value {
+        let tellers: Vec<serde_json::Value> = self
+            .tellers
+            .iter()
+            .map(|(name, t)| {
+                serde_json::json!({"name": name, "state": t.state, "ringing": t.ringing, "businesses": t.permitted,
+                                   "idle_ms": (t.state == TellerState::Available).then(|| now.saturating_sub(t.idle_since_ms))})
+            })
+            .collect();
+        let queues: Vec<serde_json::Value> = self
+            .cfg
+            .businesses
+            .iter()
+            .map(|b| {
+                let waiting: Vec<&Waiting> =
+                    self.ordered().into_iter().filter(|w| &w.business == b && w.only.is_none()).collect();
+                serde_json::json!({"business": b, "waiting": waiting.len(),
+                                   "longest_wait_ms": waiting.iter().map(|w| now.saturating_sub(w.since_ms)).max()})
+            })
+            .collect();
+        let calls: Vec<serde_json::Value> = self
+            .calls
+            .iter()
+            .map(|(c, call)| serde_json::json!({"customer": c, "business": call.business, "tellers": call.tellers}))
+            .collect();
+        serde_json::json!({"tellers": tellers, "queues": queues, "calls": calls})
+    }
+
     /// A teller's state (`Offline` when unknown).
     pub fn teller_state(&self, teller: &str) -> TellerState {
         self.tellers.get(teller).map_or(TellerState::Offline, |t| t.state)

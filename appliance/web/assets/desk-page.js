@@ -25,6 +25,33 @@ if (page === 'customer') {
     el('rating').hidden = false;
     el('rating').querySelector('button').focus();
   });
+  // The electronic signature: the teller's document, signed by drawing; the gateway seals it.
+  let request = null;
+  const pad = el('sign-pad');
+  const ink = pad.getContext('2d');
+  let drawn = false;
+  const showSign = (m) => {
+    request = m.request;
+    el('sign-title').textContent = m.title;
+    el('sign-text').textContent = m.text;
+    ink.clearRect(0, 0, pad.width, pad.height);
+    drawn = false;
+    el('sign').hidden = false;
+  };
+  const at = (e) => { const r = pad.getBoundingClientRect(); return [(e.clientX - r.left) * (pad.width / r.width), (e.clientY - r.top) * (pad.height / r.height)]; };
+  let pen = false;
+  pad.addEventListener('pointerdown', (e) => { pen = true; ink.beginPath(); ink.moveTo(...at(e)); });
+  for (const end of ['pointerup', 'pointerleave', 'pointercancel']) pad.addEventListener(end, () => { pen = false; });
+  pad.addEventListener('pointermove', (e) => {
+    if (!pen) return;
+    ink.lineWidth = 2.5; ink.lineCap = 'round'; ink.strokeStyle = '#0b1220';
+    ink.lineTo(...at(e)); ink.stroke(); drawn = true;
+  });
+  el('sign-clear').addEventListener('click', () => { ink.clearRect(0, 0, pad.width, pad.height); drawn = false; });
+  el('sign-submit').addEventListener('click', () => {
+    if (!drawn) { say('请先签名 · Please sign first'); return; }
+    ws?.send(JSON.stringify({ type: 'signature', request, png: pad.toDataURL('image/png') }));
+  });
   // The rating, once, after the call; then the visit is over.
   el('rating').addEventListener('click', (e) => {
     const stars = Number(e.target.dataset?.stars);
@@ -56,6 +83,11 @@ if (page === 'customer') {
       } else if (m.type === 'connected') {
         say('柜员已接听 · A teller answered');
         join(m);
+      } else if (m.type === 'sign_request') {
+        showSign(m);
+      } else if (m.type === 'signed') {
+        el('sign').hidden = true;
+        say('已签署 · Signed');
       } else if (m.type === 'rated') {
         el('rating').hidden = true;
         say('感谢您的评价 · Thank you for your rating');
@@ -94,11 +126,15 @@ if (page === 'teller') {
       else if (m.type === 'ring') ring(m);
       else if (m.type === 'withdrawn') { if (ringing === m.customer) { ringing = null; el('ring').hidden = true; } }
       else if (m.type === 'connected') { current = ringing; ringing = null; el('ring').hidden = true; join(m); }
+      else if (m.type === 'signed') say(`客户已签署 · The customer signed (SM3 ${m.document_sm3.slice(0, 16)}…)`);
       else if (m.type === 'error' || m.type === 'transfer_failed') say(m.message ?? `转接未接听 · transfer not answered: ${m.to}`);
     });
   });
   el('available').addEventListener('click', () => send({ type: 'state', state: 'available' }));
   el('away').addEventListener('click', () => send({ type: 'state', state: 'away' }));
+  // A warm transfer: the other teller rings and joins; this one stays until they hang up.
+  el('sign-request').addEventListener('click', () => current && send({ type: 'sign_request', customer: current, title: el('sign-title').value, text: el('sign-text').value }));
+  el('transfer').addEventListener('click', () => current && send({ type: 'transfer', customer: current, to: el('transfer-to').value.trim() }));
   el('answer').addEventListener('click', () => ringing && send({ type: 'answer', customer: ringing }));
   el('decline').addEventListener('click', () => ringing && send({ type: 'decline', customer: ringing }));
   document.addEventListener('keydown', (e) => {

@@ -190,3 +190,17 @@ fn state_survives_a_restart_through_a_snapshot() {
     back.answer(7, "a", "c1").unwrap();
     assert!(Router::restore(b"{", Config::default()).is_err());
 }
+
+#[test]
+fn the_overview_shows_tellers_queues_and_calls() {
+    let mut r = router();
+    r.login(0, "a", permits(&["wealth"]));
+    r.join(10, "c1", "wealth", Priority::Normal, None).unwrap();
+    r.answer(20, "a", "c1").unwrap();
+    r.join(30, "c2", "wealth", Priority::Normal, None).unwrap();
+    let o = r.overview(1030);
+    assert_eq!(o["tellers"][0]["state"], "busy");
+    let wealth = o["queues"].as_array().unwrap().iter().find(|q| q["business"] == "wealth").unwrap();
+    assert_eq!((wealth["waiting"].as_u64(), wealth["longest_wait_ms"].as_u64()), (Some(1), Some(1000)));
+    assert_eq!(o["calls"][0]["tellers"][0], "a");
+}

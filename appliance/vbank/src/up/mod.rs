@@ -195,6 +195,7 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
             "dev": true,
             "customer": format!("{public}/"),
             "teller": format!("{public}/teller"),
+            "supervisor": format!("{public}/supervisor"),
             "admin": {"gateway": admin(cfg.gateway.admin_listen), "keyd": admin(cfg.keyd.admin_listen),
                       "recorder": admin(cfg.recorder.admin_listen)},
             "ca": ca,
@@ -207,6 +208,7 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
             "\nvbank is up — DEVELOPMENT MODE (SoftHSM2 token, development CA; not for customers)\n\
              \n  customer page    {public}/\
              \n  teller console   {public}/teller\
+             \n  supervisor       {public}/supervisor\
              \n  gateway admin    {gw}/healthz  /readyz  /metrics\
              \n  keyd admin       {kd}/healthz  /readyz  /metrics\
              \n  recorder admin   {rc}/healthz  /readyz  /metrics\

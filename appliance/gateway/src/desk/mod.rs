@@ -2,26 +2,29 @@
 //! `vbank-routing`'s state machine; the router's state goes to the store after every change, so a restarted gateway
 //! keeps every customer's place.
 //!
+//! - `GET /api/supervisor/overview` (a supervisor's session): tellers' states, queues and their waits, live calls.
 //! - `POST /api/login {name, password}` sets an HttpOnly, Secure, SameSite=Strict session cookie
 //!   (`vbank-accounts`: Argon2id, lockout); `POST /api/logout` ends it.
 //! - `GET /api/teller/ws` (the session cookie): the teller console. In: `{"type":"state","state":"available|away|
 //!   wrap-up|offline"}`, `{"type":"answer","customer":C}`, `{"type":"decline","customer":C}`,
 //!   `{"type":"hangup","customer":C,"outcome":…,"notes":…}` (the outcome code and notes go into the recording),
-//!   `{"type":"transfer","customer":C,"to":TELLER}` or `…"business":B}`.
+//!   `{"type":"transfer","customer":C,"to":TELLER}` or `…"business":B}`, `{"type":"sign_request","customer":C,
+//!   "title":…,"text":…}` (see `signing`).
 //!   Out: `state`, `ring` (customer, business, until_ms, from), `withdrawn`, `connected` (customer, room, token,
-//!   role), `transfer_failed`, `error`.
+//!   role), `transfer_failed`, `signed`, `error`.
 //! - `GET /api/consent?business=…` is the privacy notice to show; `POST /api/queue {business, priority, consent:
 //!   {version, sm3}}` (the notice accepted, by its hash) gives a customer id and secret; `GET /api/queue/ws?customer=…&secret=…`
 //!   then tells the customer their `position` and wait, and `connected` (room, token) when a teller answers. In:
-//!   `{"type":"hangup"}` ends the call, then `{"type":"rating","stars":1..5,"comment":…}` rates it (once).
-//!   Closing it leaves the queue, or ends the call.
+//!   `{"type":"signature","request":…,"png":…}` signs what the teller sent (`sign_request`); `{"type":"hangup"}`
+//!   ends the call, then `{"type":"rating","stars":1..5,"comment":…}` rates it (once).
+//!   A page whose socket closes has `GRACE` to reconnect (same id and secret) before its visit ends.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -30,11 +33,14 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc};
 use vbank_accounts::{AccountError, Accounts, Role as StaffRole};
 use vbank_config::{Config, Service};
-use vbank_routing::{Output, Priority, Router as Queues, TellerState};
+use vbank_routing::{Output, Router as Queues, TellerState};
 use vbank_store::{Expect, Store, Table};
 use zeroize::Zeroizing;
 
 use crate::AppState;
+
+mod customer;
+mod signing;
 
 /// How long a staff session lasts without activity.
 const SESSION_TTL: Duration = Duration::from_secs(10 * 3600);
@@ -55,20 +61,52 @@ struct Session {
     expires_ms: u64,
 }
 
+/// A customer's visit. Kept in the store with the queue, so a page that reconnects (a phone that changed networks,
+/// a restarted gateway) keeps its place.
+#[derive(serde::Serialize, Deserialize)]
 struct Customer {
-    secret: String,
+    /// SM3 of the secret the page holds (the secret itself is never stored).
+    secret_sm3: String,
+    #[serde(skip)]
     tx: Option<mpsc::UnboundedSender<Value>>,
     /// The accepted privacy notice: the call's first recorded event.
     consent: Value,
+    /// Since when the page has had no socket: after [`GRACE`] the visit ends.
+    gone_since_ms: Option<u64>,
 }
 
-#[derive(Default)]
+impl Customer {
+    fn new(secret: &str, consent: Value) -> Customer {
+        Customer { secret_sm3: secret_hash(secret), tx: None, consent, gone_since_ms: Some(now_ms()) }
+    }
+
+    fn holds(&self, secret: &str) -> bool {
+        let given = secret_hash(secret);
+        given.len() == self.secret_sm3.len()
+            && given.bytes().zip(self.secret_sm3.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+fn secret_hash(secret: &str) -> String {
+    vbank_crypto::to_hex(&vbank_crypto::hash::sm3(secret.as_bytes()))
+}
+
+/// How long a customer's page may be away (no socket) before the visit ends: a phone switching networks comes back
+/// within it; a closed tab does not.
+pub const GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Default, serde::Serialize, Deserialize)]
 struct Inner {
+    #[serde(skip)]
     sessions: HashMap<String, Session>,
+    #[serde(skip)]
     tellers: HashMap<String, mpsc::UnboundedSender<Value>>,
     customers: HashMap<String, Customer>,
     /// The call room of each connected customer.
     rooms: HashMap<String, String>,
+    /// Signatures asked for and not given yet, by customer.
+    #[serde(skip)]
+    signing: HashMap<String, signing::Pending>,
 }
 
 /// The desk: accounts, sessions, the queue router and who is connected.
@@ -123,8 +161,30 @@ impl Desk {
                 Err(e) => log::error!("the saved queue could not be read, starting empty: {e}"),
             }
         }
+        let mut inner = Inner::default();
+        if let Some(s) = &store
+            && let Ok(Some(v)) = s.get(Table::Queue, "visits").await
+        {
+            match serde_json::from_slice::<Inner>(&v.value) {
+                Ok(mut saved) => {
+                    // No page has a socket to this process yet: each gets the grace period to come back.
+                    for c in saved.customers.values_mut() {
+                        c.gone_since_ms = Some(now_ms());
+                    }
+                    inner = saved;
+                }
+                Err(e) => log::error!("the saved visits are unreadable: {e}"),
+            }
+        }
         let accounts = store.clone().and_then(|s| Accounts::new(s).ok());
-        Desk { router: Arc::new(Mutex::new(router)), inner: Arc::default(), accounts, store, cfg, calls }
+        Desk {
+            router: Arc::new(Mutex::new(router)),
+            inner: Arc::new(std::sync::Mutex::new(inner)),
+            accounts,
+            store,
+            cfg,
+            calls,
+        }
     }
 
     /// The accounts (none without a store).
@@ -143,10 +203,13 @@ impl Desk {
                 o => joins.extend(self.tell(o)),
             }
         }
-        if let Some(s) = &self.store
-            && let Err(e) = s.put(Table::Queue, "router", &router.snapshot(), Expect::Any).await
-        {
-            log::error!("the queue could not be saved: {e}");
+        if let Some(s) = &self.store {
+            let visits = serde_json::to_vec(&*self.inner.lock().expect("not poisoned")).expect("serializes");
+            for (key, value) in [("router", router.snapshot()), ("visits", visits)] {
+                if let Err(e) = s.put(Table::Queue, key, &value, Expect::Any).await {
+                    log::error!("the queue could not be saved ({key}): {e}");
+                }
+            }
         }
         drop(router);
         for j in joins {
@@ -242,13 +305,33 @@ impl Desk {
         }
     }
 
-    /// Give unanswered rings up, every half second.
+    /// Every half second: give unanswered rings up, and end visits whose page did not come back.
     pub async fn tick(self) {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let due = matches!(self.router.lock().await.poll_output(), Output::Timeout(t) if t <= now_ms());
             if due {
                 self.apply(|r, now| r.timeout(now)).await;
+            }
+            // Visits whose page has been away longer than the grace period end: out of the queue, or the call ends.
+            let gone: Vec<String> = {
+                let mut inner = self.inner.lock().expect("not poisoned");
+                let limit = now_ms().saturating_sub(GRACE.as_millis() as u64);
+                let gone: Vec<String> = inner
+                    .customers
+                    .iter()
+                    .filter(|(_, c)| c.gone_since_ms.is_some_and(|t| t <= limit))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &gone {
+                    inner.customers.remove(id);
+                    inner.rooms.remove(id);
+                }
+                gone
+            };
+            for id in gone {
+                log::info!("a customer's page did not come back within {GRACE:?}: the visit ends");
+                self.apply(|q, now| q.leave(now, &id)).await.ok();
             }
         }
     }
@@ -384,6 +467,12 @@ enum TellerIn {
         to: Option<String>,
         business: Option<String>,
     },
+    #[serde(rename = "sign_request")]
+    SignRequest {
+        customer: String,
+        title: String,
+        text: String,
+    },
 }
 
 async fn teller_ws(State(s): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
@@ -427,6 +516,7 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
                         desk.apply(|q, now| q.transfer_to_queue(now, &name, &customer, &b)).await.map_err(|e| e.to_string())
                     }
                     Ok(TellerIn::Transfer { .. }) => Err("a transfer names a teller (\"to\") or a queue (\"business\")".into()),
+                    Ok(TellerIn::SignRequest { customer, title, text }) => desk.request_signature(&name, &customer, &title, &text).await,
                 };
                 if let Err(e) = result {
                     let _ = ws.send(Message::Text(json!({"type": "error", "message": e}).to_string().into())).await;
@@ -439,150 +529,13 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
     desk.apply(|q, now| q.set(now, &name, TellerState::Away)).await.ok();
 }
 
-#[derive(Deserialize)]
-struct QueueIn {
-    business: String,
-    #[serde(default = "normal")]
-    priority: Priority,
-    /// The privacy notice the customer accepted: its version and SM3.
-    consent: Option<ConsentIn>,
-}
-
-#[derive(Deserialize)]
-struct ConsentIn {
-    version: String,
-    sm3: String,
-}
-
-#[derive(Deserialize)]
-struct ConsentQuery {
-    business: String,
-}
-
-/// `GET /api/consent?business=…`: the notice to show, its version and SM3.
-async fn consent_text(Query(q): Query<ConsentQuery>) -> Response {
-    match crate::consent::text(&q.business) {
-        Some(text) => {
-            Json(json!({"business": q.business, "version": crate::consent::VERSION, "sm3": crate::consent::hash(&text),
-                                  "retention_years": crate::consent::retention_years(&q.business), "text": text}))
-            .into_response()
-        }
-        None => problem(StatusCode::NOT_FOUND, format!("no business type {:?}", q.business)),
+/// `GET /api/supervisor/overview`: tellers, queues and live calls, for supervisors.
+async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    match s.desk.session(&headers) {
+        Some((_, StaffRole::Supervisor)) => Json(s.desk.router.lock().await.overview(now_ms())).into_response(),
+        Some(_) => problem(StatusCode::FORBIDDEN, "supervisors only"),
+        None => problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"),
     }
-}
-
-fn normal() -> Priority {
-    Priority::Normal
-}
-
-async fn join_queue(State(s): State<AppState>, Json(r): Json<QueueIn>) -> Response {
-    let Some(text) = crate::consent::text(&r.business) else {
-        return problem(StatusCode::BAD_REQUEST, format!("no business type {:?}", r.business));
-    };
-    let shown = crate::consent::hash(&text);
-    match &r.consent {
-        None => return problem(StatusCode::BAD_REQUEST, "accept the privacy notice first (GET /api/consent)"),
-        Some(c) if c.version != crate::consent::VERSION || c.sm3 != shown => {
-            return problem(StatusCode::CONFLICT, "the privacy notice has changed: read it again and accept it");
-        }
-        Some(_) => {}
-    }
-    let customer = format!("cust-{}", random_hex(8));
-    let secret = random_hex(16);
-    let consent = json!({"kind": "consent", "business": r.business, "version": crate::consent::VERSION,
-                         "sm3": shown, "accepted_at_ms": now_ms(), "customer": customer});
-    s.desk
-        .inner
-        .lock()
-        .expect("not poisoned")
-        .customers
-        .insert(customer.clone(), Customer { secret: secret.clone(), tx: None, consent });
-    match s.desk.apply(|q, now| q.join(now, &customer, &r.business, r.priority, None)).await {
-        Ok(()) => Json(json!({"customer": customer, "secret": secret})).into_response(),
-        Err(e) => {
-            s.desk.inner.lock().expect("not poisoned").customers.remove(&customer);
-            problem(StatusCode::BAD_REQUEST, e.to_string())
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum CustomerIn {
-    Hangup,
-    Rating {
-        stars: u8,
-        #[serde(default)]
-        comment: String,
-    },
-}
-
-#[derive(Deserialize)]
-struct CustomerWsIn {
-    customer: String,
-    secret: String,
-}
-
-async fn customer_ws(State(s): State<AppState>, Query(q): Query<CustomerWsIn>, upgrade: WebSocketUpgrade) -> Response {
-    let known = s.desk.inner.lock().expect("not poisoned").customers.get(&q.customer).is_some_and(|c| {
-        c.secret.len() == q.secret.len()
-            && c.secret.bytes().zip(q.secret.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-    });
-    if !known {
-        return problem(StatusCode::FORBIDDEN, "unknown customer or wrong secret: join the queue again");
-    }
-    upgrade.on_upgrade(move |ws| customer_session(s.desk.clone(), q.customer, ws))
-}
-
-async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    if let Some(c) = desk.inner.lock().expect("not poisoned").customers.get_mut(&customer) {
-        c.tx = Some(tx);
-    }
-    // Their place now (it may have been told before the page connected).
-    let place = desk.router.lock().await.queue_position(&customer);
-    if let Some((position, wait_ms)) = place {
-        let _ = ws
-            .send(Message::Text(
-                json!({"type": "position", "position": position, "wait_ms": wait_ms}).to_string().into(),
-            ))
-            .await;
-    }
-    loop {
-        tokio::select! {
-            out = rx.recv() => {
-                let Some(v) = out else { break };
-                if ws.send(Message::Text(v.to_string().into())).await.is_err() { break }
-            }
-            msg = ws.recv() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    let reply = match serde_json::from_str::<CustomerIn>(&t) {
-                        Err(e) => json!({"type": "error", "message": format!("not a queue message: {e}")}),
-                        // Hanging up ends the call; the socket stays open for the rating.
-                        Ok(CustomerIn::Hangup) => match desk.apply(|q, now| q.leave(now, &customer)).await {
-                            Ok(()) => json!({"type": "ended"}),
-                            Err(e) => json!({"type": "error", "message": e.to_string()}),
-                        },
-                        Ok(CustomerIn::Rating { stars, comment }) => match desk.rate(&customer, stars, &comment).await {
-                            Ok(()) => json!({"type": "rated"}),
-                            Err(e) => json!({"type": "error", "message": e}),
-                        },
-                    };
-                    if ws.send(Message::Text(reply.to_string().into())).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                _ => break,
-            }
-        }
-    }
-    {
-        let mut inner = desk.inner.lock().expect("not poisoned");
-        inner.customers.remove(&customer);
-        inner.rooms.remove(&customer);
-    }
-    desk.apply(|q, now| q.leave(now, &customer)).await.ok();
 }
 
 /// The desk's public routes.
@@ -591,9 +544,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/login", axum::routing::post(login))
         .route("/api/logout", axum::routing::post(logout))
         .route("/api/teller/ws", axum::routing::get(teller_ws))
-        .route("/api/consent", axum::routing::get(consent_text))
-        .route("/api/queue", axum::routing::post(join_queue))
-        .route("/api/queue/ws", axum::routing::get(customer_ws))
+        .route("/api/supervisor/overview", axum::routing::get(overview))
+        .route("/api/consent", axum::routing::get(customer::consent_text))
+        .route("/api/queue", axum::routing::post(customer::join_queue))
+        .route("/api/queue/ws", axum::routing::get(customer::customer_ws))
 }
 
 /// Business types a comma-separated list names.
