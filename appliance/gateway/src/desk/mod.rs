@@ -305,7 +305,8 @@ impl Desk {
         }
     }
 
-    /// Every half second: give unanswered rings up, and end visits whose page did not come back.
+    /// Every half second: give unanswered rings up, end visits whose page did not come back, forget expired staff
+    /// sessions.
     pub async fn tick(self) {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -316,6 +317,8 @@ impl Desk {
             // Visits whose page has been away longer than the grace period end: out of the queue, or the call ends.
             let gone: Vec<String> = {
                 let mut inner = self.inner.lock().expect("not poisoned");
+                let now = now_ms();
+                inner.sessions.retain(|_, s| s.expires_ms >= now);
                 let limit = now_ms().saturating_sub(GRACE.as_millis() as u64);
                 let gone: Vec<String> = inner
                     .customers
