@@ -18,7 +18,7 @@ pub mod timeline;
 
 mod run;
 
-pub use run::{Fused, Options, default_font, display_time, fuse};
+pub use run::{Fused, Options, default_font, display_time, fuse, fuse_verified, verified_manifest};
 
 /// Why a fusion failed.
 #[derive(Debug, thiserror::Error)]

@@ -225,18 +225,10 @@ fn feed(
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` of Unix second `s` (proleptic Gregorian, H. Hinnant's civil-from-days).
+/// `YYYY-MM-DD HH:MM:SS` of Unix second `s`.
 fn civil(s: i64) -> String {
     let (days, rem) = (s.div_euclid(86_400), s.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let (y, mo, d) = vbank_log::civil_from_days(days);
     format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
@@ -268,8 +260,8 @@ fn srt(start_us: u64, duration_s: f64, offset_min: i32) -> String {
     s
 }
 
-/// Compose the closed recording at `root` (its data key: `key`) into an MP4 written to `out`.
-pub fn fuse(root: &Path, key: &DataKey, opts: &Options, out: &mut dyn Write) -> Result<Fused, FusionError> {
+/// The manifest of the closed recording at `root`, if it verifies: fusion composes nothing else into evidence.
+pub fn verified_manifest(root: &Path) -> Result<Manifest, FusionError> {
     let path = root.join("manifest.json");
     let bytes = std::fs::read(&path).map_err(|e| {
         FusionError::Recording(format!("{}: {e} (an unfinished recording: finish or recover it first)", path.display()))
@@ -284,6 +276,23 @@ pub fn fuse(root: &Path, key: &DataKey, opts: &Options, out: &mut dyn Write) -> 
             problems.join("; ")
         )));
     }
+    Ok(m)
+}
+
+/// Compose the closed recording at `root` (its data key: `key`) into an MP4 written to `out`.
+pub fn fuse(root: &Path, key: &DataKey, opts: &Options, out: &mut dyn Write) -> Result<Fused, FusionError> {
+    fuse_verified(root, &verified_manifest(root)?, key, opts, out)
+}
+
+/// [`fuse`] with the manifest already checked by [`verified_manifest`] (a caller that must refuse before it starts
+/// streaming checks first, and the segments are hashed once).
+pub fn fuse_verified(
+    root: &Path,
+    m: &Manifest,
+    key: &DataKey,
+    opts: &Options,
+    out: &mut dyn Write,
+) -> Result<Fused, FusionError> {
     if key.id != m.key_id {
         return Err(FusionError::Recording(format!("the key given is {}, the recording's is {}", key.id, m.key_id)));
     }
@@ -293,7 +302,7 @@ pub fn fuse(root: &Path, key: &DataKey, opts: &Options, out: &mut dyn Write) -> 
             FusionError::Ffmpeg("no font for the overlay: install fonts-wqy-zenhei (or set a font)".into())
         })?,
     };
-    let inputs = survey(root, &m, key)?;
+    let inputs = survey(root, m, key)?;
     let spans: Vec<(u64, u64)> = inputs.iter().filter_map(|i| i.timeline.span_us()).collect();
     let start_us = spans.iter().map(|s| s.0).min().unwrap_or(0);
     let end_us = spans.iter().map(|s| s.1).max().unwrap_or(start_us);
@@ -366,7 +375,7 @@ pub fn fuse(root: &Path, key: &DataKey, opts: &Options, out: &mut dyn Write) -> 
             .into_iter()
             .enumerate()
             .map(|(n, input)| {
-                let (fifo, ended, m) = (&fifos[&n], &ended, &m);
+                let (fifo, ended) = (&fifos[&n], &ended);
                 s.spawn(move || match open_fifo(fifo, ended)? {
                     Some(f) => feed(root, m, key, input, start_us, f),
                     None => Ok(0),

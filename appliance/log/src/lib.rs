@@ -10,6 +10,8 @@
 pub mod redact;
 mod stderr;
 
+pub use stderr::civil_from_days;
+
 /// The current time as RFC 3339 UTC with milliseconds (`2026-11-27T02:42:09.123Z`), as log lines show it.
 pub fn rfc3339_now() -> String {
     stderr::utc_now()

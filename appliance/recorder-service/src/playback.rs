@@ -174,14 +174,21 @@ pub struct ViewerIn {
 
 /// A viewer's request about recording `id`: an operator, a named viewer, a recording that exists, and an audit entry
 /// for `action` written first. The recording's directory.
-async fn admitted(s: &ApiState, peer: &Peer, id: &str, viewer: &str, action: &str) -> Result<PathBuf, Refusal> {
+async fn admitted(
+    s: &ApiState,
+    peer: &Peer,
+    id: &str,
+    viewer: &str,
+    action: &str,
+    detail: String,
+) -> Result<PathBuf, Refusal> {
     viewer_service(peer)?;
     named(viewer)?;
     let dir = s.cfg.recorder.dir.join(id);
     if !valid_id(id) || !dir.join("recording.json").exists() {
         return Err(Refusal(StatusCode::NOT_FOUND, format!("no recording {id}")));
     }
-    audit(&s.cfg, viewer, action, id, String::new()).await?;
+    audit(&s.cfg, viewer, action, id, detail).await?;
     Ok(dir)
 }
 
@@ -192,7 +199,7 @@ pub async fn show(
     Path(id): Path<String>,
     Query(q): Query<ViewerIn>,
 ) -> Response {
-    let dir = match admitted(&s, &peer, &id, &q.viewer, "recording.show").await {
+    let dir = match admitted(&s, &peer, &id, &q.viewer, "recording.show", String::new()).await {
         Ok(d) => d,
         Err(r) => return r.into_response(),
     };
@@ -215,7 +222,7 @@ pub async fn events(
     Path(id): Path<String>,
     Query(q): Query<ViewerIn>,
 ) -> Response {
-    let dir = match admitted(&s, &peer, &id, &q.viewer, "recording.events").await {
+    let dir = match admitted(&s, &peer, &id, &q.viewer, "recording.events", String::new()).await {
         Ok(d) => d,
         Err(r) => return r.into_response(),
     };
@@ -303,29 +310,22 @@ pub async fn export(
     Path(id): Path<String>,
     Json(r): Json<ExportIn>,
 ) -> Response {
-    if let Err(resp) = viewer_service(&peer).and_then(|()| named(&r.viewer)) {
-        return resp.into_response();
-    }
     if r.reason.trim().chars().count() < 4 {
         return problem(StatusCode::BAD_REQUEST, "state the reason for the export (at least 4 characters)".into());
     }
-    let dir: PathBuf = s.cfg.recorder.dir.join(&id);
-    let Some(h) = valid_id(&id).then(|| read_header(&dir)).flatten() else {
-        return problem(StatusCode::NOT_FOUND, format!("no recording {id}"));
+    let detail = format!("reason={:?}", r.reason);
+    let dir = match admitted(&s, &peer, &id, &r.viewer, "recording.export", detail).await {
+        Ok(d) => d,
+        Err(resp) => return resp.into_response(),
     };
+    let Some(h) = read_header(&dir) else { return problem(StatusCode::NOT_FOUND, format!("no recording {id}")) };
+    // Checked before the answer starts: a recording that does not verify is refused with the reason, not cut off.
     let check = dir.clone();
-    let problems = tokio::task::spawn_blocking(move || match read_manifest(&check) {
-        None => Some(vec!["it is still being recorded, or was never closed (`vbank recordings recover`)".to_string()]),
-        Some(m) => Some(m.verify(&check).unwrap_or_else(|e| vec![e.to_string()])).filter(|p| !p.is_empty()),
-    })
-    .await
-    .unwrap_or_default();
-    if let Some(p) = problems {
-        return problem(StatusCode::CONFLICT, format!("{id} cannot be exported: {}", p.join("; ")));
-    }
-    if let Err(resp) = audit(&s.cfg, &r.viewer, "recording.export", &id, format!("reason={:?}", r.reason)).await {
-        return resp.into_response();
-    }
+    let manifest = match tokio::task::spawn_blocking(move || vbank_fusion::verified_manifest(&check)).await {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => return problem(StatusCode::CONFLICT, format!("{id} cannot be exported: {e}")),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
     let key = match open_key(&s.cfg, &h, &r.viewer, &r.reason).await {
         Ok(k) => k,
         Err(e) => {
@@ -345,7 +345,7 @@ pub async fn export(
     let viewer = r.viewer.clone();
     tokio::task::spawn_blocking(move || {
         let mut sink = ToBody(tx.clone());
-        match vbank_fusion::fuse(&dir, &key, &opts, &mut sink) {
+        match vbank_fusion::fuse_verified(&dir, &manifest, &key, &opts, &mut sink) {
             Ok(f) => log::info!(
                 "recording {id} exported for {viewer}: {:.1} s, {} video and {} audio tracks, {} bytes",
                 f.duration_s,

@@ -41,6 +41,20 @@ fn ceremony(cfg: &Path, data: &Path) {
     ok_json(cfg, &args.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
+/// Stop a `vbank up` node with SIGTERM; it must exit cleanly.
+fn stop_node(child: &mut std::process::Child) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A connection to the node's public listener, as a browser or WHIP client makes it.
+async fn connect_public(cfg: &Config, public: u16) -> Connection {
+    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
+    Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
+        .await
+        .unwrap()
+}
+
 /// Publish over WHIP at `path` once calls can be recorded: after the ceremony the gateway learns the new call-token
 /// key within seconds, and until then joins that need 双录 are refused. A recordable call gets past recording to the
 /// SDP check, which refuses the empty probe offer with 400.
@@ -111,11 +125,7 @@ async fn a_call_is_recorded_sealed_and_verifies_offline() {
     ceremony(&cfg_path, &data);
 
     // A customer publishes audio over WHIP.
-    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
-    let mut conn =
-        Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
-            .await
-            .unwrap();
+    let mut conn = connect_public(&cfg, public).await;
     let (rtc, sock, _, mid) = negotiate(&mut conn, "/whip/call-rec", Direction::SendOnly).await;
     let (stop, publisher) = publish(rtc, sock, mid);
 
@@ -171,8 +181,7 @@ async fn a_call_is_recorded_sealed_and_verifies_offline() {
         assert!(!bytes.windows(3).any(|w| w == [0xF8, 0xFF, 0xFE]));
     }
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_node(&mut child);
 }
 
 /// With `[gateway] recording = "required"` a call that cannot be recorded does not start; once keys exist, the
@@ -182,11 +191,6 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (public, base) = free_ports();
-    let stop_node = |child: &mut std::process::Child| {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-    };
     // A first start writes the development configuration; make recording required, as in production, and restart.
     let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
     stop_node(&mut child);
@@ -198,11 +202,7 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
 
     let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
-    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
-    let mut conn =
-        Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
-            .await
-            .unwrap();
+    let mut conn = connect_public(&cfg, public).await;
     let offer = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
     let (s, _, body) = conn
         .request_with(Method::POST, "/whip/call-9", &[("content-type", "application/sdp")], Some(offer.into()))
@@ -248,14 +248,7 @@ async fn the_gateway_refuses_an_unrecordable_call_and_records_the_rest() {
     std::fs::write(&cfg_path, text).unwrap();
     let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
     let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
-    let mut conn = Connection::open(
-        tls.clone(),
-        format!("127.0.0.1:{public}").parse().unwrap(),
-        "localhost",
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let mut conn = connect_public(&cfg, public).await;
     let (s, _, body) = conn
         .request_with(Method::POST, "/whip/call-10", &[("content-type", "application/sdp")], Some(offer.into()))
         .await
@@ -295,11 +288,7 @@ async fn a_recorder_killed_mid_call_loses_under_a_second_and_the_call_is_recorde
     let cfg_path = data.join("vbank.toml");
     let (cfg, _) = vbank_config::load(&cfg_path).unwrap();
     ceremony(&cfg_path, &data);
-    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
-    let mut conn =
-        Connection::open(tls, format!("127.0.0.1:{public}").parse().unwrap(), "localhost", Duration::from_secs(10))
-            .await
-            .unwrap();
+    let mut conn = connect_public(&cfg, public).await;
     let recordings = data.join("recordings");
     // Join once the gateway knows the ceremony's token key (until then this development node records nothing).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -363,8 +352,7 @@ async fn a_recorder_killed_mid_call_loses_under_a_second_and_the_call_is_recorde
     let second: Value = serde_json::from_slice(&std::fs::read(both[1].join("recording.json")).unwrap()).unwrap();
     assert_eq!(second["continues"], reports[0]["recording"], "the new recording names the one it continues");
 
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    assert!(child.wait().unwrap().success());
+    stop_node(&mut child);
 }
 
 /// Fill the filesystem holding `dir` until it refuses, then give back `leave` bytes: another writer filled the disk.
@@ -409,11 +397,6 @@ async fn a_disk_that_fills_mid_call_corrupts_nothing_and_refuses_new_calls() {
 
     let (public, base) = free_ports();
     let (mut child, _) = common::spawn_up(&data, public, base, Stdio::null());
-    let stop_node = |child: &mut std::process::Child| {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
-            .unwrap();
-        assert!(child.wait().unwrap().success());
-    };
     stop_node(&mut child);
     let cfg_path = data.join("vbank.toml");
     let text = std::fs::read_to_string(&cfg_path)
@@ -439,15 +422,7 @@ async fn a_disk_that_fills_mid_call_corrupts_nothing_and_refuses_new_calls() {
     assert_eq!(cfg.recorder.dir, disk);
     ceremony(&cfg_path, &data);
 
-    let tls = vbank_tls::anonymous_client_config(&cfg.tls).unwrap();
-    let mut conn = Connection::open(
-        tls.clone(),
-        format!("127.0.0.1:{public}").parse().unwrap(),
-        "localhost",
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    let mut conn = connect_public(&cfg, public).await;
     let (rtc, sock, _location, mid) = join_once_recordable(&mut conn, "/whip/call-full").await;
     let (stop, publisher) = publish(rtc, sock, mid);
     tokio::time::sleep(Duration::from_secs(2)).await;
