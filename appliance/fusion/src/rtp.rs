@@ -42,7 +42,7 @@ pub fn parse(b: &[u8]) -> Option<RtpView<'_>> {
     })
 }
 
-/// Build a packet (tests and the synthetic clip).
+/// Build a packet: the form the recorder stores (12-byte header, no CSRCs or extensions), and the synthetic clips.
 pub fn build(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(12 + payload.len());
     b.push(0x80);

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
@@ -18,7 +18,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use vbank_recorder::format::RecordKind;
 use vbank_recorder::recording::Recording;
 
-use crate::RecorderServiceError;
+use crate::{RecorderServiceError, now_us};
 
 /// Receiving m-lines offered: customer, teller and specialist microphones; their cameras and two screen shares.
 const AUDIO_LINES: usize = 3;
@@ -101,21 +101,10 @@ impl Capture {
     }
 }
 
-fn wall_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
-}
-
 /// An RTP packet in RFC 3550 form (12-byte header, no extensions), as fusion and standard tools read it.
 fn rtp_bytes(p: &RtpPacket) -> Vec<u8> {
     let h = &p.header;
-    let mut b = Vec::with_capacity(12 + p.payload.len());
-    b.push(0x80);
-    b.push((u8::from(h.marker) << 7) | (*h.payload_type & 0x7f));
-    b.extend_from_slice(&h.sequence_number.to_be_bytes());
-    b.extend_from_slice(&h.timestamp.to_be_bytes());
-    b.extend_from_slice(&(*h.ssrc).to_be_bytes());
-    b.extend_from_slice(&p.payload);
-    b
+    vbank_fusion::rtp::build(*h.payload_type, h.sequence_number, h.timestamp, *h.ssrc, h.marker, &p.payload)
 }
 
 fn run(
@@ -147,7 +136,7 @@ fn take_events(
 ) -> Result<(), RecorderServiceError> {
     let io = |e: vbank_recorder::RecorderError| RecorderServiceError::Recording(e.to_string());
     while let Ok(mut ev) = inbox.try_recv() {
-        let at = wall_us();
+        let at = now_us();
         ev["at_us"] = at.into();
         if ev["kind"] == "track"
             && let (Some(mid), Some(label)) = (ev["mid"].as_str(), ev["label"].as_str())
@@ -250,7 +239,7 @@ fn drain(
                     };
                     rec.note_payload(track, pt, &codec).map_err(io)?;
                 }
-                if rec.packet(track, Instant::now(), wall_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
+                if rec.packet(track, Instant::now(), now_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
                     && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
                 {
                     rx.request_keyframe(KeyframeRequestKind::Pli);
