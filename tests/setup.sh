@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 # Build: gcc/pkg-config for -sys crates. Run: softhsm2 (development HSM), opensc (pkcs11-tool), openssl (cross-checks).
 # Tests: postgresql (store backend), chromium (browser tests), a CJK font so pages render, util-linux (unshare,
 # taskset), curl. Recording fusion and export: ffmpeg (the CLI composes the MP4). Benchmarks: janus (the peer SFU
-# of `vbank bench gateway`).
+# of `vbank bench gateway`). Documents shown in calls: poppler-utils (pdftoppm) and LibreOffice headless (PowerPoint).
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
-          fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg)
+          fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg poppler-utils libreoffice-impress-nogui)
 # The machine image may ship Node.js outside Debian's packages: use it when present.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 

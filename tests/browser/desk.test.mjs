@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VBANK, ceremony, framesDecoded, launch, screenshots, startVbank } from './harness.mjs';
+import { VBANK, ceremony, drawSignature, framesDecoded, launch, screenshots, startVbank } from './harness.mjs';
 
 let vbank;
 before(async () => { vbank = await startVbank(); });
@@ -207,12 +207,7 @@ test('by hand: the customer queues from the page, the teller logs in, answers wi
     await teller.fill('#sign-text', '开立对公结算账户；账户名称：示例科技有限公司；币种：人民币');
     await teller.click('#sign-request');
     await customer.locator('#sign').waitFor();
-    await customer.locator('#sign-pad').scrollIntoViewIfNeeded();
-    const box = await customer.locator('#sign-pad').boundingBox();
-    await customer.mouse.move(box.x + 20, box.y + 80);
-    await customer.mouse.down();
-    for (let i = 1; i <= 20; i++) await customer.mouse.move(box.x + 20 + i * 15, box.y + 80 + 30 * Math.sin(i / 2));
-    await customer.mouse.up();
+    await drawSignature(customer);
     await customer.click('#sign-submit');
     await customer.locator('#desk-state', { hasText: 'Signed' }).waitFor({ timeout: 15_000 }).catch(async (e) => {
       throw new Error(`${e.message}\ncustomer desk: ${await customer.locator("#desk-state").innerText()} ${JSON.stringify(await customer.evaluate(() => window.deskLog))}`);
@@ -263,7 +258,7 @@ test('by hand: the customer queues from the page, the teller logs in, answers wi
     const outcome = events.find((e) => e.kind === 'outcome');
     assert.equal(outcome?.outcome, 'completed', JSON.stringify(events));
     assert.equal(outcome.teller, 'zhou');
-    assert.ok(kinds.indexOf('outcome') < kinds.lastIndexOf('left'), 'the outcome is recorded before the call closes');
+    assert.ok(kinds.indexOf('outcome') < kinds.lastIndexOf('left'), `the outcome is recorded before the call closes: ${JSON.stringify(kinds)}`);
   } finally {
     await browser.close();
   }

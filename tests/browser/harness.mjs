@@ -146,3 +146,13 @@ export async function framesDecoded(page) {
     return n;
   });
 }
+
+/** Sign on the customer page's signature pad: one wavy stroke across it, as a finger or mouse would draw. */
+export async function drawSignature(page) {
+  await page.locator('#sign-pad').scrollIntoViewIfNeeded();
+  const box = await page.locator('#sign-pad').boundingBox();
+  await page.mouse.move(box.x + box.width * 0.05, box.y + box.height / 2);
+  await page.mouse.down();
+  for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + box.width * (0.05 + i * 0.04), box.y + box.height * (0.5 + 0.2 * Math.sin(i / 2)));
+  await page.mouse.up();
+}

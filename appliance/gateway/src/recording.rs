@@ -189,6 +189,19 @@ impl Calls {
             });
             return;
         }
+        self.hold(room, event);
+    }
+
+    /// Like [`Calls::note`], awaited: events recorded one after another by one task keep their order (a call
+    /// message's place in the recording is its place in the room).
+    pub async fn record(&self, room: &str, event: Value) {
+        match self.existing(room).await {
+            Some(call) => call.send(vec![event]),
+            None => self.hold(room, event),
+        }
+    }
+
+    fn hold(&self, room: &str, event: Value) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         // Bounded: rooms nobody ever joins do not hold events forever.
         if pending.len() > 10_000 {

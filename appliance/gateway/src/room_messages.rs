@@ -1,6 +1,7 @@
-//! Typed call messages — chat, links, document pushes, whiteboard strokes — that the gateway relays to everyone in
-//! the room, in one order, after appending each to the call's event stream (`call-events/<room>` in the store) where
-//! the recorder reads them. A message that cannot be stored is refused, never relayed unrecorded.
+//! Typed call messages — chat, links, document pushes, annotation strokes — that the gateway relays to everyone in
+//! the room, in one order, after appending each to the call's event stream (`call-events/<room>` in the store) and
+//! handing it to the call's recording as an event. A message that cannot be stored is refused, never relayed
+//! unrecorded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use vbank_store::Store;
+
+use crate::recording::Calls;
 
 /// Longest chat text, in characters.
 pub const MAX_CHAT_CHARS: usize = 4000;
@@ -36,16 +39,24 @@ pub enum Body {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
     },
-    /// The teller shows a page of a document (by its id in the document store).
+    /// The teller shows a page of a document uploaded for this call (`POST /api/documents`). The sender gives
+    /// `id` and `page`; the gateway fills in the rest from the document store.
     Document {
         /// 1–64 of `A-Za-z0-9-_`.
         id: String,
-        /// Display name, at most 200 characters.
-        name: String,
         /// 1-based page.
         page: u32,
+        /// Display name (the uploaded file's name).
+        #[serde(default)]
+        name: String,
+        /// Pages in the document.
+        #[serde(default)]
+        pages: u32,
+        /// SM3 of the document as uploaded, hex.
+        #[serde(default)]
+        sm3: String,
     },
-    /// One whiteboard or annotation stroke, in coordinates relative to the shared surface (0..=1).
+    /// One annotation stroke on the shown page (or the whiteboard), in coordinates relative to it (0..=1).
     Stroke {
         /// 1..=1000 points `[x, y]`.
         points: Vec<[f32; 2]>,
@@ -53,9 +64,25 @@ pub enum Body {
         color: String,
         /// Line width in CSS pixels, 0.5..=50.
         width: f32,
+        /// Pen (default), highlighter (translucent) or eraser (removes ink under it).
+        #[serde(default)]
+        tool: Tool,
     },
     /// Clear the whiteboard.
     Clear,
+}
+
+/// What a stroke draws with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tool {
+    /// Opaque ink.
+    #[default]
+    Pen,
+    /// Translucent ink.
+    Highlighter,
+    /// Removes ink under it.
+    Eraser,
 }
 
 impl Body {
@@ -73,17 +100,16 @@ impl Body {
                 )?;
                 ok(title.as_ref().is_none_or(|t| t.chars().count() <= 200), "link title: at most 200 characters")
             }
-            Body::Document { id, name, page } => {
+            Body::Document { id, page, .. } => {
                 ok(
                     !id.is_empty()
                         && id.len() <= 64
                         && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
                     "document id: 1-64 letters, digits, - or _",
                 )?;
-                ok(!name.is_empty() && name.chars().count() <= 200, "document name: 1-200 characters")?;
                 ok(*page >= 1, "document page: 1 or more")
             }
-            Body::Stroke { points, color, width } => {
+            Body::Stroke { points, color, width, .. } => {
                 ok(!points.is_empty() && points.len() <= MAX_STROKE_POINTS, "stroke: 1-1000 points")?;
                 ok(
                     points.iter().flatten().all(|v| v.is_finite() && (0.0..=1.0).contains(v)),
@@ -117,6 +143,19 @@ pub struct Delivered {
     pub at: String,
     /// The message.
     pub body: Body,
+}
+
+impl Delivered {
+    /// The message as a recording event: the body's fields with who sent it and its place in the call's stream.
+    pub fn as_event(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.body).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("seq".into(), self.seq.into());
+            o.insert("from".into(), self.from.into());
+            o.insert("role".into(), self.role.clone().into());
+        }
+        v
+    }
 }
 
 fn is_unset(seq: &u64) -> bool {
@@ -164,10 +203,12 @@ impl Rooms {
         }
     }
 
-    /// Validate, record and relay a message from participant `from` (`role`) in `room`.
+    /// Validate, record (the store's event stream, then the call's recording) and relay a message from
+    /// participant `from` (`role`) in `room`.
     pub async fn send(
         &self,
         store: Option<&Arc<dyn Store>>,
+        calls: &Calls,
         room: &str,
         from: u64,
         role: &str,
@@ -188,6 +229,7 @@ impl Rooms {
             None => *count + 1,
         };
         *count += 1;
+        calls.record(room, d.as_event()).await;
         let _ = r.tx.send(json(&d)?.into());
         Ok(d.seq)
     }
@@ -233,9 +275,16 @@ mod tests {
         assert!(body(&format!(r#"{{"kind":"chat","text":"{}"}}"#, "字".repeat(4001))).is_err());
         assert!(body(r#"{"kind":"link","url":"https://bank.example/form","title":"表单"}"#).is_ok());
         assert!(body(r#"{"kind":"link","url":"javascript:alert(1)"}"#).unwrap_err().contains("https://"));
-        assert!(body(r#"{"kind":"document","id":"contract-7","name":"合同.pdf","page":2}"#).is_ok());
+        assert!(body(r#"{"kind":"document","id":"contract-7","page":2}"#).is_ok());
         assert!(body(r#"{"kind":"document","id":"../etc","name":"x","page":1}"#).unwrap_err().contains("document id"));
         assert!(body(r##"{"kind":"stroke","points":[[0.1,0.2],[0.3,0.4]],"color":"#ff0000","width":2}"##).is_ok());
+        assert!(
+            body(r##"{"kind":"stroke","points":[[0.1,0.2]],"color":"#ffee00","width":20,"tool":"highlighter"}"##)
+                .is_ok()
+        );
+        assert!(
+            body(r##"{"kind":"stroke","points":[[0.1,0.2]],"color":"#ffee00","width":20,"tool":"brush"}"##).is_err()
+        );
         assert!(body(r##"{"kind":"stroke","points":[[1.5,0.2]],"color":"#ff0000","width":2}"##).is_err());
         assert!(
             body(r#"{"kind":"stroke","points":[[0.5,0.2]],"color":"red","width":2}"#).unwrap_err().contains("#rrggbb")
@@ -248,11 +297,12 @@ mod tests {
     #[tokio::test]
     async fn messages_reach_everyone_in_order_and_other_rooms_not_at_all() {
         let rooms = Rooms::default();
+        let calls = Calls::unrecorded();
         let mut a = rooms.subscribe("r1");
         let mut b = rooms.subscribe("r1");
         let mut other = rooms.subscribe("r2");
         for i in 0..3 {
-            let seq = rooms.send(None, "r1", 7, "teller", Body::Chat { text: format!("m{i}") }).await.unwrap();
+            let seq = rooms.send(None, &calls, "r1", 7, "teller", Body::Chat { text: format!("m{i}") }).await.unwrap();
             assert_eq!(seq, i + 1);
         }
         for rx in [&mut a, &mut b] {
@@ -263,9 +313,9 @@ mod tests {
             }
         }
         assert!(other.try_recv().is_err());
-        let bad = rooms.send(None, "r1", 7, "teller", Body::Chat { text: String::new() }).await;
+        let bad = rooms.send(None, &calls, "r1", 7, "teller", Body::Chat { text: String::new() }).await;
         assert!(matches!(bad, Err(Refused::Invalid(_))));
-        assert!(rooms.send(None, "nowhere", 7, "teller", Body::Clear).await.is_err());
+        assert!(rooms.send(None, &calls, "nowhere", 7, "teller", Body::Clear).await.is_err());
     }
 
     #[test]

@@ -127,14 +127,16 @@ async fn session(s: AppState, mut socket: WebSocket) {
                         Some(_) if !limit.allow(std::time::Instant::now()) => {
                             Some(error("rate_limited", "more than 30 messages a second; send fewer"))
                         }
-                        Some(j) => match s.rooms.send(s.store.as_ref(), &j.room, j.id.0, j.role.name(), body).await {
+                        Some(j) => match s.desk.check_push(&j.room, j.role.name(), body).await {
+                            Err(why) => Some(error("bad_message", why)),
+                            Ok(body) => match s.rooms.send(s.store.as_ref(), &s.calls, &j.room, j.id.0, j.role.name(), body).await {
                             Ok(_) => None,
                             Err(Refused::Invalid(why)) => Some(error("bad_message", why)),
                             Err(e @ Refused::NotRecorded(_)) => {
                                 log::error!(room = j.room.as_str(); "call message refused: {e}");
                                 Some(error("not_recorded", e.to_string()))
                             }
-                        },
+                        }},
                     },
                 };
                 if let Some(r) = reply

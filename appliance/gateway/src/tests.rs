@@ -77,3 +77,27 @@ fn routing_picks_the_least_loaded_fresh_node() {
     assert_eq!(choose_node(&records, now).unwrap()["node"], "d", "c is stale; b and d tie on calls, d has less CPU");
     assert!(choose_node(&[rec("x", 0, 0.0, 100)], now).is_none());
 }
+
+#[tokio::test]
+async fn one_address_gets_20_login_attempts_a_minute_then_429_with_retry_after() {
+    let st = state(false);
+    let post = |from: &str| {
+        let mut req = Request::post("/api/login")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"name":"li","password":"guess-guess"}"#))
+            .unwrap();
+        req.extensions_mut().insert(vbank_service::RemoteAddr(from.parse().unwrap()));
+        app(st.clone()).oneshot(req)
+    };
+    for _ in 0..20 {
+        // This node has no account store: refused for that, but counted.
+        assert_eq!(post("192.0.2.7:40000").await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let r = post("192.0.2.7:40001").await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("try again in"));
+    assert_eq!(post("192.0.2.8:40000").await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE, "another address");
+}

@@ -193,7 +193,8 @@ fn capture(
             let _ = poll(&mut fds, PollTimeout::from(ms));
         }
     }
-    Ok(())
+    // Events the gateway posted just before it finished the recording (the last one out leaving) are in by now.
+    take_events(inbox, rec, &mut tracks)
 }
 
 /// Hand str0m's output to the network and received packets to the recording, until str0m wants a timeout.

@@ -60,6 +60,7 @@ async function start() {
 // Chat: text is always inserted as text (never HTML); links are shown only when they are https.
 const roles = { customer: '客户 · Customer', teller: '柜员 · Teller', specialist: '专家 · Specialist' };
 function showMessage(msg) {
+  window.dispatchEvent(new CustomEvent('vbank:message', { detail: msg }));
   const li = document.createElement('li');
   if (msg.type === 'error') {
     li.className = 'chat-error';
@@ -82,12 +83,26 @@ function showMessage(msg) {
     } else if (msg.body.kind === 'document') {
       li.append(`文档 · Document: ${msg.body.name} (p. ${msg.body.page})`);
     } else {
-      return; // whiteboard strokes are drawn by the call-experience pages, not listed
+      return; // strokes are drawn on the shown page (document-view.js), not listed
     }
   }
   el('chat-log').append(li);
   li.scrollIntoView({ block: 'nearest' });
 }
+
+// Screen sharing (desk-page.js, after the customer allowed it): the screen goes out on the camera's sender in its
+// place, without renegotiating; `track: null` puts the camera back.
+let camera = null;
+window.addEventListener('vbank:screen', async (e) => {
+  const sender = call?.pc.getSenders().find((s) => s.track?.kind === 'video');
+  if (!sender) return;
+  camera ??= sender.track;
+  await sender.replaceTrack(e.detail.track ?? camera);
+  if (!e.detail.track) camera = null;
+});
+
+// Other parts of the page (the document viewer) send call messages through here.
+window.addEventListener('vbank:send', (e) => call?.send(e.detail));
 
 el('chat-form').addEventListener('submit', (e) => {
   e.preventDefault();
@@ -120,6 +135,7 @@ el('join').addEventListener('click', async () => {
 });
 // The front desk (desk-page.js) connected us: join its room with its token.
 window.addEventListener('vbank:join', (e) => {
+  el('call').dataset.desk = '1'; // the desk chose the room: no room field or start button to confuse
   el('room').value = e.detail.room;
   token = e.detail.token ?? null;
   role2 = e.detail.role ?? role;
@@ -127,8 +143,8 @@ window.addEventListener('vbank:join', (e) => {
   el('join').disabled = true;
   start();
 });
-el('hangup').addEventListener('click', () => {
-  window.dispatchEvent(new CustomEvent('vbank:hangup'));
+// Leave the call: the user hung up (the desk is told, `vbank:hangup`), or the desk ended it (`vbank:leave`).
+function leave() {
   wanted = false;
   clearTimeout(retry);
   retry = null;
@@ -138,4 +154,9 @@ el('hangup').addEventListener('click', () => {
   show('ended');
   el('hangup').hidden = true;
   el('join').disabled = false;
+}
+el('hangup').addEventListener('click', () => {
+  window.dispatchEvent(new CustomEvent('vbank:hangup'));
+  leave();
 });
+window.addEventListener('vbank:leave', leave);

@@ -10,14 +10,21 @@ const join = (msg) => window.dispatchEvent(new CustomEvent('vbank:join', { detai
 const minutes = (ms) => Math.max(1, Math.round(ms / 60000));
 window.deskLog = []; // every desk message, for operators' debugging and the browser tests
 
+// A desk socket; what is sent before it opens (a click right after logging in) goes once it does.
 function socket(path, onMessage) {
   const ws = new WebSocket(`wss://${location.host}${path}`);
+  const waiting = [];
+  ws.onopen = () => { for (const text of waiting.splice(0)) ws.send(text); };
   ws.onmessage = (e) => { const m = JSON.parse(e.data); window.deskLog.push(m); onMessage(m); };
-  return ws;
+  return {
+    send: (text) => (ws.readyState === WebSocket.CONNECTING ? waiting.push(text) : ws.send(text)),
+    close: () => ws.close(),
+  };
 }
 
 if (page === 'customer') {
   let ws = null;
+  window.deskSend = (o) => ws?.send(JSON.stringify(o)); // for operators' debugging and the browser tests
   // Hanging up ends the visit: the desk ends the call when the customer's socket closes.
   window.addEventListener('vbank:hangup', () => {
     if (!ws) return;
@@ -52,6 +59,39 @@ if (page === 'customer') {
     if (!drawn) { say('请先签名 · Please sign first'); return; }
     ws?.send(JSON.stringify({ type: 'signature', request, png: pad.toDataURL('image/png') }));
   });
+  // Screen sharing, only when the customer allows it here (and picks what to share in the browser's own prompt).
+  // The consent is recorded before the page starts sending the screen in place of the camera.
+  let screen = null;
+  const stopScreen = () => {
+    if (!screen) return;
+    window.dispatchEvent(new CustomEvent('vbank:screen', { detail: { track: null } }));
+    screen.getTracks().forEach((t) => t.stop());
+    screen = null;
+    el('screen-stop').hidden = true;
+    ws?.send(JSON.stringify({ type: 'screen', state: 'stopped' }));
+  };
+  el('screen-allow').addEventListener('click', async () => {
+    el('screen').hidden = true;
+    ws?.send(JSON.stringify({ type: 'screen', state: 'allowed' }));
+    try {
+      screen = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch {
+      say('未共享屏幕 · Screen not shared');
+      return;
+    }
+    const track = screen.getVideoTracks()[0];
+    track.onended = stopScreen; // the browser's own "stop sharing"
+    ws?.send(JSON.stringify({ type: 'screen', state: 'started' }));
+    window.dispatchEvent(new CustomEvent('vbank:screen', { detail: { track } }));
+    el('screen-stop').hidden = false;
+    say('正在共享屏幕 · Sharing your screen');
+  });
+  el('screen-decline').addEventListener('click', () => {
+    el('screen').hidden = true;
+    ws?.send(JSON.stringify({ type: 'screen', state: 'declined' }));
+  });
+  el('screen-stop').addEventListener('click', stopScreen);
+  window.addEventListener('vbank:hangup', stopScreen);
   // The rating, once, after the call; then the visit is over.
   el('rating').addEventListener('click', (e) => {
     const stars = Number(e.target.dataset?.stars);
@@ -77,12 +117,17 @@ if (page === 'customer') {
     const body = await r.json();
     if (!r.ok) { say(body.error); el('queue').disabled = false; if (r.status === 409) loadNotice(); return; }
     say('正在排队 · Waiting in the queue');
+    el('desk').dataset.visit = body.customer; // the business choice and notice give way to the visit
+    window.dispatchEvent(new CustomEvent('vbank:visit', { detail: `${body.customer}:${body.secret}` }));
     ws = socket(`/api/queue/ws?customer=${encodeURIComponent(body.customer)}&secret=${encodeURIComponent(body.secret)}`, (m) => {
       if (m.type === 'position') {
         say(`前面还有 ${m.position - 1} 位，预计等待约 ${minutes(m.wait_ms)} 分钟 · ${m.position - 1} ahead of you, about ${minutes(m.wait_ms)} min`);
       } else if (m.type === 'connected') {
         say('柜员已接听 · A teller answered');
         join(m);
+      } else if (m.type === 'screen_request') {
+        el('screen').hidden = false;
+        el('screen-allow').focus();
       } else if (m.type === 'sign_request') {
         showSign(m);
       } else if (m.type === 'signed') {
@@ -93,6 +138,7 @@ if (page === 'customer') {
         say('感谢您的评价 · Thank you for your rating');
         ws.close();
         ws = null;
+        delete el('desk').dataset.visit;
         el('queue').disabled = !el('consent-ok').checked;
       } else if (m.type === 'error') {
         say(m.message);
@@ -126,7 +172,13 @@ if (page === 'teller') {
       else if (m.type === 'ring') ring(m);
       else if (m.type === 'withdrawn') { if (ringing === m.customer) { ringing = null; el('ring').hidden = true; } }
       else if (m.type === 'connected') { current = ringing; ringing = null; el('ring').hidden = true; join(m); }
-      else if (m.type === 'signed') say(`客户已签署 · The customer signed (SM3 ${m.document_sm3.slice(0, 16)}…)`);
+      else if (m.type === 'screen') say({ allowed: '客户同意共享屏幕 · The customer allowed screen sharing', declined: '客户拒绝共享屏幕 · The customer declined screen sharing', started: '客户正在共享屏幕 · The customer is sharing their screen', stopped: '客户已停止共享屏幕 · The customer stopped sharing' }[m.state]);
+      else if (m.type === 'ended' && m.customer === current) {
+        // The customer left: this page leaves the call too (its recording closes when the last one is out).
+        current = null;
+        window.dispatchEvent(new CustomEvent('vbank:leave'));
+        say(`客户已离开 · The customer left (${m.why})`);
+      } else if (m.type === 'signed') say(`客户已签署 · The customer signed (SM3 ${m.document_sm3.slice(0, 16)}…)`);
       else if (m.type === 'error' || m.type === 'transfer_failed') say(m.message ?? `转接未接听 · transfer not answered: ${m.to}`);
     });
   });
@@ -134,6 +186,18 @@ if (page === 'teller') {
   el('away').addEventListener('click', () => send({ type: 'state', state: 'away' }));
   // A warm transfer: the other teller rings and joins; this one stays until they hang up.
   el('sign-request').addEventListener('click', () => current && send({ type: 'sign_request', customer: current, title: el('sign-title').value, text: el('sign-text').value }));
+  // A document for the call: uploaded, rendered by the appliance, then its first page pushed to everyone.
+  el('doc-push').addEventListener('click', async () => {
+    const file = el('doc-file').files[0];
+    if (!current || !file) { say('请先接通客户并选择文件 · Answer a call and choose a file first'); return; }
+    say('正在处理文档 · Preparing the document…');
+    const r = await fetch(`/api/documents?customer=${encodeURIComponent(current)}&name=${encodeURIComponent(file.name)}`, { method: 'POST', body: file });
+    const b = await r.json();
+    if (!r.ok) { say(b.error); return; }
+    window.dispatchEvent(new CustomEvent('vbank:send', { detail: { kind: 'document', id: b.id, page: 1 } }));
+    say(`已推送 · Pushed: ${b.name} (${b.pages} 页 · pages)`);
+  });
+  el('screen-request').addEventListener('click', () => current && send({ type: 'screen_request', customer: current }));
   el('transfer').addEventListener('click', () => current && send({ type: 'transfer', customer: current, to: el('transfer-to').value.trim() }));
   el('answer').addEventListener('click', () => ringing && send({ type: 'answer', customer: ringing }));
   el('decline').addEventListener('click', () => ringing && send({ type: 'decline', customer: ringing }));

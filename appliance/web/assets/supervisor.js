@@ -1,5 +1,5 @@
-// The supervisor console: log in, then the tellers, queues and live calls, refreshed every two seconds. Everything is
-// inserted as text, never as HTML.
+// The supervisor console: log in, then the tellers, queues, live calls and the customers' ratings, refreshed every
+// two seconds. Everything is inserted as text, never as HTML.
 const el = (id) => document.getElementById(id);
 const secs = (ms) => (ms == null ? '–' : `${Math.round(ms / 1000)} s`);
 
@@ -24,6 +24,12 @@ async function refresh() {
   fill('queues', o.queues.map((q) => [q.business, String(q.waiting), secs(q.longest_wait_ms)]));
   fill('tellers', o.tellers.map((t) => [t.name, t.ringing ? `${t.state} (ringing)` : t.state, t.businesses.join(', ')]));
   fill('calls', o.calls.map((c) => [c.business, c.tellers.join(' → ')]));
+  const rated = await fetch('/api/supervisor/ratings');
+  if (rated.ok) {
+    const { ratings } = await rated.json();
+    window.ratings = ratings;
+    fill('ratings', ratings.map((x) => [new Date(x.at_ms).toLocaleString(), x.room, '★'.repeat(x.stars), x.comment]));
+  }
 }
 
 el('login-form').addEventListener('submit', async (e) => {

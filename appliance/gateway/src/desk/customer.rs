@@ -50,7 +50,14 @@ fn normal() -> Priority {
     Priority::Normal
 }
 
-pub(super) async fn join_queue(State(s): State<AppState>, Json(r): Json<QueueIn>) -> Response {
+pub(super) async fn join_queue(
+    State(s): State<AppState>,
+    addr: Option<axum::Extension<vbank_service::RemoteAddr>>,
+    Json(r): Json<QueueIn>,
+) -> Response {
+    if let Some(refused) = s.desk.over_limit(super::limits::Door::Queue, addr.as_deref()) {
+        return refused;
+    }
     let Some(text) = crate::consent::text(&r.business) else {
         return problem(StatusCode::BAD_REQUEST, format!("no business type {:?}", r.business));
     };
@@ -85,6 +92,10 @@ pub(super) enum CustomerIn {
         #[serde(default)]
         comment: String,
     },
+    /// A step of screen sharing (`screen_request` asked for it).
+    Screen {
+        state: super::screen::ShareState,
+    },
     /// The drawn signature (a base64 PNG) for a signature request.
     Signature {
         request: String,
@@ -113,6 +124,7 @@ pub(super) async fn customer_ws(
 
 async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mine = tx.downgrade();
     if let Some(c) = desk.inner.lock().expect("not poisoned").customers.get_mut(&customer) {
         c.tx = Some(tx);
         c.gone_since_ms = None;
@@ -137,12 +149,16 @@ async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
                     let reply = match serde_json::from_str::<CustomerIn>(&t) {
                         Err(e) => json!({"type": "error", "message": format!("not a queue message: {e}")}),
                         // Hanging up ends the call; the socket stays open for the rating.
-                        Ok(CustomerIn::Hangup) => match desk.apply(|q, now| q.leave(now, &customer)).await {
+                        Ok(CustomerIn::Hangup) => match desk.customer_left(&customer, "the customer hung up").await {
                             Ok(()) => json!({"type": "ended"}),
-                            Err(e) => json!({"type": "error", "message": e.to_string()}),
+                            Err(e) => json!({"type": "error", "message": e}),
                         },
                         Ok(CustomerIn::Rating { stars, comment }) => match desk.rate(&customer, stars, &comment).await {
                             Ok(()) => json!({"type": "rated"}),
+                            Err(e) => json!({"type": "error", "message": e}),
+                        },
+                        Ok(CustomerIn::Screen { state }) => match desk.screen(&customer, state).await {
+                            Ok(()) => json!({"type": "screen_ok", "state": state.as_str()}),
                             Err(e) => json!({"type": "error", "message": e}),
                         },
                         Ok(CustomerIn::Signature { request, png }) => desk
@@ -160,7 +176,11 @@ async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
         }
     }
     // The page may come back (a network switch): the desk's tick ends the visit after the grace period.
-    if let Some(c) = desk.inner.lock().expect("not poisoned").customers.get_mut(&customer) {
+    // Unless a newer socket of the same visit took over (a page that reconnected before this one timed out).
+    if let Some(c) = desk.inner.lock().expect("not poisoned").customers.get_mut(&customer)
+        && let Some(mine) = mine.upgrade()
+        && c.tx.as_ref().is_some_and(|t| t.same_channel(&mine))
+    {
         c.tx = None;
         c.gone_since_ms = Some(now_ms());
     }

@@ -9,14 +9,15 @@
 //!   wrap-up|offline"}`, `{"type":"answer","customer":C}`, `{"type":"decline","customer":C}`,
 //!   `{"type":"hangup","customer":C,"outcome":…,"notes":…}` (the outcome code and notes go into the recording),
 //!   `{"type":"transfer","customer":C,"to":TELLER}` or `…"business":B}`, `{"type":"sign_request","customer":C,
-//!   "title":…,"text":…}` (see `signing`).
+//!   "title":…,"text":…}` (see `signing`), `{"type":"screen_request","customer":C}` (see `screen`).
 //!   Out: `state`, `ring` (customer, business, until_ms, from), `withdrawn`, `connected` (customer, room, token,
-//!   role), `transfer_failed`, `signed`, `error`.
+//!   role), `transfer_failed`, `signed`, `screen` (customer, state), `ended` (the customer left), `error`.
 //! - `GET /api/consent?business=…` is the privacy notice to show; `POST /api/queue {business, priority, consent:
 //!   {version, sm3}}` (the notice accepted, by its hash) gives a customer id and secret; `GET /api/queue/ws?customer=…&secret=…`
 //!   then tells the customer their `position` and wait, and `connected` (room, token) when a teller answers. In:
 //!   `{"type":"signature","request":…,"png":…}` signs what the teller sent (`sign_request`); `{"type":"hangup"}`
-//!   ends the call, then `{"type":"rating","stars":1..5,"comment":…}` rates it (once).
+//!   ends the call, then `{"type":"rating","stars":1..5,"comment":…}` rates it (once); `{"type":"screen","state":
+//!   "allowed|declined|started|stopped"}` answers a `screen_request`.
 //!   A page whose socket closes has `GRACE` to reconnect (same id and secret) before its visit ends.
 
 use std::collections::{BTreeSet, HashMap};
@@ -34,13 +35,18 @@ use tokio::sync::{Mutex, mpsc};
 use vbank_accounts::{AccountError, Accounts, Role as StaffRole};
 use vbank_config::{Config, Service};
 use vbank_routing::{Output, Router as Queues, TellerState};
+use vbank_service::RemoteAddr;
 use vbank_store::{Expect, Store, Table};
 use zeroize::Zeroizing;
 
 use crate::AppState;
 
 mod customer;
+mod documents;
+mod limits;
+mod screen;
 mod signing;
+mod supervisor;
 
 /// How long a staff session lasts without activity.
 const SESSION_TTL: Duration = Duration::from_secs(10 * 3600);
@@ -107,6 +113,12 @@ struct Inner {
     /// Signatures asked for and not given yet, by customer.
     #[serde(skip)]
     signing: HashMap<String, signing::Pending>,
+    /// Screen-share requests and consents.
+    #[serde(skip)]
+    shares: screen::Shares,
+    /// Per-address limits on login and queueing.
+    #[serde(skip)]
+    limits: limits::Limits,
 }
 
 /// The desk: accounts, sessions, the queue router and who is connected.
@@ -118,6 +130,7 @@ pub struct Desk {
     store: Option<Arc<dyn Store>>,
     cfg: Option<Arc<Config>>,
     calls: crate::recording::Calls,
+    documents: documents::Documents,
 }
 
 /// A call to join: who, which room, which role.
@@ -143,6 +156,7 @@ impl Desk {
             store: None,
             cfg: None,
             calls: crate::recording::Calls::unrecorded(),
+            documents: documents::Documents::default(),
         }
     }
 
@@ -184,6 +198,7 @@ impl Desk {
             store,
             cfg,
             calls,
+            documents: documents::Documents::default(),
         }
     }
 
@@ -306,10 +321,13 @@ impl Desk {
     }
 
     /// Every half second: give unanswered rings up, end visits whose page did not come back, forget expired staff
-    /// sessions.
+    /// sessions; every ten minutes, delete expired documents.
     pub async fn tick(self) {
-        loop {
+        for round in 0u64.. {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            if round % 1200 == 0 {
+                self.expire_documents().await;
+            }
             let due = matches!(self.router.lock().await.poll_output(), Output::Timeout(t) if t <= now_ms());
             if due {
                 self.apply(|r, now| r.timeout(now)).await;
@@ -328,19 +346,43 @@ impl Desk {
                     .collect();
                 for id in &gone {
                     inner.customers.remove(id);
-                    inner.rooms.remove(id);
                 }
                 gone
             };
             for id in gone {
                 log::info!("a customer's page did not come back within {GRACE:?}: the visit ends");
-                self.apply(|q, now| q.leave(now, &id)).await.ok();
+                self.customer_left(&id, "the customer's page closed").await.ok();
+                self.inner.lock().expect("not poisoned").rooms.remove(&id);
             }
         }
     }
 
+    /// The customer left (hung up, or their page is gone): out of the queue, or their call ends. The call's tellers
+    /// are told (`ended`), so their pages leave the call and its recording closes; the recording notes why.
+    async fn customer_left(&self, customer: &str, why: &str) -> Result<(), String> {
+        let tellers = self.router.lock().await.call_of(customer).map(<[String]>::to_vec).unwrap_or_default();
+        self.apply(|q, now| q.leave(now, customer)).await.map_err(|e| e.to_string())?;
+        let room = self.inner.lock().expect("not poisoned").rooms.get(customer).cloned();
+        if let Some(room) = room.filter(|_| !tellers.is_empty()) {
+            self.calls.record(&room, json!({"kind": "ended", "by": "customer", "why": why})).await;
+        }
+        for t in tellers {
+            self.send_teller(&t, json!({"type": "ended", "customer": customer, "why": why}));
+        }
+        Ok(())
+    }
+
+    /// The room of `customer`'s call if `teller` is in it.
+    async fn teller_room(&self, teller: &str, customer: &str) -> Option<String> {
+        let in_call = self.router.lock().await.call_of(customer).is_some_and(|ts| ts.iter().any(|t| t == teller));
+        if !in_call {
+            return None;
+        }
+        self.inner.lock().expect("not poisoned").rooms.get(customer).cloned()
+    }
+
     /// The teller's outcome code and notes for the call, into its recording (notes are kept encrypted there only).
-    fn outcome(
+    async fn outcome(
         &self,
         teller: &str,
         customer: &str,
@@ -358,7 +400,26 @@ impl Desk {
         }
         let room = self.inner.lock().expect("not poisoned").rooms.get(customer).cloned();
         if let Some(room) = room {
-            self.calls.note(&room, json!({"kind": "outcome", "teller": teller, "outcome": outcome, "notes": notes}));
+            let event = json!({"kind": "outcome", "teller": teller, "outcome": outcome, "notes": notes});
+            self.calls.record(&room, event).await;
+        }
+        Ok(())
+    }
+
+    /// A transfer the router accepted (`result`) into the call's recording, with its `target`.
+    fn note_transfer(
+        &self,
+        teller: &str,
+        customer: &str,
+        result: Result<(), String>,
+        mut target: Value,
+    ) -> Result<(), String> {
+        result?;
+        let room = self.inner.lock().expect("not poisoned").rooms.get(customer).cloned();
+        if let (Some(room), Some(o)) = (room, target.as_object_mut()) {
+            o.insert("kind".into(), "transfer".into());
+            o.insert("from".into(), teller.into());
+            self.calls.note(&room, target);
         }
         Ok(())
     }
@@ -404,7 +465,27 @@ struct LoginIn {
     password: String,
 }
 
-async fn login(State(s): State<AppState>, Json(r): Json<LoginIn>) -> Response {
+impl Desk {
+    /// Why a request from `addr` through `door` is refused now (too many this minute), if it is.
+    fn over_limit(&self, door: limits::Door, addr: Option<&RemoteAddr>) -> Option<Response> {
+        let ip = addr?.0.ip();
+        let wait = self.inner.lock().expect("not poisoned").limits.allow(door, ip, now_ms()).err()?;
+        log::warn!("{door:?}: more than {} requests a minute from one address; refused", door.per_minute());
+        let msg = format!("too many requests from your network; try again in {wait} s");
+        let mut r = problem(StatusCode::TOO_MANY_REQUESTS, msg);
+        r.headers_mut().insert(header::RETRY_AFTER, wait.into());
+        Some(r)
+    }
+}
+
+async fn login(
+    State(s): State<AppState>,
+    addr: Option<axum::Extension<RemoteAddr>>,
+    Json(r): Json<LoginIn>,
+) -> Response {
+    if let Some(refused) = s.desk.over_limit(limits::Door::Login, addr.as_deref()) {
+        return refused;
+    }
     let Some(accounts) = s.desk.accounts() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no account store on this node");
     };
@@ -470,6 +551,10 @@ enum TellerIn {
         to: Option<String>,
         business: Option<String>,
     },
+    #[serde(rename = "screen_request")]
+    ScreenRequest {
+        customer: String,
+    },
     #[serde(rename = "sign_request")]
     SignRequest {
         customer: String,
@@ -508,17 +593,20 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
                     Ok(TellerIn::State { state }) => desk.apply(|q, now| q.set(now, &name, state)).await.map_err(|e| e.to_string()),
                     Ok(TellerIn::Answer { customer }) => desk.apply(|q, now| q.answer(now, &name, &customer)).await.map_err(|e| e.to_string()),
                     Ok(TellerIn::Decline { customer }) => desk.apply(|q, now| q.decline(now, &name, &customer)).await.map_err(|e| e.to_string()),
-                    Ok(TellerIn::Hangup { customer, outcome, notes }) => match desk.outcome(&name, &customer, outcome, notes) {
+                    Ok(TellerIn::Hangup { customer, outcome, notes }) => match desk.outcome(&name, &customer, outcome, notes).await {
                         Err(e) => Err(e),
                         Ok(()) => desk.apply(|q, now| q.hang_up(now, &name, &customer)).await.map_err(|e| e.to_string()),
                     },
                     Ok(TellerIn::Transfer { customer, to: Some(to), .. }) => {
-                        desk.apply(|q, now| q.transfer_to_teller(now, &name, &customer, &to)).await.map_err(|e| e.to_string())
+                        let r = desk.apply(|q, now| q.transfer_to_teller(now, &name, &customer, &to)).await.map_err(|e| e.to_string());
+                        desk.note_transfer(&name, &customer, r, json!({"to": to}))
                     }
                     Ok(TellerIn::Transfer { customer, business: Some(b), .. }) => {
-                        desk.apply(|q, now| q.transfer_to_queue(now, &name, &customer, &b)).await.map_err(|e| e.to_string())
+                        let r = desk.apply(|q, now| q.transfer_to_queue(now, &name, &customer, &b)).await.map_err(|e| e.to_string());
+                        desk.note_transfer(&name, &customer, r, json!({"business": b}))
                     }
                     Ok(TellerIn::Transfer { .. }) => Err("a transfer names a teller (\"to\") or a queue (\"business\")".into()),
+                    Ok(TellerIn::ScreenRequest { customer }) => desk.request_screen(&name, &customer).await,
                     Ok(TellerIn::SignRequest { customer, title, text }) => desk.request_signature(&name, &customer, &title, &text).await,
                 };
                 if let Err(e) = result {
@@ -532,25 +620,17 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
     desk.apply(|q, now| q.set(now, &name, TellerState::Away)).await.ok();
 }
 
-/// `GET /api/supervisor/overview`: tellers, queues and live calls, for supervisors.
-async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    match s.desk.session(&headers) {
-        Some((_, StaffRole::Supervisor)) => Json(s.desk.router.lock().await.overview(now_ms())).into_response(),
-        Some(_) => problem(StatusCode::FORBIDDEN, "supervisors only"),
-        None => problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"),
-    }
-}
-
 /// The desk's public routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/login", axum::routing::post(login))
         .route("/api/logout", axum::routing::post(logout))
         .route("/api/teller/ws", axum::routing::get(teller_ws))
-        .route("/api/supervisor/overview", axum::routing::get(overview))
         .route("/api/consent", axum::routing::get(customer::consent_text))
         .route("/api/queue", axum::routing::post(customer::join_queue))
         .route("/api/queue/ws", axum::routing::get(customer::customer_ws))
+        .merge(documents::routes())
+        .merge(supervisor::routes())
 }
 
 /// Business types a comma-separated list names.
