@@ -190,6 +190,11 @@ test('corporate account opening: consent, routing, document and annotations, e-s
     await li.page.locator('#desk-state', { hasText: 'stopped sharing' }).waitFor({ timeout: 10_000 });
     await until('the camera back on the teller\'s page', async () => (await sizes())[0] === '640x480');
 
+    // A link typed in the chat reaches the customer as a link to open; other text stays text.
+    await li.page.fill('#chat-text', 'https://bank.example/fees/corporate');
+    await li.page.press('#chat-text', 'Enter');
+    await customer.locator('#chat-log a[href="https://bank.example/fees/corporate"][rel~="noopener"]').waitFor({ timeout: 10_000 });
+
     // The customer cannot push documents.
     await customer.evaluate((id) => window.dispatchEvent(new CustomEvent('vbank:send', { detail: { kind: 'document', id, page: 2 } })), docId);
     await until('the customer\'s push refused', async () => (await chatErrors(customer)).some((t) => /only the bank's staff/.test(t)));
@@ -221,6 +226,21 @@ test('corporate account opening: consent, routing, document and annotations, e-s
     assert.equal(joined.role, 'specialist');
     await media(sun.page, customer);
     await screenshots(sun.context, 'account-opening-6-specialist');
+
+    // The supervisor sees the live call: its tellers in order, and its media quality.
+    const sup = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 900 } });
+    const supPage = await sup.newPage();
+    await supPage.goto(`${vbank.urls.customer}supervisor`);
+    await supPage.fill('#login-name', 'chen');
+    await supPage.fill('#login-password', 'Supervise2026');
+    await supPage.click('#login-form button[type=submit]');
+    await supPage.locator('#calls tbody tr', { hasText: room }).waitFor({ timeout: 10_000 });
+    const live = await until('the call\'s quality', async () => {
+      const c = (await supPage.evaluate(() => window.overview)).calls.find((x) => x.room === room);
+      return c?.quality?.participants >= 3 && c;
+    });
+    assert.deepEqual(live.tellers, ['li', 'sun']);
+    assert.match(await supPage.locator('#calls tbody tr', { hasText: room }).innerText(), /RTT \d+ ms/);
     await li.page.click('#hangup');
     await sun.page.selectOption('#outcome', 'completed');
     await sun.page.fill('#outcome-notes', '开户资料齐全，协议已签署');
@@ -234,16 +254,9 @@ test('corporate account opening: consent, routing, document and annotations, e-s
     await customer.click('#rating button[data-stars="4"]');
     await customer.locator('#desk-state', { hasText: 'Thank you' }).waitFor({ timeout: 10_000 });
     await screenshots(phone, 'account-opening-7-rated');
-    const sup = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN' });
-    const supPage = await sup.newPage();
-    await supPage.goto(`${vbank.urls.customer}supervisor`);
-    await supPage.fill('#login-name', 'chen');
-    await supPage.fill('#login-password', 'Supervise2026');
-    await supPage.click('#login-form button[type=submit]');
     await supPage.locator('#ratings tbody tr', { hasText: room }).waitFor({ timeout: 10_000 });
     const rating = (await supPage.evaluate(() => window.ratings)).find((r) => r.room === room);
     assert.equal(rating.stars, 4);
-    await screenshots(sup, 'account-opening-8-supervisor');
 
     // The sealed recording holds the whole story, in order.
     const rec = await until(`no sealed recording of ${room}`, () => {
@@ -264,6 +277,29 @@ test('corporate account opening: consent, routing, document and annotations, e-s
     assert.equal(events.find((e) => e.kind === 'transfer').to, 'sun');
     const outcomes = events.filter((e) => e.kind === 'outcome').map((e) => [e.teller, e.outcome]);
     assert.deepEqual(outcomes.at(-1), ['sun', 'completed'], JSON.stringify(outcomes));
+
+    // The supervisor finds the recording, reads its events and plays it with a reason; all of it is in the audit log
+    // under the supervisor's name, which the audit view shows.
+    await supPage.fill('#rec-call', room);
+    await supPage.click('#rec-form button[type=submit]');
+    await supPage.locator('#recordings tbody tr', { hasText: room }).waitFor({ timeout: 10_000 });
+    await supPage.click(`#recordings button[data-id="${rec.id}"]`);
+    await supPage.locator('#rec-events li', { hasText: 'signature' }).waitFor({ timeout: 10_000 });
+    await supPage.fill('#rec-reason', '开户质检 · account-opening QA');
+    await supPage.click('#play-form button[type=submit]');
+    await until('the recording plays in the supervisor console', () => supPage.evaluate(() => {
+      const v = document.getElementById('rec-video');
+      return v.readyState >= 2 && v.videoWidth > 0 && !v.error;
+    }), 60_000);
+    await screenshots(sup, 'account-opening-8-supervisor');
+    await supPage.click('#audit-load');
+    await supPage.locator('#audit tbody tr').first().waitFor();
+    const audit = await supPage.evaluate(() => window.auditEntries);
+    for (const action of ['recording.search', 'recording.events', 'recording.export', 'dek.open', 'audit.read']) {
+      assert.ok(audit.some((a) => a.action === action && /chen/.test(a.actor)), `${action} by chen in ${JSON.stringify(audit.slice(0, 12))}`);
+    }
+    // Not for tellers.
+    assert.equal(await sun.page.evaluate(async () => (await fetch('/api/supervisor/recordings')).status), 403);
   } finally {
     await browser.close();
   }

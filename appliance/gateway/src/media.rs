@@ -34,6 +34,39 @@ pub struct MediaMetrics {
     keyframe_requests: Gauge,
     tcp_connections: Gauge,
     worst_jitter_ms: Gauge,
+    /// Each call's media quality, as last published by the media loop (for the supervisor console).
+    quality: std::sync::Arc<std::sync::Mutex<HashMap<String, RoomQuality>>>,
+}
+
+/// A call's media quality now: its worst participant on each measure.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RoomQuality {
+    /// Participants with a media session (the recorder left out).
+    pub participants: usize,
+    /// Worst round-trip time, milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Worst packet loss either way, percent.
+    pub loss_pct: Option<f64>,
+    /// Worst interarrival jitter, milliseconds.
+    pub jitter_ms: Option<f64>,
+}
+
+/// Each room's quality from the participants' (sans IO: the media loop publishes it once a second).
+pub fn room_quality(q: &[(ParticipantId, Summary)]) -> HashMap<String, RoomQuality> {
+    let worst = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    };
+    let mut rooms: HashMap<String, RoomQuality> = HashMap::new();
+    for (_, s) in q.iter().filter(|(_, s)| s.role != Role::Recorder) {
+        let r = rooms.entry(s.room.clone()).or_default();
+        let loss = worst(s.quality.ingress_loss.map(f64::from), s.quality.egress_loss.map(f64::from));
+        r.participants += 1;
+        r.rtt_ms = worst(r.rtt_ms, s.quality.rtt_ms);
+        r.loss_pct = worst(r.loss_pct, loss.map(|l| l * 100.0));
+        r.jitter_ms = worst(r.jitter_ms, s.quality.jitter_ms);
+    }
+    rooms
 }
 
 /// This node's media load, for routing new calls to the least-loaded node.
@@ -120,6 +153,7 @@ impl MediaMetrics {
             q.iter().map(|(_, s)| s.quality.keyframe_requests_sent + s.quality.keyframe_requests_received).sum::<u64>()
                 as i64,
         );
+        *self.quality.lock().unwrap_or_else(|p| p.into_inner()) = room_quality(&q);
     }
 }
 
@@ -161,9 +195,15 @@ pub enum Command {
 #[derive(Clone)]
 pub struct Media {
     tx: mpsc::Sender<Command>,
+    quality: std::sync::Arc<std::sync::Mutex<HashMap<String, RoomQuality>>>,
 }
 
 impl Media {
+    /// The call in `room`'s media quality (at most a second old), if it has participants.
+    pub fn room_quality(&self, room: &str) -> Option<RoomQuality> {
+        self.quality.lock().unwrap_or_else(|p| p.into_inner()).get(room).cloned()
+    }
+
     /// Send a request; false when the loop has stopped.
     pub fn send(&self, c: Command) -> bool {
         self.tx.send(c).is_ok()
@@ -236,8 +276,9 @@ pub fn start(
         sfu = sfu.with_tcp(tcp);
     }
     let io = Io { socket, advertise, tcp_advertise, tcp_rx, tcp: HashMap::new() };
+    let quality = metrics.quality.clone();
     std::thread::Builder::new().name("vbank-media".into()).spawn(move || run(sfu, io, rx, metrics, summaries))?;
-    Ok(Media { tx })
+    Ok(Media { tx, quality })
 }
 
 /// The media loop's network edge.
@@ -388,5 +429,32 @@ fn run(
             metrics.tcp_connections.set(io.tcp.len() as i64);
             last_update = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vbank_gateway_core::Quality;
+
+    use super::*;
+
+    #[test]
+    fn a_rooms_quality_is_its_worst_participant_without_the_recorder() {
+        let p = |n: u64, room: &str, role: Role, rtt: f64, loss: f32| {
+            let quality = Quality { rtt_ms: Some(rtt), egress_loss: Some(loss), ..Quality::default() };
+            (ParticipantId(n), Summary { room: room.into(), role, quality })
+        };
+        let q = vec![
+            p(1, "a", Role::Customer, 80.0, 0.02),
+            p(2, "a", Role::Teller, 20.0, 0.0),
+            p(3, "a", Role::Recorder, 500.0, 0.5),
+            p(4, "b", Role::Teller, 10.0, 0.0),
+        ];
+        let rooms = room_quality(&q);
+        let a = &rooms["a"];
+        assert_eq!((a.participants, a.rtt_ms), (2, Some(80.0)));
+        assert!((a.loss_pct.unwrap() - 2.0).abs() < 1e-4);
+        assert_eq!(a.jitter_ms, None);
+        assert_eq!(rooms["b"].participants, 1);
     }
 }

@@ -1,5 +1,5 @@
-//! Search, show and export of recordings for the bank's own viewers (operators' CLI now, the supervisor console
-//! later). Each request names the person it is for; each is written to keyd's hash-chained audit log before anything
+//! Search, show and export of recordings for the bank's own viewers (operators' CLI, and supervisors through the
+//! gateway's supervisor console). Each request names the person it is for; each is written to keyd's hash-chained audit log before anything
 //! is answered, and an export also opens the recording's data key through keyd under that person's name and stated
 //! reason. An export is composed from the encrypted segments on the fly (`vbank-fusion`), carries a visible
 //! watermark with the viewer and the time, and is streamed: the plaintext MP4 never lands on the recorder's disk.
@@ -122,7 +122,8 @@ impl IntoResponse for Refusal {
 /// Only operators (and later the supervisor console) look at recordings; the gateway opens and closes them only.
 fn viewer_service(peer: &Peer) -> Result<(), Refusal> {
     match peer {
-        Peer::Service(Service::Cli) => Ok(()),
+        // Operators' CLI, and the gateway for a supervisor it has logged in (the supervisor console).
+        Peer::Service(Service::Cli | Service::Gateway) => Ok(()),
         other => Err(Refusal(StatusCode::FORBIDDEN, format!("{} may not look at recordings", other.describe()))),
     }
 }

@@ -44,6 +44,16 @@ pub enum CallError {
     },
 }
 
+/// Percent-encode a query value (RFC 3986 unreserved characters stay as they are).
+pub fn encode_query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A kept-alive HTTP/1.1 connection over TLS, for callers that make many requests (load generators, the recorder).
 pub struct Connection {
     sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -98,14 +108,15 @@ impl Connection {
         self.request_with(method, path, headers, body).await.map(|(s, _, b)| (s, b))
     }
 
-    /// Send one request with extra headers; returns the status, the response headers and the body.
-    pub async fn request_with(
+    /// Send one request with extra headers; the status, the response headers and the body as it arrives (a long
+    /// download passed on without holding it in memory).
+    pub async fn request_streaming(
         &mut self,
         method: Method,
         path: &str,
         headers: &[(&str, &str)],
         body: Option<Bytes>,
-    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), CallError> {
+    ) -> Result<(StatusCode, hyper::HeaderMap, hyper::body::Incoming), CallError> {
         let addr = self.addr;
         let http = |e: hyper::Error| CallError::Http { addr, detail: e.to_string() };
         let mut req = Request::builder().method(method).uri(path).header(hyper::header::HOST, self.host.as_str());
@@ -117,9 +128,22 @@ impl Connection {
             .map_err(|e| CallError::Http { addr, detail: e.to_string() })?;
         self.sender.ready().await.map_err(http)?;
         let resp = self.sender.send_request(req).await.map_err(http)?;
-        let status = resp.status();
-        let resp_headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.map_err(http)?.to_bytes();
+        let (parts, body) = resp.into_parts();
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// Send one request with extra headers; returns the status, the response headers and the body.
+    pub async fn request_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), CallError> {
+        let addr = self.addr;
+        let http = |e: hyper::Error| CallError::Http { addr, detail: e.to_string() };
+        let (status, resp_headers, body) = self.request_streaming(method, path, headers, body).await?;
+        let bytes = body.collect().await.map_err(http)?.to_bytes();
         Ok((status, resp_headers, bytes))
     }
 }

@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use vbank_config::Service;
 use vbank_crypto::sm2sig::Sm2PublicKey;
 use vbank_recorder::manifest::Manifest;
-use vbank_service::client::{self, Method};
+use vbank_service::client::{self, Method, encode_query_value as encode};
 
 /// The SM2 user ID of evidence seals (keyd's `vbank/evidence-seal` key).
 const EVIDENCE_ID: &str = "vbank-evidence";
@@ -212,16 +212,6 @@ fn viewer_or_login(viewer: Option<String>) -> Result<String> {
         .or_else(|| std::env::var("LOGNAME").ok())
         .filter(|v| !v.trim().is_empty())
         .ok_or_else(|| anyhow::anyhow!("name the viewer with --viewer"))
-}
-
-/// Percent-encode a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One request to the recorder's API as the operator; the body of a successful answer.

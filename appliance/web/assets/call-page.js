@@ -108,7 +108,8 @@ el('chat-form').addEventListener('submit', (e) => {
   e.preventDefault();
   const text = el('chat-text').value.trim();
   if (!text || !call) return;
-  call.send({ kind: 'chat', text });
+  // A bare https address goes as a link the other side can open; anything else as text.
+  call.send(/^https:\/\/\S+$/.test(text) && text.length <= 2048 ? { kind: 'link', url: text } : { kind: 'chat', text });
   el('chat-text').value = '';
 });
 

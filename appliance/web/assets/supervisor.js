@@ -23,7 +23,8 @@ async function refresh() {
   window.overview = o; // for the browser tests
   fill('queues', o.queues.map((q) => [q.business, String(q.waiting), secs(q.longest_wait_ms)]));
   fill('tellers', o.tellers.map((t) => [t.name, t.ringing ? `${t.state} (ringing)` : t.state, t.businesses.join(', ')]));
-  fill('calls', o.calls.map((c) => [c.business, c.tellers.join(' → ')]));
+  const quality = (q) => (q ? `RTT ${Math.round(q.rtt_ms ?? 0)} ms · ${(q.loss_pct ?? 0).toFixed(1)}% · jitter ${Math.round(q.jitter_ms ?? 0)} ms` : '–');
+  fill('calls', o.calls.map((c) => [c.business, c.tellers.join(' → '), c.room ?? '', quality(c.quality)]));
   const rated = await fetch('/api/supervisor/ratings');
   if (rated.ok) {
     const { ratings } = await rated.json();
@@ -45,4 +46,69 @@ el('login-form').addEventListener('submit', async (e) => {
   el('desk-state').textContent = body.name;
   await refresh();
   setInterval(refresh, 2000);
+});
+
+// Recordings: search (audited), open one (its events; audited), play it with a stated reason (audited, watermarked).
+let opened = null;
+const when = (us) => (us ? new Date(us / 1000).toLocaleString() : '–');
+el('rec-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const r = await fetch(`/api/supervisor/recordings?call=${encodeURIComponent(el('rec-call').value.trim())}`);
+  const body = await r.json();
+  if (!r.ok) { el('desk-state').textContent = body.error ?? body.message; return; }
+  window.recordings = body.recordings;
+  const rows = body.recordings.map((x) => {
+    const tr = document.createElement('tr');
+    for (const c of [when(x.started_us), x.call, x.state, String(x.tracks)]) {
+      const td = document.createElement('td');
+      td.textContent = c;
+      tr.append(td);
+    }
+    const td = document.createElement('td');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = '查看 · Open';
+    b.dataset.id = x.id;
+    b.addEventListener('click', () => openRecording(x));
+    td.append(b);
+    tr.append(td);
+    return tr;
+  });
+  el('recordings').querySelector('tbody').replaceChildren(...rows);
+});
+
+async function openRecording(x) {
+  opened = x;
+  el('rec-view').hidden = false;
+  el('rec-video').hidden = true;
+  el('rec-video').removeAttribute('src');
+  el('rec-title').textContent = `${x.call} · ${x.id}`;
+  const r = await fetch(`/api/supervisor/recordings/${encodeURIComponent(x.id)}/events`);
+  const body = await r.json();
+  if (!r.ok) { el('rec-events').replaceChildren(); el('desk-state').textContent = body.error ?? body.message; return; }
+  window.recordingEvents = body.events;
+  el('rec-events').replaceChildren(...body.events.map((ev) => {
+    const li = document.createElement('li');
+    const extra = ev.role ?? ev.teller ?? ev.state ?? ev.outcome ?? ev.name ?? '';
+    li.textContent = `${when(ev.at_us)} ${ev.kind}${extra ? ` · ${extra}` : ''}`;
+    return li;
+  }));
+  el('rec-reason').focus();
+}
+
+el('play-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (!opened) return;
+  const v = el('rec-video');
+  v.hidden = false;
+  v.src = `/api/supervisor/recordings/${encodeURIComponent(opened.id)}/video?reason=${encodeURIComponent(el('rec-reason').value.trim())}`;
+  v.play().catch(() => {});
+});
+
+el('audit-load').addEventListener('click', async () => {
+  const r = await fetch('/api/supervisor/audit');
+  const body = await r.json();
+  if (!r.ok) { el('desk-state').textContent = body.error ?? body.message; return; }
+  window.auditEntries = body.entries;
+  fill('audit', body.entries.map((x) => [x.time ?? x.at ?? '', x.actor ?? '', x.action ?? '', x.target ?? '', x.outcome ?? '']));
 });

@@ -132,6 +132,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/dek/create", post(dek_create))
         .route("/v1/dek/open", post(dek_open))
         .route("/v1/audit/append", post(audit_append))
+        .route("/v1/audit/recent", post(audit_recent))
         .route("/v1/sign", post(sign))
         .route("/v1/token/sign", post(token_sign))
         .route("/v1/token/keys", get(token_keys))
@@ -401,6 +402,43 @@ async fn approvals_reject(State(s): State<ApiState>, Path(id): Path<String>, Jso
 
 async fn officers(State(s): State<ApiState>) -> ApiResult {
     Ok(Json(s.keys.officers().await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct RecentIn {
+    /// The supervisor reading the log (named in the entry this read leaves).
+    on_behalf: String,
+    #[serde(default = "recent_default")]
+    limit: usize,
+}
+
+fn recent_default() -> usize {
+    100
+}
+
+/// The supervisor console's audit view (through the gateway): the latest entries, newest first. Reading the log is
+/// itself written to it first, under the reader's name.
+async fn audit_recent(
+    State(s): State<ApiState>,
+    Extension(peer): Extension<Peer>,
+    Json(r): Json<RecentIn>,
+) -> ApiResult {
+    let svc = caller(&peer)?;
+    if !matches!(svc, Service::Gateway | Service::Cli) {
+        return Err(KeydError::Forbidden(format!("{} may not read the audit log", svc.name())));
+    }
+    let who = r.on_behalf.trim();
+    if who.is_empty() || who.len() > 64 || who.chars().any(char::is_control) {
+        return Err(KeydError::BadRequest("on_behalf: the reader's name, 1-64 printable characters".into()));
+    }
+    let limit = r.limit.clamp(1, 1000);
+    s.keys
+        .audit
+        .append(&s.keys, &actor_for(svc, Some(who)), "audit.read", "audit", "ok", &format!("latest {limit}"))
+        .await?;
+    let all = s.keys.audit.export().await?;
+    let entries: Vec<Value> = all.lines().rev().take(limit).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    Ok(Json(json!({"entries": entries})).into_response())
 }
 
 async fn audit_export(State(s): State<ApiState>) -> ApiResult {

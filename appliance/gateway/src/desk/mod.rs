@@ -44,6 +44,7 @@ use crate::AppState;
 mod customer;
 mod documents;
 mod limits;
+mod recordings;
 mod screen;
 mod signing;
 mod supervisor;
@@ -631,6 +632,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/queue/ws", axum::routing::get(customer::customer_ws))
         .merge(documents::routes())
         .merge(supervisor::routes())
+        .merge(recordings::routes())
 }
 
 /// Business types a comma-separated list names.

@@ -1,5 +1,6 @@
 //! The supervisor's view of the desk: `GET /api/supervisor/overview` (tellers' states, queues and their waits, live
-//! calls) and `GET /api/supervisor/ratings` (the customers' latest ratings, newest first). Supervisors' sessions only.
+//! calls with their media quality) and `GET /api/supervisor/ratings` (the customers' latest ratings, newest first).
+//! Supervisors' sessions only. Recordings and the audit log: `recordings`.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,25 +16,37 @@ use crate::AppState;
 /// Ratings listed at most.
 const RATINGS: usize = 200;
 
-/// Why the request is refused, unless it comes from a supervisor's session.
-fn not_supervisor(desk: &Desk, headers: &HeaderMap) -> Option<Response> {
+/// The supervisor whose session made the request, or the refusal.
+pub(super) fn supervisor(desk: &Desk, headers: &HeaderMap) -> Result<String, Box<Response>> {
     match desk.session(headers) {
-        Some((_, StaffRole::Supervisor)) => None,
-        Some(_) => Some(problem(StatusCode::FORBIDDEN, "supervisors only")),
-        None => Some(problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)")),
+        Some((name, StaffRole::Supervisor)) => Ok(name),
+        Some(_) => Err(Box::new(problem(StatusCode::FORBIDDEN, "supervisors only"))),
+        None => Err(Box::new(problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"))),
     }
 }
 
 async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = not_supervisor(&s.desk, &headers) {
-        return refused;
+    if let Err(refused) = supervisor(&s.desk, &headers) {
+        return *refused;
     }
-    Json(s.desk.router.lock().await.overview(now_ms())).into_response()
+    let mut o = s.desk.router.lock().await.overview(now_ms());
+    // Each live call with its room and its media quality now.
+    let rooms = s.desk.inner.lock().expect("not poisoned").rooms.clone();
+    if let Some(calls) = o["calls"].as_array_mut() {
+        for c in calls {
+            let room = c["customer"].as_str().and_then(|id| rooms.get(id)).cloned();
+            if let Some(room) = room {
+                c["quality"] = serde_json::to_value(s.media.room_quality(&room)).unwrap_or_default();
+                c["room"] = room.into();
+            }
+        }
+    }
+    Json(o).into_response()
 }
 
 async fn ratings(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = not_supervisor(&s.desk, &headers) {
-        return refused;
+    if let Err(refused) = supervisor(&s.desk, &headers) {
+        return *refused;
     }
     let Some(store) = &s.desk.store else { return Json(serde_json::json!({"ratings": []})).into_response() };
     match store.list(Table::Calls, "rating/", 10_000).await {
