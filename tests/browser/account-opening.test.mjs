@@ -105,6 +105,27 @@ test('corporate account opening: consent, routing, document and annotations, e-s
     await li.page.keyboard.press('a');
     await media(customer, li.page);
     assert.equal(await customer.locator('#desk-state').innerText(), 'A teller answered');
+    // Each teller sees the queues they serve, and only those.
+    await li.page.locator('#my-queues', { hasText: 'corporate-account: 0' }).waitFor({ timeout: 10_000 });
+    assert.doesNotMatch(await li.page.locator('#my-queues').innerText(), /wealth/);
+
+    // Mute sends silence on the same track (the teller's side stops receiving sound), and unmute brings it back; a
+    // phone with one camera says so when asked to switch.
+    const energy = () => li.page.evaluate(async () => {
+      let e = 0;
+      (await window.vbankCall.pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'audio') e += r.totalAudioEnergy ?? 0; });
+      return e;
+    });
+    const growth = async () => { const a = await energy(); await new Promise((r) => setTimeout(r, 2500)); return (await energy()) - a; };
+    await customer.click('#mute');
+    assert.equal(await customer.locator('#mute').getAttribute('aria-pressed'), 'true');
+    await new Promise((r) => setTimeout(r, 500));
+    const mutedGrowth = await growth();
+    await customer.click('#mute');
+    const liveGrowth = await growth();
+    assert.ok(liveGrowth > 0 && mutedGrowth < liveGrowth / 20, `sound energy muted ${mutedGrowth}, unmuted ${liveGrowth}`);
+    await customer.click('#switch-camera');
+    await customer.locator('#call-state', { hasText: 'one camera' }).waitFor();
     const room = (await deskLog(li.page)).find((m) => m.type === 'connected').room;
 
     // The customer's call token is for this room only.
@@ -240,6 +261,9 @@ test('corporate account opening: consent, routing, document and annotations, e-s
       return c?.quality?.participants >= 3 && c;
     });
     assert.deepEqual(live.tellers, ['li', 'sun']);
+    // The supervisor takes wang, idle at the desk, out of the rotation; wang's console shows it.
+    await supPage.click('#tellers button[data-teller="wang"]');
+    await wang.page.locator('#teller-state', { hasText: 'away' }).waitFor({ timeout: 10_000 });
     assert.match(await supPage.locator('#calls tbody tr', { hasText: room }).innerText(), /RTT \d+ ms/);
     await li.page.click('#hangup');
     await sun.page.selectOption('#outcome', 'completed');

@@ -49,7 +49,9 @@ async function start() {
       },
     });
     el('hangup').hidden = false;
+    el('call-controls').hidden = false;
     el('chat').hidden = false;
+    muted(false);
   } catch (e) {
     show(`error: ${e.message}`);
     call = null;
@@ -89,6 +91,31 @@ function showMessage(msg) {
   el('chat-log').append(li);
   li.scrollIntoView({ block: 'nearest' });
 }
+
+// Mute: the microphone track stays, sending silence, so nothing is renegotiated and the recording shows the pause.
+const sender = (kind) => call?.pc.getSenders().find((s) => s.track?.kind === kind);
+function muted(on) {
+  const mic = sender('audio')?.track;
+  if (mic) mic.enabled = !on;
+  el('mute').setAttribute('aria-pressed', String(on));
+  el('mute').textContent = on ? '取消静音 · Unmute' : '静音 · Mute';
+}
+el('mute').addEventListener('click', () => muted(el('mute').getAttribute('aria-pressed') !== 'true'));
+// Switch camera (a phone's front and back): the next camera replaces the current one on the same sender.
+el('switch-camera').addEventListener('click', async () => {
+  const video = sender('video');
+  if (!video || camera) return; // not while the screen is shared
+  const cams = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'videoinput');
+  if (cams.length < 2) { el('call-state').textContent = '只有一个摄像头 · This device has one camera'; return; }
+  const now = video.track.getSettings().deviceId;
+  const next = cams[(cams.findIndex((c) => c.deviceId === now) + 1) % cams.length];
+  const media = await navigator.mediaDevices.getUserMedia({ video: { deviceId: { exact: next.deviceId }, width: { ideal: 640 }, height: { ideal: 480 } } });
+  const old = video.track;
+  await video.replaceTrack(media.getVideoTracks()[0]);
+  old.stop();
+  el('local').srcObject = new MediaStream([media.getVideoTracks()[0], ...(sender('audio')?.track ? [sender('audio').track] : [])]);
+  call.extraTracks = [...(call.extraTracks ?? []), media.getVideoTracks()[0]];
+});
 
 // Screen sharing (desk-page.js, after the customer allowed it): the screen goes out on the camera's sender in its
 // place, without renegotiating; `track: null` puts the camera back.
@@ -152,8 +179,10 @@ function leave() {
   const old = call;
   call = null;
   old?.hangup();
+  old?.extraTracks?.forEach((t) => t.stop());
   show('ended');
   el('hangup').hidden = true;
+  el('call-controls').hidden = true;
   el('join').disabled = false;
 }
 el('hangup').addEventListener('click', () => {

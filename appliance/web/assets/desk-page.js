@@ -167,6 +167,15 @@ if (page === 'teller') {
     el('login-form').hidden = true;
     el('desk-controls').hidden = false;
     say(`${body.name} · ${body.businesses.join(', ')}`);
+    // The queues this teller serves: how many wait, and the longest wait.
+    const queues = async () => {
+      const r = await fetch('/api/teller/queues');
+      if (!r.ok) return;
+      const { queues: qs } = await r.json();
+      el('my-queues').textContent = qs.map((q) => `${q.business}: ${q.waiting}${q.waiting ? ` (${minutes(q.longest_wait_ms)} min)` : ''}`).join(' · ');
+    };
+    queues();
+    setInterval(queues, 3000);
     ws = socket('/api/teller/ws', (m) => {
       if (m.type === 'state') el('teller-state').textContent = m.state;
       else if (m.type === 'ring') ring(m);

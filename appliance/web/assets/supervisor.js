@@ -9,11 +9,26 @@ function fill(id, rows) {
     const tr = document.createElement('tr');
     for (const c of cells) {
       const td = document.createElement('td');
-      td.textContent = c;
+      if (c instanceof Node) td.append(c); else td.textContent = c;
       tr.append(td);
     }
     return tr;
   }));
+}
+
+// Take a teller out of the rotation (they left the desk with the console open).
+function awayButton(t) {
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.textContent = '设为暂离 · Set away';
+  b.dataset.teller = t.name;
+  b.disabled = t.state !== 'available';
+  b.addEventListener('click', async () => {
+    const r = await fetch(`/api/supervisor/tellers/${encodeURIComponent(t.name)}/state`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ state: 'away' }) });
+    el('desk-state').textContent = r.ok ? `${t.name}: away` : (await r.json()).error;
+    refresh();
+  });
+  return b;
 }
 
 async function refresh() {
@@ -22,7 +37,7 @@ async function refresh() {
   const o = await r.json();
   window.overview = o; // for the browser tests
   fill('queues', o.queues.map((q) => [q.business, String(q.waiting), secs(q.longest_wait_ms)]));
-  fill('tellers', o.tellers.map((t) => [t.name, t.ringing ? `${t.state} (ringing)` : t.state, t.businesses.join(', ')]));
+  fill('tellers', o.tellers.map((t) => [t.name, t.ringing ? `${t.state} (ringing)` : t.state, t.businesses.join(', '), awayButton(t)]));
   const quality = (q) => (q ? `RTT ${Math.round(q.rtt_ms ?? 0)} ms · ${(q.loss_pct ?? 0).toFixed(1)}% · jitter ${Math.round(q.jitter_ms ?? 0)} ms` : '–');
   fill('calls', o.calls.map((c) => [c.business, c.tellers.join(' → '), c.room ?? '', quality(c.quality)]));
   const rated = await fetch('/api/supervisor/ratings');

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -48,6 +47,7 @@ mod recordings;
 mod screen;
 mod signing;
 mod supervisor;
+mod teller;
 
 /// How long a staff session lasts without activity.
 const SESSION_TTL: Duration = Duration::from_secs(10 * 3600);
@@ -527,106 +527,13 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     ([(header::SET_COOKIE, cookie)], Json(json!({"ok": true}))).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum TellerIn {
-    State {
-        state: TellerState,
-    },
-    Answer {
-        customer: String,
-    },
-    Decline {
-        customer: String,
-    },
-    Hangup {
-        customer: String,
-        /// How the business ended: `completed`, `incomplete`, `referred`, `customer-declined`.
-        #[serde(default)]
-        outcome: Option<String>,
-        #[serde(default)]
-        notes: Option<String>,
-    },
-    Transfer {
-        customer: String,
-        to: Option<String>,
-        business: Option<String>,
-    },
-    #[serde(rename = "screen_request")]
-    ScreenRequest {
-        customer: String,
-    },
-    #[serde(rename = "sign_request")]
-    SignRequest {
-        customer: String,
-        title: String,
-        text: String,
-    },
-}
-
-async fn teller_ws(State(s): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    match s.desk.session(&headers) {
-        Some((name, StaffRole::Teller)) => upgrade.on_upgrade(move |ws| teller_session(s.desk.clone(), name, ws)),
-        Some(_) => problem(StatusCode::FORBIDDEN, "only tellers take calls"),
-        None => problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"),
-    }
-}
-
-async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    desk.inner.lock().expect("not poisoned").tellers.insert(name.clone(), tx);
-    let state = desk.router.lock().await.teller_state(&name);
-    let _ = ws.send(Message::Text(json!({"type": "state", "state": state}).to_string().into())).await;
-    loop {
-        tokio::select! {
-            out = rx.recv() => {
-                let Some(v) = out else { break };
-                if ws.send(Message::Text(v.to_string().into())).await.is_err() { break }
-            }
-            msg = ws.recv() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    _ => break,
-                };
-                let result = match serde_json::from_str::<TellerIn>(&text) {
-                    Err(e) => Err(format!("not a desk message: {e}")),
-                    Ok(TellerIn::State { state }) => desk.apply(|q, now| q.set(now, &name, state)).await.map_err(|e| e.to_string()),
-                    Ok(TellerIn::Answer { customer }) => desk.apply(|q, now| q.answer(now, &name, &customer)).await.map_err(|e| e.to_string()),
-                    Ok(TellerIn::Decline { customer }) => desk.apply(|q, now| q.decline(now, &name, &customer)).await.map_err(|e| e.to_string()),
-                    Ok(TellerIn::Hangup { customer, outcome, notes }) => match desk.outcome(&name, &customer, outcome, notes).await {
-                        Err(e) => Err(e),
-                        Ok(()) => desk.apply(|q, now| q.hang_up(now, &name, &customer)).await.map_err(|e| e.to_string()),
-                    },
-                    Ok(TellerIn::Transfer { customer, to: Some(to), .. }) => {
-                        let r = desk.apply(|q, now| q.transfer_to_teller(now, &name, &customer, &to)).await.map_err(|e| e.to_string());
-                        desk.note_transfer(&name, &customer, r, json!({"to": to}))
-                    }
-                    Ok(TellerIn::Transfer { customer, business: Some(b), .. }) => {
-                        let r = desk.apply(|q, now| q.transfer_to_queue(now, &name, &customer, &b)).await.map_err(|e| e.to_string());
-                        desk.note_transfer(&name, &customer, r, json!({"business": b}))
-                    }
-                    Ok(TellerIn::Transfer { .. }) => Err("a transfer names a teller (\"to\") or a queue (\"business\")".into()),
-                    Ok(TellerIn::ScreenRequest { customer }) => desk.request_screen(&name, &customer).await,
-                    Ok(TellerIn::SignRequest { customer, title, text }) => desk.request_signature(&name, &customer, &title, &text).await,
-                };
-                if let Err(e) = result {
-                    let _ = ws.send(Message::Text(json!({"type": "error", "message": e}).to_string().into())).await;
-                }
-            }
-        }
-    }
-    desk.inner.lock().expect("not poisoned").tellers.remove(&name);
-    // A console that closes is a teller who is not at the desk: no more rings until they come back.
-    desk.apply(|q, now| q.set(now, &name, TellerState::Away)).await.ok();
-}
-
 /// The desk's public routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/login", axum::routing::post(login))
         .route("/api/logout", axum::routing::post(logout))
-        .route("/api/teller/ws", axum::routing::get(teller_ws))
+        .route("/api/teller/ws", axum::routing::get(teller::teller_ws))
+        .route("/api/teller/queues", axum::routing::get(teller::queues))
         .route("/api/consent", axum::routing::get(customer::consent_text))
         .route("/api/queue", axum::routing::post(customer::join_queue))
         .route("/api/queue/ws", axum::routing::get(customer::customer_ws))

@@ -1,13 +1,16 @@
 //! The supervisor's view of the desk: `GET /api/supervisor/overview` (tellers' states, queues and their waits, live
-//! calls with their media quality) and `GET /api/supervisor/ratings` (the customers' latest ratings, newest first).
+//! calls with their media quality), `GET /api/supervisor/ratings` (the customers' latest ratings, newest first) and
+//! `POST /api/supervisor/tellers/{name}/state` (set a teller away or offline).
 //! Supervisors' sessions only. Recordings and the audit log: `recordings`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::Value;
 use vbank_accounts::Role as StaffRole;
+use vbank_routing::TellerState;
 use vbank_store::Table;
 
 use super::{Desk, now_ms, problem};
@@ -60,9 +63,42 @@ async fn ratings(State(s): State<AppState>, headers: HeaderMap) -> Response {
     }
 }
 
+#[derive(Deserialize)]
+struct StateIn {
+    state: TellerState,
+}
+
+/// `POST /api/supervisor/tellers/{name}/state {"state":"away|offline"}`: take a teller out of the rotation (they left
+/// the desk with the console open). Only the teller sets themself available.
+async fn teller_state(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(teller): Path<String>,
+    Json(r): Json<StateIn>,
+) -> Response {
+    let name = match supervisor(&s.desk, &headers) {
+        Ok(n) => n,
+        Err(refused) => return *refused,
+    };
+    if !matches!(r.state, TellerState::Away | TellerState::Offline) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "a supervisor sets a teller away or offline; tellers make themselves available",
+        );
+    }
+    match s.desk.apply(|q, now| q.set(now, &teller, r.state)).await {
+        Ok(()) => {
+            log::info!("supervisor {name} set teller {teller} {:?}", r.state);
+            Json(serde_json::json!({"teller": teller, "state": r.state})).into_response()
+        }
+        Err(e) => problem(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
 /// The supervisor routes.
 pub(super) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
+        .route("/api/supervisor/tellers/{name}/state", axum::routing::post(teller_state))
         .route("/api/supervisor/overview", axum::routing::get(overview))
         .route("/api/supervisor/ratings", axum::routing::get(ratings))
 }
