@@ -1,4 +1,4 @@
-//! SM3 (GB/T 32905) and HMAC-SM3.
+//! SM3 (GB/T 32905) and HMAC-SM3; SHA-256 and HMAC-SHA256 for what others specify.
 
 use hmac::{KeyInit, Mac};
 use sm3::{Digest, Sm3};
@@ -14,6 +14,13 @@ pub fn sm3(data: &[u8]) -> [u8; 32] {
 /// HMAC-SM3 of `data` under `key` (used to tokenize personal data in logs and exports).
 pub fn hmac_sm3(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <hmac::Hmac<Sm3> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA256 of `data` under `key` (vendor API request signing).
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(data);
     mac.finalize().into_bytes().into()
 }
