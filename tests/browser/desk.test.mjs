@@ -264,9 +264,18 @@ test('by hand: the customer queues from the page, the teller logs in, answers wi
   }
 });
 
-test('a waiting customer keeps their place when the page reconnects after a gateway restart', async () => {
+test('a gateway restart: the waiting customer keeps their place, the teller stays logged in, and the call rings', async () => {
+  cli(['accounts', 'add', 'wu', '--business', 'wealth'], 'WealthDesk2026\n');
   const { browser, context } = await launch();
   try {
+    // A teller console, logged in but away: the customer below waits.
+    const tellerContext = await browser.newContext({ ignoreHTTPSErrors: true });
+    const teller = await tellerContext.newPage();
+    await teller.goto(vbank.urls.teller);
+    await teller.fill('#login-name', 'wu');
+    await teller.fill('#login-password', 'WealthDesk2026');
+    await teller.click('#login-form button[type=submit]');
+    await teller.locator('#teller-state', { hasText: 'away' }).waitFor();
     const page = await context.newPage();
     await page.goto(vbank.urls.customer);
     // Nobody takes wealth calls now (the tellers' consoles are closed): the customer waits.
@@ -296,6 +305,12 @@ test('a waiting customer keeps their place when the page reconnects after a gate
     // Same id and secret: the place is still theirs. A wrong secret is refused.
     assert.equal((await listen(visit)).position, 1);
     await assert.rejects(listen({ ...visit, secret: '0'.repeat(32) }));
+    // The console's socket came back by itself with the same session (kept in the store): no new login. Going
+    // available rings the waiting customer.
+    await teller.click('#available');
+    await teller.locator('#teller-state', { hasText: 'available' }).waitFor({ timeout: 20_000 });
+    await teller.locator('#ring', { hasText: 'wealth' }).waitFor({ timeout: 15_000 });
+    assert.ok(await teller.locator('#login-form').isHidden(), 'still logged in');
   } finally {
     await browser.close();
   }

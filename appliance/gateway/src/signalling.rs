@@ -61,6 +61,23 @@ async fn next_message(j: &mut Option<Joined>) -> Result<std::sync::Arc<str>, bro
     }
 }
 
+/// A call message from `j` to its room: checked (a document push against the call's documents), recorded, relayed;
+/// the refusal to send back, if any.
+async fn relay(s: &AppState, j: &Joined, body: Body) -> Option<Message> {
+    let body = match s.desk.check_push(&j.room, j.role.name(), body).await {
+        Ok(body) => body,
+        Err(why) => return Some(error("bad_message", why)),
+    };
+    match s.rooms.send(s.store.as_ref(), &s.calls, &j.room, j.id.0, j.role.name(), body).await {
+        Ok(_) => None,
+        Err(Refused::Invalid(why)) => Some(error("bad_message", why)),
+        Err(e @ Refused::NotRecorded(_)) => {
+            log::error!(room = j.room.as_str(); "call message refused: {e}");
+            Some(error("not_recorded", e.to_string()))
+        }
+    }
+}
+
 /// Verify a call token against the keys fetched from keyd; the error tells the caller what to do.
 pub fn verify_token(s: &AppState, token: &str) -> Result<vbank_token::Claims, String> {
     let keys = s.token_keys.read().unwrap_or_else(|p| p.into_inner()).clone();
@@ -127,16 +144,7 @@ async fn session(s: AppState, mut socket: WebSocket) {
                         Some(_) if !limit.allow(std::time::Instant::now()) => {
                             Some(error("rate_limited", "more than 30 messages a second; send fewer"))
                         }
-                        Some(j) => match s.desk.check_push(&j.room, j.role.name(), body).await {
-                            Err(why) => Some(error("bad_message", why)),
-                            Ok(body) => match s.rooms.send(s.store.as_ref(), &s.calls, &j.room, j.id.0, j.role.name(), body).await {
-                            Ok(_) => None,
-                            Err(Refused::Invalid(why)) => Some(error("bad_message", why)),
-                            Err(e @ Refused::NotRecorded(_)) => {
-                                log::error!(room = j.room.as_str(); "call message refused: {e}");
-                                Some(error("not_recorded", e.to_string()))
-                            }
-                        }},
+                        Some(j) => relay(&s, j, body).await,
                     },
                 };
                 if let Some(r) = reply

@@ -1,7 +1,7 @@
 //! Search, show and export of recordings for the bank's own viewers (operators' CLI, and supervisors through the
-//! gateway's supervisor console). Each request names the person it is for; each is written to keyd's hash-chained audit log before anything
-//! is answered, and an export also opens the recording's data key through keyd under that person's name and stated
-//! reason. An export is composed from the encrypted segments on the fly (`vbank-fusion`), carries a visible
+//! gateway's supervisor console). Each request names the person it is for; each is written to keyd's hash-chained
+//! audit log before anything is answered, and an export also opens the recording's data key through keyd under that
+//! person's name and stated reason. An export is composed from the encrypted segments on the fly (`vbank-fusion`), carries a visible
 //! watermark with the viewer and the time, and is streamed: the plaintext MP4 never lands on the recorder's disk.
 
 use std::io::Write;
@@ -119,7 +119,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Only operators (and later the supervisor console) look at recordings; the gateway opens and closes them only.
+/// Only operators' CLI and the gateway (for the supervisor it logged in, named as the viewer) look at recordings.
 fn viewer_service(peer: &Peer) -> Result<(), Refusal> {
     match peer {
         // Operators' CLI, and the gateway for a supervisor it has logged in (the supervisor console).

@@ -10,15 +10,29 @@ const join = (msg) => window.dispatchEvent(new CustomEvent('vbank:join', { detai
 const minutes = (ms) => Math.max(1, Math.round(ms / 60000));
 window.deskLog = []; // every desk message, for operators' debugging and the browser tests
 
-// A desk socket; what is sent before it opens (a click right after logging in) goes once it does.
+// A desk socket. What is sent while it is not open (a click right after logging in) goes once it is. If it drops (a
+// phone changing networks, a gateway restarting), it reconnects with the same credentials for two minutes: the
+// customer keeps their place, the teller their session.
 function socket(path, onMessage) {
-  const ws = new WebSocket(`wss://${location.host}${path}`);
   const waiting = [];
-  ws.onopen = () => { for (const text of waiting.splice(0)) ws.send(text); };
-  ws.onmessage = (e) => { const m = JSON.parse(e.data); window.deskLog.push(m); onMessage(m); };
+  let ws = null;
+  let closing = false;
+  let lostSince = null;
+  const open = () => {
+    ws = new WebSocket(`wss://${location.host}${path}`);
+    ws.onopen = () => { lostSince = null; for (const text of waiting.splice(0)) ws.send(text); };
+    ws.onmessage = (e) => { const m = JSON.parse(e.data); window.deskLog.push(m); onMessage(m); };
+    ws.onclose = () => {
+      if (closing) return;
+      lostSince ??= Date.now();
+      if (Date.now() - lostSince > 120_000) { say('连接已断开，请刷新页面 · Connection lost: reload the page'); return; }
+      setTimeout(open, 1000);
+    };
+  };
+  open();
   return {
-    send: (text) => (ws.readyState === WebSocket.CONNECTING ? waiting.push(text) : ws.send(text)),
-    close: () => ws.close(),
+    send: (text) => (ws.readyState === WebSocket.OPEN ? ws.send(text) : waiting.push(text)),
+    close: () => { closing = true; ws.close(); },
   };
 }
 

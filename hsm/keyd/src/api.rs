@@ -436,8 +436,8 @@ async fn audit_recent(
         .audit
         .append(&s.keys, &actor_for(svc, Some(who)), "audit.read", "audit", "ok", &format!("latest {limit}"))
         .await?;
-    let all = s.keys.audit.export().await?;
-    let entries: Vec<Value> = all.lines().rev().take(limit).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let entries: Vec<Value> =
+        s.keys.audit.latest(limit).await?.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
     Ok(Json(json!({"entries": entries})).into_response())
 }
 

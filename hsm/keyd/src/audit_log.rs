@@ -108,6 +108,18 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The latest `n` entries as JSON, newest first (the supervisor console's audit view), read from the head back.
+    pub async fn latest(&self, n: usize) -> Result<Vec<String>, KeydError> {
+        let last = self.head.lock().await.seq;
+        let from = last.saturating_sub(n as u64) + 1;
+        let batch = self.store.read_stream(STREAM, from, n).await?;
+        batch
+            .into_iter()
+            .rev()
+            .map(|(_, bytes)| String::from_utf8(bytes).map_err(|e| KeydError::Internal(e.to_string())))
+            .collect()
+    }
+
     /// Every entry as JSON lines, for `vbank hsm audit export`.
     pub async fn export(&self) -> Result<String, KeydError> {
         let mut out = String::new();

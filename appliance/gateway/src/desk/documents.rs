@@ -7,8 +7,8 @@
 //! - `GET /api/documents/{id}/pages/{n}`: the page as PNG, for the tellers in the document's call (session) and its
 //!   customer (header `x-vbank-visit: <customer>:<secret>`, the visit's own secret); nobody else.
 //!
-//! In the store (calls table): `document/<id>` (what it is, which call) and `document/<id>/page/<n>`. Documents are
-//! deleted [`KEEP`] after upload.
+//! In the store (calls table): `docmeta/<id>` (what it is, which call) and `docpage/<id>/<n>` (a PNG), apart, so
+//! listing documents never reads pages. Documents are deleted [`KEEP`] after upload.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +86,7 @@ impl Desk {
                 && inner.rooms.get(customer).is_some_and(|r| r == room);
             return (!ok).then(|| problem(StatusCode::FORBIDDEN, "this document is not for your call"));
         }
-        let Some((name, StaffRole::Teller)) = self.session(headers) else {
+        let Some((name, StaffRole::Teller)) = self.session(headers).await else {
             return Some(problem(StatusCode::UNAUTHORIZED, "log in as a teller, or open the page from your call"));
         };
         let customer = {
@@ -100,7 +100,7 @@ impl Desk {
     }
 
     async fn meta(&self, id: &str) -> Option<Meta> {
-        let v = self.store.as_ref()?.get(Table::Calls, &format!("document/{id}")).await.ok()??;
+        let v = self.store.as_ref()?.get(Table::Calls, &format!("docmeta/{id}")).await.ok()??;
         serde_json::from_slice(&v.value).ok()
     }
 
@@ -122,19 +122,23 @@ impl Desk {
     /// Delete documents older than [`KEEP`].
     pub(super) async fn expire_documents(&self) {
         let Some(store) = &self.store else { return };
-        let Ok(all) = store.list(Table::Calls, "document/", 10_000).await else { return };
+        let Ok(all) = store.list(Table::Calls, "docmeta/", 10_000).await else { return };
         let limit = now_ms().saturating_sub(KEEP.as_millis() as u64);
         for (key, v) in all {
             let Ok(m) = serde_json::from_slice::<Meta>(&v.value) else { continue };
             if m.at_ms > limit {
                 continue;
             }
-            for n in 1..=m.pages {
-                let _ = store.delete(Table::Calls, &format!("{key}/page/{n}"), Expect::Any).await;
-            }
+            delete_pages(store.as_ref(), &m.id, m.pages).await;
             let _ = store.delete(Table::Calls, &key, Expect::Any).await;
             log::info!(room = m.room.as_str(); "document {} deleted after {KEEP:?}", m.id);
         }
+    }
+}
+
+async fn delete_pages(store: &dyn vbank_store::Store, id: &str, pages: u32) {
+    for n in 1..=pages {
+        let _ = store.delete(Table::Calls, &format!("docpage/{id}/{n}"), Expect::Any).await;
     }
 }
 
@@ -143,7 +147,7 @@ async fn upload(State(s): State<AppState>, Query(q): Query<UploadQuery>, headers
     let Some(store) = desk.store.clone() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no document store on this node");
     };
-    let name = match desk.session(&headers) {
+    let name = match desk.session(&headers).await {
         Some((name, StaffRole::Teller)) => name,
         Some(_) => return problem(StatusCode::FORBIDDEN, "only tellers show documents"),
         None => return problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"),
@@ -179,7 +183,8 @@ async fn upload(State(s): State<AppState>, Query(q): Query<UploadQuery>, headers
     };
     let id = format!("doc-{}", random_hex(12));
     for (n, png) in r.pages.iter().enumerate() {
-        if let Err(e) = store.put(Table::Calls, &format!("document/{id}/page/{}", n + 1), png, Expect::Absent).await {
+        if let Err(e) = store.put(Table::Calls, &format!("docpage/{id}/{}", n + 1), png, Expect::Absent).await {
+            delete_pages(store.as_ref(), &id, n as u32).await;
             return problem(StatusCode::SERVICE_UNAVAILABLE, format!("the pages could not be kept: {e}"));
         }
     }
@@ -194,7 +199,8 @@ async fn upload(State(s): State<AppState>, Query(q): Query<UploadQuery>, headers
         at_ms: now_ms(),
     };
     let value = serde_json::to_vec(&meta).expect("serializes");
-    if let Err(e) = store.put(Table::Calls, &format!("document/{id}"), &value, Expect::Absent).await {
+    if let Err(e) = store.put(Table::Calls, &format!("docmeta/{id}"), &value, Expect::Absent).await {
+        delete_pages(store.as_ref(), &id, meta.pages).await;
         return problem(StatusCode::SERVICE_UNAVAILABLE, format!("the document could not be kept: {e}"));
     }
     log::info!(room = room.as_str(); "document {id} uploaded: {} pages", meta.pages);
@@ -206,7 +212,7 @@ async fn page(State(s): State<AppState>, Path((id, n)): Path<(String, u32)>, hea
     if let Some(refused) = s.desk.refuse_pages(&headers, &meta.room).await {
         return refused;
     }
-    let key = format!("document/{id}/page/{n}");
+    let key = format!("docpage/{id}/{n}");
     match s.desk.store.as_ref().map(|st| st.get(Table::Calls, &key)) {
         Some(get) => match get.await {
             Ok(Some(v)) => {

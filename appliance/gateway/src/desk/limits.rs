@@ -35,8 +35,9 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    /// Whether `ip` may go through `door` at `now_ms`; if not, the seconds until it may.
-    pub(super) fn allow(&mut self, door: Door, ip: IpAddr, now_ms: u64) -> Result<(), u64> {
+    /// Whether `ip` may go through `door` at `now_ms`; if not, the seconds until it may, and whether this is the
+    /// window's first refusal (log that one, not a flood).
+    pub(super) fn allow(&mut self, door: Door, ip: IpAddr, now_ms: u64) -> Result<(), (u64, bool)> {
         if self.windows.len() >= REMEMBERED {
             self.windows.retain(|_, (start, _)| now_ms.saturating_sub(*start) < WINDOW_MS);
         }
@@ -45,10 +46,11 @@ impl Limits {
             *start = now_ms;
             *count = 0;
         }
-        if *count >= door.per_minute() {
-            return Err((WINDOW_MS - now_ms.saturating_sub(*start)).div_ceil(1000));
+        *count = count.saturating_add(1);
+        if *count > door.per_minute() {
+            let wait = (WINDOW_MS - now_ms.saturating_sub(*start)).div_ceil(1000);
+            return Err((wait, *count == door.per_minute() + 1));
         }
-        *count += 1;
         Ok(())
     }
 }
@@ -64,7 +66,8 @@ mod tests {
         for _ in 0..Door::Login.per_minute() {
             assert!(l.allow(Door::Login, a, 1_000).is_ok());
         }
-        assert_eq!(l.allow(Door::Login, a, 31_000), Err(30), "refused, with the seconds left in the window");
+        assert_eq!(l.allow(Door::Login, a, 31_000), Err((30, true)), "refused, with the seconds left in the window");
+        assert_eq!(l.allow(Door::Login, a, 32_000), Err((29, false)), "refused again, not logged again");
         assert!(l.allow(Door::Login, b, 31_000).is_ok(), "another address");
         assert!(l.allow(Door::Queue, a, 31_000).is_ok(), "another door");
         assert!(l.allow(Door::Login, a, 61_000).is_ok(), "the next minute");

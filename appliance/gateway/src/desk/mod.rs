@@ -45,12 +45,10 @@ mod documents;
 mod limits;
 mod recordings;
 mod screen;
+mod sessions;
 mod signing;
 mod supervisor;
 mod teller;
-
-/// How long a staff session lasts without activity.
-const SESSION_TTL: Duration = Duration::from_secs(10 * 3600);
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -60,12 +58,6 @@ fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     vbank_crypto::random(&mut b).expect("the OS random source works");
     vbank_crypto::to_hex(&b)
-}
-
-struct Session {
-    name: String,
-    role: StaffRole,
-    expires_ms: u64,
 }
 
 /// A customer's visit. Kept in the store with the queue, so a page that reconnects (a phone that changed networks,
@@ -105,7 +97,7 @@ pub const GRACE: Duration = Duration::from_secs(15);
 #[derive(Default, serde::Serialize, Deserialize)]
 struct Inner {
     #[serde(skip)]
-    sessions: HashMap<String, Session>,
+    sessions: HashMap<String, sessions::Session>,
     #[serde(skip)]
     tellers: HashMap<String, mpsc::UnboundedSender<Value>>,
     customers: HashMap<String, Customer>,
@@ -328,6 +320,7 @@ impl Desk {
             tokio::time::sleep(Duration::from_millis(500)).await;
             if round % 1200 == 0 {
                 self.expire_documents().await;
+                self.expire_sessions().await;
             }
             let due = matches!(self.router.lock().await.poll_output(), Output::Timeout(t) if t <= now_ms());
             if due {
@@ -336,8 +329,6 @@ impl Desk {
             // Visits whose page has been away longer than the grace period end: out of the queue, or the call ends.
             let gone: Vec<String> = {
                 let mut inner = self.inner.lock().expect("not poisoned");
-                let now = now_ms();
-                inner.sessions.retain(|_, s| s.expires_ms >= now);
                 let limit = now_ms().saturating_sub(GRACE.as_millis() as u64);
                 let gone: Vec<String> = inner
                     .customers
@@ -408,7 +399,7 @@ impl Desk {
     }
 
     /// A transfer the router accepted (`result`) into the call's recording, with its `target`.
-    fn note_transfer(
+    async fn note_transfer(
         &self,
         teller: &str,
         customer: &str,
@@ -420,7 +411,7 @@ impl Desk {
         if let (Some(room), Some(o)) = (room, target.as_object_mut()) {
             o.insert("kind".into(), "transfer".into());
             o.insert("from".into(), teller.into());
-            self.calls.note(&room, target);
+            self.calls.record(&room, target).await;
         }
         Ok(())
     }
@@ -440,20 +431,6 @@ impl Desk {
             Err(e) => Err(format!("the rating could not be kept: {e}")),
         }
     }
-
-    fn session(&self, headers: &HeaderMap) -> Option<(String, StaffRole)> {
-        let cookie = headers.get(header::COOKIE)?.to_str().ok()?;
-        let token = cookie.split(';').find_map(|c| c.trim().strip_prefix("vbank_session="))?;
-        let mut inner = self.inner.lock().expect("not poisoned");
-        let s = inner.sessions.get_mut(token)?;
-        let now = now_ms();
-        if s.expires_ms < now {
-            inner.sessions.remove(token);
-            return None;
-        }
-        s.expires_ms = now + SESSION_TTL.as_millis() as u64;
-        Some((s.name.clone(), s.role))
-    }
 }
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
@@ -470,8 +447,10 @@ impl Desk {
     /// Why a request from `addr` through `door` is refused now (too many this minute), if it is.
     fn over_limit(&self, door: limits::Door, addr: Option<&RemoteAddr>) -> Option<Response> {
         let ip = addr?.0.ip();
-        let wait = self.inner.lock().expect("not poisoned").limits.allow(door, ip, now_ms()).err()?;
-        log::warn!("{door:?}: more than {} requests a minute from one address; refused", door.per_minute());
+        let (wait, first) = self.inner.lock().expect("not poisoned").limits.allow(door, ip, now_ms()).err()?;
+        if first {
+            log::warn!("{door:?}: more than {} requests a minute from one address; refusing", door.per_minute());
+        }
         let msg = format!("too many requests from your network; try again in {wait} s");
         let mut r = problem(StatusCode::TOO_MANY_REQUESTS, msg);
         r.headers_mut().insert(header::RETRY_AFTER, wait.into());
@@ -493,14 +472,7 @@ async fn login(
     let now_s = now_ms() / 1000;
     match accounts.login(&r.name, Zeroizing::new(r.password), now_s).await {
         Ok(a) => {
-            let token = random_hex(32);
-            let expires_ms = now_ms() + SESSION_TTL.as_millis() as u64;
-            s.desk
-                .inner
-                .lock()
-                .expect("not poisoned")
-                .sessions
-                .insert(token.clone(), Session { name: a.name.clone(), role: a.role, expires_ms });
+            let token = s.desk.open_session(&a.name, a.role).await;
             if a.role == StaffRole::Teller {
                 s.desk.apply(|q, now| q.login(now, &a.name, a.businesses.clone())).await;
                 s.desk.apply(|q, now| q.set(now, &a.name, TellerState::Away)).await.ok();
@@ -519,8 +491,8 @@ async fn login(
 }
 
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some((name, _)) = s.desk.session(&headers) {
-        s.desk.inner.lock().expect("not poisoned").sessions.retain(|_, v| v.name != name);
+    if let Some((name, _)) = s.desk.session(&headers).await {
+        s.desk.close_sessions(&name).await;
         s.desk.apply(|q, now| q.set(now, &name, TellerState::Offline)).await.ok();
     }
     let cookie = "vbank_session=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0";

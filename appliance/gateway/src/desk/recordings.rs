@@ -57,8 +57,8 @@ async fn json_from(cfg: &Config, to: Service, method: Method, path: &str, body: 
 }
 
 /// The configuration and the supervisor's name, or the refusal.
-fn admit(s: &AppState, headers: &HeaderMap) -> Result<(std::sync::Arc<Config>, String), Box<Response>> {
-    let name = supervisor(&s.desk, headers)?;
+async fn admit(s: &AppState, headers: &HeaderMap) -> Result<(std::sync::Arc<Config>, String), Box<Response>> {
+    let name = supervisor(&s.desk, headers).await?;
     let cfg = s.desk.cfg.clone().ok_or_else(|| Box::new(problem(StatusCode::SERVICE_UNAVAILABLE, "no recorder")))?;
     Ok((cfg, name))
 }
@@ -70,7 +70,7 @@ struct SearchQuery {
 }
 
 async fn search(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<SearchQuery>) -> Response {
-    let (cfg, name) = match admit(&s, &headers) {
+    let (cfg, name) = match admit(&s, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -85,7 +85,7 @@ async fn search(State(s): State<AppState>, headers: HeaderMap, Query(q): Query<S
 }
 
 async fn events(State(s): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (cfg, name) = match admit(&s, &headers) {
+    let (cfg, name) = match admit(&s, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -108,7 +108,7 @@ async fn video(
     Path(id): Path<String>,
     Query(q): Query<VideoQuery>,
 ) -> Response {
-    let (cfg, name) = match admit(&s, &headers) {
+    let (cfg, name) = match admit(&s, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };
@@ -134,7 +134,7 @@ async fn video(
 }
 
 async fn audit(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let (cfg, name) = match admit(&s, &headers) {
+    let (cfg, name) = match admit(&s, &headers).await {
         Ok(v) => v,
         Err(refused) => return *refused,
     };

@@ -20,8 +20,8 @@ use crate::AppState;
 const RATINGS: usize = 200;
 
 /// The supervisor whose session made the request, or the refusal.
-pub(super) fn supervisor(desk: &Desk, headers: &HeaderMap) -> Result<String, Box<Response>> {
-    match desk.session(headers) {
+pub(super) async fn supervisor(desk: &Desk, headers: &HeaderMap) -> Result<String, Box<Response>> {
+    match desk.session(headers).await {
         Some((name, StaffRole::Supervisor)) => Ok(name),
         Some(_) => Err(Box::new(problem(StatusCode::FORBIDDEN, "supervisors only"))),
         None => Err(Box::new(problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"))),
@@ -29,7 +29,7 @@ pub(super) fn supervisor(desk: &Desk, headers: &HeaderMap) -> Result<String, Box
 }
 
 async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = supervisor(&s.desk, &headers) {
+    if let Err(refused) = supervisor(&s.desk, &headers).await {
         return *refused;
     }
     let mut o = s.desk.router.lock().await.overview(now_ms());
@@ -48,7 +48,7 @@ async fn overview(State(s): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn ratings(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(refused) = supervisor(&s.desk, &headers) {
+    if let Err(refused) = supervisor(&s.desk, &headers).await {
         return *refused;
     }
     let Some(store) = &s.desk.store else { return Json(serde_json::json!({"ratings": []})).into_response() };
@@ -76,7 +76,7 @@ async fn teller_state(
     Path(teller): Path<String>,
     Json(r): Json<StateIn>,
 ) -> Response {
-    let name = match supervisor(&s.desk, &headers) {
+    let name = match supervisor(&s.desk, &headers).await {
         Ok(n) => n,
         Err(refused) => return *refused,
     };

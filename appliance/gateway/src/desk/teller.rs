@@ -53,7 +53,7 @@ pub(super) enum TellerIn {
 }
 
 pub(super) async fn teller_ws(State(s): State<AppState>, headers: HeaderMap, upgrade: WebSocketUpgrade) -> Response {
-    match s.desk.session(&headers) {
+    match s.desk.session(&headers).await {
         Some((name, StaffRole::Teller)) => upgrade.on_upgrade(move |ws| teller_session(s.desk.clone(), name, ws)),
         Some(_) => problem(StatusCode::FORBIDDEN, "only tellers take calls"),
         None => problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"),
@@ -88,11 +88,11 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
                     },
                     Ok(TellerIn::Transfer { customer, to: Some(to), .. }) => {
                         let r = desk.apply(|q, now| q.transfer_to_teller(now, &name, &customer, &to)).await.map_err(|e| e.to_string());
-                        desk.note_transfer(&name, &customer, r, json!({"to": to}))
+                        desk.note_transfer(&name, &customer, r, json!({"to": to})).await
                     }
                     Ok(TellerIn::Transfer { customer, business: Some(b), .. }) => {
                         let r = desk.apply(|q, now| q.transfer_to_queue(now, &name, &customer, &b)).await.map_err(|e| e.to_string());
-                        desk.note_transfer(&name, &customer, r, json!({"business": b}))
+                        desk.note_transfer(&name, &customer, r, json!({"business": b})).await
                     }
                     Ok(TellerIn::Transfer { .. }) => Err("a transfer names a teller (\"to\") or a queue (\"business\")".into()),
                     Ok(TellerIn::ScreenRequest { customer }) => desk.request_screen(&name, &customer).await,
@@ -111,7 +111,7 @@ async fn teller_session(desk: Desk, name: String, mut ws: WebSocket) {
 
 /// `GET /api/teller/queues`: the queues of the business types this teller may take.
 pub(super) async fn queues(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let name = match s.desk.session(&headers) {
+    let name = match s.desk.session(&headers).await {
         Some((name, StaffRole::Teller)) => name,
         Some(_) => return problem(StatusCode::FORBIDDEN, "tellers only"),
         None => return problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)"),
