@@ -2,7 +2,7 @@
 // through playwright-core (never a downloaded browser), and saves a screenshot of every page a test leaves open when
 // it fails (tests/artifacts/).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -73,6 +73,10 @@ export async function startVbank({ relay = false, tcp = false } = {}) {
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
+      // Kept for tests/run.sh's personal-data scan of every log the suite produced.
+      const logs = join(ARTIFACTS, 'logs');
+      mkdirSync(logs, { recursive: true });
+      writeFileSync(join(logs, `vbank-up-${port}-${Date.now()}.log`), `${log.join('\n')}\n`);
     },
   };
 }
