@@ -2,7 +2,8 @@
 //! first bytes, page count — and rendered page by page to PNG on the appliance, so both sides see the same pixels
 //! and no browser ever parses the bank's PDF. PDFs go through Debian's `pdftoppm`; PowerPoint files through
 //! LibreOffice headless to PDF first. Each converter runs as its own process in a private (0700) scratch directory,
-//! under a time limit, and is killed if it overruns.
+//! under a wall-clock limit (killed if it overruns) and, through util-linux `prlimit`, limits on address space and
+//! CPU time, so a hostile file (a decompression bomb) fails alone instead of starving the gateway.
 //!
 //! [`sniff`] and [`parse_pages`] are pure; [`Renderer::render`] does the IO.
 
@@ -135,13 +136,17 @@ pub struct Rendered {
 /// Renders documents with the converters on this node.
 #[derive(Debug, Clone)]
 pub struct Renderer {
-    /// Time limit for each converter run.
+    /// Wall-clock limit for each converter run.
     pub timeout: Duration,
+    /// Address space for pdfinfo and pdftoppm, bytes.
+    pub poppler_memory: u64,
+    /// Address space for LibreOffice, bytes (it maps far more than it uses).
+    pub office_memory: u64,
 }
 
 impl Default for Renderer {
     fn default() -> Self {
-        Renderer { timeout: Duration::from_secs(60) }
+        Renderer { timeout: Duration::from_secs(60), poppler_memory: 1 << 30, office_memory: 2 << 30 }
     }
 }
 
@@ -158,7 +163,8 @@ impl Renderer {
             Kind::Pdf => input,
             Kind::Presentation => self.to_pdf(dir.path(), &input).await?,
         };
-        let info = self.run("pdfinfo", "poppler-utils", Command::new("pdfinfo").arg(&pdf)).await?;
+        let memory = self.poppler_memory;
+        let info = self.run("pdfinfo", "poppler-utils", memory, Command::new("pdfinfo").arg(&pdf)).await?;
         let pages = parse_pages(&info).ok_or_else(|| DocumentError::Unreadable("no page count".into()))?;
         if pages == 0 {
             return Err(DocumentError::Unreadable("it has no pages".into()));
@@ -171,7 +177,7 @@ impl Renderer {
         cmd.args(["-png", "-r", "150", "-scale-to-x", &PAGE_WIDTH.to_string(), "-scale-to-y", "-1"])
             .arg(&pdf)
             .arg(&prefix);
-        self.run("pdftoppm", "poppler-utils", &mut cmd).await?;
+        self.run("pdftoppm", "poppler-utils", memory, &mut cmd).await?;
         let mut out = Vec::with_capacity(pages as usize);
         for n in 1..=pages {
             // pdftoppm pads the page number to the width of the last one: page-1.png, or page-01.png of 10+.
@@ -190,7 +196,7 @@ impl Renderer {
             .arg(dir.join("pdf"))
             .arg(input)
             .env("HOME", dir);
-        self.run("soffice", "libreoffice-impress-nogui", &mut cmd).await?;
+        self.run("soffice", "libreoffice-impress-nogui", self.office_memory, &mut cmd).await?;
         let pdf = dir.join("pdf").join("input.pdf");
         if !pdf.exists() {
             return Err(DocumentError::Unreadable("LibreOffice made no PDF of it".into()));
@@ -198,11 +204,31 @@ impl Renderer {
         Ok(pdf)
     }
 
-    /// Run a converter under the time limit; its standard output.
-    async fn run(&self, tool: &'static str, package: &'static str, cmd: &mut Command) -> Result<String, DocumentError> {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let child = cmd.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => DocumentError::Missing { tool, package },
+    /// Run converter `tool` under the limits; its standard output.
+    async fn run(
+        &self,
+        tool: &'static str,
+        package: &'static str,
+        memory: u64,
+        cmd: &mut Command,
+    ) -> Result<String, DocumentError> {
+        // The same command under prlimit: address space and CPU seconds capped.
+        let plain = cmd.as_std();
+        let mut limited = Command::new("prlimit");
+        limited
+            .arg(format!("--as={memory}"))
+            .arg(format!("--cpu={}", self.timeout.as_secs().max(1)))
+            .arg("--")
+            .arg(plain.get_program())
+            .args(plain.get_args());
+        for (k, v) in plain.get_envs() {
+            if let Some(v) = v {
+                limited.env(k, v);
+            }
+        }
+        limited.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let child = limited.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => DocumentError::Missing { tool: "prlimit", package: "util-linux" },
             _ => DocumentError::Io(e),
         })?;
         let out = tokio::time::timeout(self.timeout, child.wait_with_output())
@@ -210,6 +236,9 @@ impl Renderer {
             .map_err(|_| DocumentError::Timeout(self.timeout))??;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("failed to execute") && err.contains("No such file or directory") {
+                return Err(DocumentError::Missing { tool, package });
+            }
             let first = err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no message");
             return Err(DocumentError::Unreadable(format!("{tool}: {}", first.chars().take(200).collect::<String>())));
         }

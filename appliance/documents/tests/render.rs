@@ -45,3 +45,10 @@ async fn a_damaged_pdf_is_refused_with_what_to_do() {
     assert!(matches!(e, DocumentError::Unreadable(_)), "{e}");
     assert!(e.to_string().contains("export it again as PDF"), "{e}");
 }
+
+#[tokio::test]
+async fn a_converter_over_its_memory_limit_fails_alone_with_a_clear_error() {
+    let tight = Renderer { poppler_memory: 8 << 20, ..Renderer::default() };
+    let e = tight.render(&fixture("account-agreement.pdf")).await.unwrap_err();
+    assert!(matches!(e, DocumentError::Unreadable(_)), "{e}");
+}
