@@ -207,7 +207,6 @@ if (page === 'teller') {
   });
   el('available').addEventListener('click', () => send({ type: 'state', state: 'available' }));
   el('away').addEventListener('click', () => send({ type: 'state', state: 'away' }));
-  // A warm transfer: the other teller rings and joins; this one stays until they hang up.
   el('sign-request').addEventListener('click', () => current && send({ type: 'sign_request', customer: current, title: el('sign-title').value, text: el('sign-text').value }));
   // A document for the call: uploaded, rendered by the appliance, then its first page pushed to everyone.
   el('doc-push').addEventListener('click', async () => {
@@ -221,6 +220,7 @@ if (page === 'teller') {
     say(`已推送 · Pushed: ${b.name} (${b.pages} 页 · pages)`);
   });
   el('screen-request').addEventListener('click', () => current && send({ type: 'screen_request', customer: current }));
+  // A warm transfer: the other teller rings and joins; this one stays until they hang up.
   el('transfer').addEventListener('click', () => current && send({ type: 'transfer', customer: current, to: el('transfer-to').value.trim() }));
   el('answer').addEventListener('click', () => ringing && send({ type: 'answer', customer: ringing }));
   el('decline').addEventListener('click', () => ringing && send({ type: 'decline', customer: ringing }));
