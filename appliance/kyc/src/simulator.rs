@@ -184,24 +184,15 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendor::{Verdict, tencent_id_card_verification};
+    use crate::vendor::{
+        TENCENT_FACEID_HOST as HOST, Verdict, tencent_id_card_verification, tencent_id_card_verification_request,
+    };
 
-    const HOST: &str = "faceid.tencentcloudapi.com";
     const NOW: u64 = 1_795_776_000;
 
+    /// The adapter's own request, as it would send it.
     fn signed(key: &str, id: &str, name: &str, ts: u64) -> (Vec<(String, String)>, Vec<u8>) {
-        let body = json!({"IdCard": id, "Name": name}).to_string().into_bytes();
-        let ct = "application/json; charset=utf-8";
-        let r = tc3::Request { service: "faceid", host: HOST, content_type: ct, body: &body, timestamp: ts };
-        let headers = [
-            ("Host", HOST.to_string()),
-            ("Content-Type", ct.to_string()),
-            ("X-TC-Action", "IdCardVerification".to_string()),
-            ("X-TC-Version", "2018-03-01".to_string()),
-            ("X-TC-Timestamp", ts.to_string()),
-            ("Authorization", tc3::authorization("AKIDsim", key, &r)),
-        ];
-        (headers.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), body)
+        tencent_id_card_verification_request(HOST, "AKIDsim", key, name, id, ts)
     }
 
     fn sim() -> Simulator {
