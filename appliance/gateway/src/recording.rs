@@ -95,7 +95,8 @@ fn counts(role: Role) -> bool {
     matches!(role, Role::Customer | Role::Teller | Role::Specialist)
 }
 
-async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> Result<Value, String> {
+/// POST `body` to keyd or the recorder as the gateway (mTLS); the answer's JSON.
+pub(crate) async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> Result<Value, String> {
     let addr = if to == Service::Keyd { cfg.keyd.listen } else { cfg.recorder.listen };
     client::post_service(&cfg.tls, Service::Gateway, to, addr, path, &body, Duration::from_secs(20)).await
 }

@@ -285,17 +285,7 @@ impl Desk {
         let token = match &self.cfg {
             Some(cfg) => {
                 let body = json!({"room": j.room, "role": j.role, "ttl_s": 600});
-                match vbank_service::client::post_service(
-                    &cfg.tls,
-                    Service::Gateway,
-                    Service::Keyd,
-                    cfg.keyd.listen,
-                    "/v1/token/sign",
-                    &body,
-                    Duration::from_secs(10),
-                )
-                .await
-                {
+                match crate::recording::post(cfg, Service::Keyd, "/v1/token/sign", body).await {
                     Ok(v) => v["token"].as_str().map(str::to_string),
                     Err(e) => {
                         // Development nodes admit joins without tokens; production ones will refuse the join.

@@ -5,8 +5,6 @@
 //! Only the gateway makes statements, so a page cannot forge a signature event; an auditor checks the seal with
 //! OpenSSL like a manifest's.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use serde_json::{Value, json};
 use vbank_config::Service;
@@ -114,16 +112,8 @@ impl Desk {
     async fn seal(&self, data: &[u8]) -> Result<Value, String> {
         let Some(cfg) = &self.cfg else { return Err("no keyd to seal the signature".into()) };
         let body = json!({"purpose": "evidence-seal", "data": vbank_crypto::to_hex(data)});
-        vbank_service::client::post_service(
-            &cfg.tls,
-            Service::Gateway,
-            Service::Keyd,
-            cfg.keyd.listen,
-            "/v1/sign",
-            &body,
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| format!("the signature could not be sealed, so it is not taken: {e}"))
+        crate::recording::post(cfg, Service::Keyd, "/v1/sign", body)
+            .await
+            .map_err(|e| format!("the signature could not be sealed, so it is not taken: {e}"))
     }
 }
