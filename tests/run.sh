@@ -52,15 +52,16 @@ p=$(grep -E '^# pass [0-9]+' "$LOG" | awk '{print $3}'); f=$(grep -E '^# fail [0
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 if ((node_status != 0 && ${f:-0} == 0)); then failed=$((failed + 1)); fi
 
-# Personal data must not reach a log: no resident ID number (18 characters standing alone) in anything the suite
-# printed or any service wrote. A hit is reported by place only, masked.
+# Personal data must not reach a log: no resident ID number (18 characters standing alone) and none of the simulated
+# people's names (appliance/vbank/src/up/kyc_dev.rs) in anything the suite printed or any service wrote. A hit is
+# reported by place only, masked.
 step "personal data in logs"
-hits=$(grep -rnoE '(^|[^0-9A-Za-z])[0-9]{17}[0-9Xx]([^0-9A-Za-z]|$)' "$LOGS" tests/artifacts/logs 2>/dev/null \
-  | sed -E 's/[0-9]{17}[0-9Xx]/<ID number>/' || true)
+hits=$(grep -rnoE '(^|[^0-9A-Za-z])[0-9]{17}[0-9Xx]([^0-9A-Za-z]|$)|测试甲|测试乙' "$LOGS" tests/artifacts/logs 2>/dev/null \
+  | sed -E 's/[0-9]{17}[0-9Xx]/<ID number>/; s/测试甲|测试乙/<name>/' || true)
 if [[ -n "$hits" ]]; then
-  echo "ID numbers found in logs:"; echo "$hits"; failed=$((failed + 1))
+  echo "personal data found in logs:"; echo "$hits"; failed=$((failed + 1))
 else
-  echo "no ID numbers in $(find "$LOGS" tests/artifacts/logs -type f 2>/dev/null | wc -l) logs"; passed=$((passed + 1))
+  echo "no ID numbers or fixture names in $(find "$LOGS" tests/artifacts/logs -type f 2>/dev/null | wc -l) logs"; passed=$((passed + 1))
 fi
 
 if ((LONG)); then

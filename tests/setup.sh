@@ -39,6 +39,10 @@ if ! "$VENV/bin/python" -c "import tongsuopy" 2>/dev/null; then
   "$VENV/bin/pip" install -q --disable-pip-version-check tongsuopy==1.0.1
 fi
 
+# The KYC service's OCR models (PP-OCRv4 from PyPI rapidocr-onnxruntime 1.4.4, SHA-256 pinned); `vbank up` and the
+# OCR tests find them here (VBANK_MODELS overrides).
+PYTHON="$VENV/bin/python" bash appliance/kyc-service/models/fetch-ocr.sh "$HOME/.cache/vbank/models"
+
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -7,36 +7,20 @@
 // a document pushed by the customer, a forged signature, a call token used for another room.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { VBANK, ceremony, drawSignature, framesDecoded, launch, screenshots, startVbank } from './harness.mjs';
+import { drawSignature, framesDecoded, launch, screenshots, startRecordedVbank } from './harness.mjs';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 let vbank;
-before(async () => {
-  vbank = await startVbank();
-  const officers = mkdtempSync(join(tmpdir(), 'vbank-officers-'));
-  await ceremony(vbank, officers);
-  rmSync(officers, { recursive: true, force: true });
-});
+before(async () => { vbank = await startRecordedVbank(); });
 after(async () => { await vbank?.stop(); });
 
-const cli = (args, input) => JSON.parse(execFileSync(VBANK, ['--config', vbank.urls.config, '--json', ...args], { encoding: 'utf8', input, stdio: 'pipe' }));
+const cli = (args, input) => vbank.cli(args, input);
+const until = (what, check, ms) => vbank.until(what, check, ms);
 const log = () => vbank.log.slice(-15).join('\n');
-
-async function until(what, check, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    assert.ok(Date.now() < deadline, `${what}\n${log()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** A teller console in its own browser context (its own session cookie), logged in and available. */
 async function tellerConsole(browser, name, password) {

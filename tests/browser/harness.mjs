@@ -32,13 +32,13 @@ function portFree(port) {
   });
 }
 
-/** Eight free consecutive ports in 33000–34999 (five internal TCP listeners, UDP media, the public port): below the
- * ephemeral range and apart from the Rust tests' range. */
+/** Twelve free consecutive ports in 33000–34999 (eight internal TCP listeners, UDP media, the KYC vendor simulator,
+ * the public port): below the ephemeral range and apart from the Rust tests' range. */
 async function freePorts() {
   for (let i = 0; i < 100; i++) {
-    const base = 33000 + 8 * Math.floor(Math.random() * 248);
-    const free = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((d) => portFree(base + d)));
-    if (free.every(Boolean)) return { port: base + 7, base };
+    const base = 33000 + 12 * Math.floor(Math.random() * 165);
+    const free = await Promise.all([...Array(12).keys()].map((d) => portFree(base + d)));
+    if (free.every(Boolean)) return { port: base + 11, base };
   }
   throw new Error('no free ports in 33000-34999');
 }
@@ -65,6 +65,18 @@ export async function startVbank({ relay = false, tcp = false } = {}) {
     urls,
     log,
     relay: mediaRelay,
+    /** `vbank --json <args>` against this node (with `input` on stdin), parsed. */
+    cli: (args, input) => JSON.parse(execFileSync(VBANK, ['--config', urls.config, '--json', ...args], { encoding: 'utf8', input, stdio: 'pipe' })),
+    /** Poll `check` every 250 ms until it returns something truthy; fail with `what` and the log's tail after `ms`. */
+    async until(what, check, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const v = await check();
+        if (v) return v;
+        if (Date.now() > deadline) throw new Error(`${what}\n${log.slice(-15).join('\n')}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    },
     async stop() {
       mediaRelay?.close();
       if (proc.exitCode === null) {
@@ -125,6 +137,15 @@ export async function openCall(context, vbank, room) {
   await customer.click('#join');
   await teller.click('#join');
   return { customer, teller };
+}
+
+/** `vbank up` with the key ceremony held: every call is recorded. */
+export async function startRecordedVbank() {
+  const vbank = await startVbank();
+  const officers = mkdtempSync(join(tmpdir(), 'vbank-officers-'));
+  await ceremony(vbank, officers);
+  rmSync(officers, { recursive: true, force: true });
+  return vbank;
 }
 
 /** Hold the key ceremony on `vbank` with two generated officers (their keys in `dir`), then give the gateway the

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 pub use reader::{Diagnostic, Severity};
 pub use schema::{
-    CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, LogConfig, LogLevel, LogTarget, NodeConfig, PostgresConfig,
-    RecorderConfig, RecordingMode, Service, StoreConfig, TlsConfig, TlsVersion,
+    CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, KycConfig, LogConfig, LogLevel, LogTarget, NodeConfig,
+    PostgresConfig, RecorderConfig, RecordingMode, Service, StoreConfig, TencentConfig, TlsConfig, TlsVersion,
 };
 pub use secret::{Secret, SecretRef};
 

@@ -62,6 +62,8 @@ pub struct Config {
     pub keyd: KeydConfig,
     /// The recorder (双录).
     pub recorder: RecorderConfig,
+    /// The KYC proxy.
+    pub kyc: KycConfig,
     /// Line of each key as written, for diagnostics found after parsing.
     pub(crate) lines: Vec<(String, usize)>,
 }
@@ -291,6 +293,38 @@ pub struct RecorderConfig {
     pub min_free_mb: u64,
 }
 
+/// `[kyc]`
+#[derive(Debug, Clone)]
+pub struct KycConfig {
+    /// Internal mTLS API listener (the gateway asks for checks here).
+    pub listen: SocketAddr,
+    /// Admin listener (/healthz, /readyz, /metrics).
+    pub admin_listen: SocketAddr,
+    /// The HMAC-SM3 key that turns ID numbers and names into tokens in logs (32 bytes or more, any encoding).
+    pub token_key: Option<SecretRef>,
+    /// Who checks a citizen's identity (联网核查): `tencent`, or `off` (the teller refers to manual review).
+    pub identity: String,
+    /// Tencent Cloud FaceID.
+    pub tencent: TencentConfig,
+    /// Seconds before a vendor call is abandoned.
+    pub timeout_s: u32,
+}
+
+/// `[kyc.tencent]`
+#[derive(Debug, Clone)]
+pub struct TencentConfig {
+    /// The API host, signed into each request.
+    pub host: String,
+    /// Where to connect instead of resolving `host` on port 443 (an egress proxy; the simulator).
+    pub connect: Option<SocketAddr>,
+    /// The CA bundle that vouches for the vendor's certificate.
+    pub ca: PathBuf,
+    /// The SecretId.
+    pub secret_id: Option<SecretRef>,
+    /// The SecretKey.
+    pub secret_key: Option<SecretRef>,
+}
+
 const ADDR_HINT: &str = "write an IP and port such as \"127.0.0.1:9101\" or \"[::]:8443\"";
 const PATH_HINT: &str = "write an absolute path such as \"/etc/vbank/tls/ca.crt\"";
 
@@ -333,6 +367,7 @@ pub(crate) fn read_config(root: &Section<'_, '_>) -> Config {
         gateway: read_gateway(&root.section("gateway")),
         keyd: read_keyd(&root.section("keyd")),
         recorder: read_recorder(&root.section("recorder"), &node.data_dir),
+        kyc: read_kyc(&root.section("kyc")),
         node,
         lines: Vec::new(),
     };
@@ -502,6 +537,42 @@ fn read_recorder(s: &Section<'_, '_>, data_dir: &Path) -> RecorderConfig {
     cfg
 }
 
+fn read_kyc(s: &Section<'_, '_>) -> KycConfig {
+    let t = s.section("tencent");
+    let tencent = TencentConfig {
+        host: t.string("host", "faceid.tencentcloudapi.com", "the API host, e.g. \"faceid.tencentcloudapi.com\""),
+        connect: t.opt_str("connect", ADDR_HINT).and_then(|(v, line)| match v.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                t.error("connect", line, format!("{v:?} is not an IP address and port"), ADDR_HINT);
+                None
+            }
+        }),
+        ca: path_in(&t, "ca", PathBuf::from("/etc/ssl/certs/ca-certificates.crt")),
+        secret_id: secret(&t, "secret_id"),
+        secret_key: secret(&t, "secret_key"),
+    };
+    t.finish();
+    let cfg = KycConfig {
+        listen: addr(s, "listen", "127.0.0.1:8470"),
+        admin_listen: addr(s, "admin_listen", "127.0.0.1:9108"),
+        token_key: secret(s, "token_key"),
+        identity: s.choice("identity", &["tencent", "off"], "off").to_string(),
+        timeout_s: s.integer("timeout_s", 8, 1, 60) as u32,
+        tencent,
+    };
+    if cfg.identity == "tencent" && (cfg.tencent.secret_id.is_none() || cfg.tencent.secret_key.is_none()) {
+        s.error(
+            "identity",
+            None,
+            "\"tencent\" needs [kyc.tencent] secret_id and secret_key".into(),
+            "add secret_id and secret_key under [kyc.tencent] as credential:NAME, or set identity = \"off\"",
+        );
+    }
+    s.finish();
+    cfg
+}
+
 /// Two listeners of this node on one port cannot both start.
 fn check_ports(root: &Section<'_, '_>, cfg: &Config) {
     let listeners = cfg.listeners();
@@ -531,6 +602,8 @@ impl Config {
             ("keyd.admin_listen", self.keyd.admin_listen),
             ("recorder.listen", self.recorder.listen),
             ("recorder.admin_listen", self.recorder.admin_listen),
+            ("kyc.listen", self.kyc.listen),
+            ("kyc.admin_listen", self.kyc.admin_listen),
         ]
     }
 }

@@ -2,8 +2,11 @@
 
 use vbank_documents::{DocumentError, Kind, PAGE_WIDTH, Renderer};
 
+/// Read at run time from `CARGO_MANIFEST_DIR` as cargo sets it for the test: a path compiled in would name whichever
+/// checkout built the binary first when clones share one target directory.
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+    let dir = std::env::var("CARGO_MANIFEST_DIR").expect("run under cargo test");
+    std::fs::read(format!("{dir}/../../tests/fixtures/{name}")).expect("fixture")
 }
 
 /// Width and height from a PNG's IHDR.

@@ -95,9 +95,13 @@ fn counts(role: Role) -> bool {
     matches!(role, Role::Customer | Role::Teller | Role::Specialist)
 }
 
-/// POST `body` to keyd or the recorder as the gateway (mTLS); the answer's JSON.
+/// POST `body` to keyd, the recorder or the KYC service as the gateway (mTLS); the answer's JSON.
 pub(crate) async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> Result<Value, String> {
-    let addr = if to == Service::Keyd { cfg.keyd.listen } else { cfg.recorder.listen };
+    let addr = match to {
+        Service::Keyd => cfg.keyd.listen,
+        Service::Kyc => cfg.kyc.listen,
+        _ => cfg.recorder.listen,
+    };
     client::post_service(&cfg.tls, Service::Gateway, to, addr, path, &body, Duration::from_secs(20)).await
 }
 
@@ -129,6 +133,11 @@ impl Calls {
         let call = self.calls.lock().unwrap_or_else(|p| p.into_inner()).get(room).cloned()?;
         let guard = call.lock_owned().await;
         (!guard.ended).then_some(guard)
+    }
+
+    /// The recorder's id for the recording of the call in `room`, while it is on.
+    pub async fn recording_of(&self, room: &str) -> Option<String> {
+        self.existing(room).await.and_then(|c| c.recording.clone())
     }
 
     /// Take the (locked) call out of the map.

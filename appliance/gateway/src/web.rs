@@ -18,6 +18,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("call-page.js", include_str!("../../web/assets/call-page.js"), "text/javascript; charset=utf-8"),
     ("desk-page.js", include_str!("../../web/assets/desk-page.js"), "text/javascript; charset=utf-8"),
     ("document-view.js", include_str!("../../web/assets/document-view.js"), "text/javascript; charset=utf-8"),
+    ("kyc-panel.js", include_str!("../../web/assets/kyc-panel.js"), "text/javascript; charset=utf-8"),
     ("language.js", include_str!("../../web/assets/language.js"), "text/javascript; charset=utf-8"),
     ("supervisor.js", include_str!("../../web/assets/supervisor.js"), "text/javascript; charset=utf-8"),
 ];

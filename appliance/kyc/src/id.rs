@@ -18,6 +18,12 @@ pub struct Date {
 }
 
 impl Date {
+    /// The date in UTC at `unix_s` seconds.
+    pub fn from_unix(unix_s: u64) -> Date {
+        let (y, m, d) = vbank_log::civil_from_days((unix_s / 86_400) as i64);
+        Date { year: y as u16, month: m as u8, day: d as u8 }
+    }
+
     fn valid(self) -> bool {
         let y = self.year;
         let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);

@@ -2,7 +2,7 @@
 //! documented wire protocol — TC3-HMAC-SHA256 signatures checked (unknown SecretId, wrong signature, a timestamp
 //! more than five minutes off), a per-action QPS limit, every documented result — and faults injected on demand
 //! (5xx, an error envelope in a 200, a garbled body, a stall). Tests and DR drills talk to it as they would to the
-//! vendor; the `vbank kyc simulate` edge (planned) serves it over HTTPS.
+//! vendor; the `vbank kyc simulate` edge serves it over HTTPS.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -17,9 +17,9 @@ pub enum Fault {
     /// Answer with this HTTP status and an empty body.
     Status(u16),
     /// Answer 200 with this error code in the envelope.
-    Error(&'static str),
+    Error(String),
     /// Answer 200 with this `Result` (e.g. `-4` the authority's database failed, `-7` the daily quota).
-    Result(&'static str),
+    Result(String),
     /// Answer 200 with a truncated body.
     Garbled,
     /// Hold the answer this long first (the edge sleeps; a client with a shorter timeout gives up).
@@ -102,7 +102,7 @@ impl Simulator {
             match f {
                 Fault::Stall(d) => stall = Some(d),
                 Fault::Status(s) => return Reply { status: s, body: Vec::new(), stall },
-                Fault::Error(code) => return Reply { stall, ..self.error(code, "injected") },
+                Fault::Error(code) => return Reply { stall, ..self.error(&code, "injected") },
                 Fault::Result(r) => {
                     return Reply { stall, ..self.envelope(json!({"Result": r, "Description": "injected"})) };
                 }
@@ -162,10 +162,7 @@ impl Simulator {
             return self.error("InvalidParameter", "the body is not JSON");
         };
         let (id, name) = (v["IdCard"].as_str().unwrap_or_default(), v["Name"].as_str().unwrap_or_default());
-        let today = {
-            let (y, m, d) = vbank_log::civil_from_days((now_s / 86_400) as i64);
-            crate::id::Date { year: y as u16, month: m as u8, day: d as u8 }
-        };
+        let today = crate::id::Date::from_unix(now_s);
         let (result, description) = if crate::id::parse(id, today).is_err() {
             ("-2", "非法身份证号（长度、校验位等不正确）")
         } else if name.trim().is_empty() || name.chars().count() > 30 || name.chars().any(|c| c.is_ascii_digit()) {
@@ -251,9 +248,9 @@ mod tests {
         let mut s = sim();
         s.inject(Fault::Status(502));
         assert!(ask(&mut s, "sim-secret", "11010519491231002X", "张三", NOW).retryable);
-        s.inject(Fault::Error("InternalError"));
+        s.inject(Fault::Error("InternalError".into()));
         assert!(ask(&mut s, "sim-secret", "11010519491231002X", "张三", NOW).retryable);
-        s.inject(Fault::Result("-7"));
+        s.inject(Fault::Result("-7".into()));
         let quota = ask(&mut s, "sim-secret", "11010519491231002X", "张三", NOW);
         assert!(matches!(quota.verdict, Verdict::Unavailable(_)) && !quota.retryable);
         s.inject(Fault::Garbled);

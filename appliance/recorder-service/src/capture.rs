@@ -18,6 +18,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use vbank_recorder::format::RecordKind;
 use vbank_recorder::recording::Recording;
 
+use crate::still::{StillRequest, Stills};
 use crate::{RecorderServiceError, now_us};
 
 /// Receiving m-lines offered: customer, teller and specialist microphones; their cameras and two screen shares.
@@ -56,6 +57,7 @@ pub fn offer(ip: IpAddr) -> Result<Offered, RecorderServiceError> {
 pub struct Capture {
     stop: Arc<AtomicBool>,
     events: mpsc::Sender<serde_json::Value>,
+    stills: mpsc::Sender<StillRequest>,
     thread: std::thread::JoinHandle<Ended>,
 }
 
@@ -76,17 +78,23 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let (events, inbox) = mpsc::channel();
+        let (stills, still_requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("vbank-capture".into())
-            .spawn(move || run(rtc, sock, recording, flag, inbox))
+            .spawn(move || run(rtc, sock, recording, flag, Inbox { events: inbox, stills: still_requests }))
             .map_err(|e| RecorderServiceError::Media(e.to_string()))?;
-        Ok(Capture { stop, events, thread })
+        Ok(Capture { stop, events, stills, thread })
     }
 
     /// A call event for the recording (JSON with a `kind`). `{"kind": "track", "mid": …, "label": …}` also names
     /// the track received on that m-line.
     pub fn event(&self, event: serde_json::Value) -> bool {
         self.events.send(event).is_ok()
+    }
+
+    /// Ask for the next keyframe of the track labelled `label`; false when capturing has stopped.
+    pub fn still(&self, request: StillRequest) -> bool {
+        self.stills.send(request).is_ok()
     }
 
     /// Whether capturing stopped by itself (see [`Ended::error`]).
@@ -107,13 +115,13 @@ fn rtp_bytes(p: &RtpPacket) -> Vec<u8> {
     vbank_fusion::rtp::build(*h.payload_type, h.sequence_number, h.timestamp, *h.ssrc, h.marker, &p.payload)
 }
 
-fn run(
-    rtc: Rtc,
-    sock: UdpSocket,
-    mut recording: Recording,
-    stop: Arc<AtomicBool>,
-    inbox: mpsc::Receiver<serde_json::Value>,
-) -> Ended {
+/// What the API hands the capture thread.
+struct Inbox {
+    events: mpsc::Receiver<serde_json::Value>,
+    stills: mpsc::Receiver<StillRequest>,
+}
+
+fn run(rtc: Rtc, sock: UdpSocket, mut recording: Recording, stop: Arc<AtomicBool>, inbox: Inbox) -> Ended {
     let error = capture(rtc, sock, &mut recording, &stop, &inbox).err();
     if let Some(e) = &error {
         log::error!("recording {}: capture stopped: {e}", recording.header().recording);
@@ -121,11 +129,15 @@ fn run(
     Ended { recording, error }
 }
 
-/// Tracks by m-line, and labels that arrived before their track's first packet.
+/// Tracks by m-line, labels that arrived before their track's first packet, the m-line of each label, and the
+/// stills asked for.
 #[derive(Default)]
 struct Tracks {
     by_mid: HashMap<Mid, u32>,
     labels: HashMap<String, String>,
+    mids: HashMap<String, Mid>,
+    ssrcs: HashMap<Mid, Ssrc>,
+    stills: Stills,
 }
 
 /// Write call events into the recording; a `track` event names the track on its m-line.
@@ -141,6 +153,7 @@ fn take_events(
         if ev["kind"] == "track"
             && let (Some(mid), Some(label)) = (ev["mid"].as_str(), ev["label"].as_str())
         {
+            tracks.mids.insert(label.to_string(), Mid::from(mid));
             match tracks.by_mid.iter().find(|(m, _)| m.to_string() == mid) {
                 Some((_, &t)) => rec.relabel(t, label).map_err(io)?,
                 None => {
@@ -158,7 +171,7 @@ fn capture(
     sock: UdpSocket,
     rec: &mut Recording,
     stop: &AtomicBool,
-    inbox: &mpsc::Receiver<serde_json::Value>,
+    inbox: &Inbox,
 ) -> Result<(), RecorderServiceError> {
     let media = |e: str0m::RtcError| RecorderServiceError::Media(e.to_string());
     let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
@@ -166,7 +179,8 @@ fn capture(
     let mut buf = vec![0u8; 2048];
     let mut tracks = Tracks::default();
     while !stop.load(Ordering::Relaxed) {
-        take_events(inbox, rec, &mut tracks)?;
+        take_events(&inbox.events, rec, &mut tracks)?;
+        take_stills(&inbox.stills, &mut rtc, &mut tracks);
         let mut timeout = drain(&mut rtc, &sock, rec, &mut tracks)?;
         // Take every waiting datagram, each drained at once (in RTP mode str0m holds one packet until the next poll);
         // then sleep in poll(2) until the next datagram or timeout.
@@ -194,7 +208,22 @@ fn capture(
         }
     }
     // Events the gateway posted just before it finished the recording (the last one out leaving) are in by now.
-    take_events(inbox, rec, &mut tracks)
+    take_events(&inbox.events, rec, &mut tracks)
+}
+
+/// Take still requests: ask the track's sender for a keyframe (PLI) and wait for it; answer those out of time.
+fn take_stills(inbox: &mpsc::Receiver<StillRequest>, rtc: &mut Rtc, tracks: &mut Tracks) {
+    let now = Instant::now();
+    while let Ok(r) = inbox.try_recv() {
+        let mid = tracks.mids.get(&r.label).copied();
+        if tracks.stills.request(r, mid, now)
+            && let Some(ssrc) = mid.and_then(|m| tracks.ssrcs.get(&m))
+            && let Some(rx) = rtc.direct_api().stream_rx(ssrc)
+        {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+        }
+    }
+    tracks.stills.expire(now);
 }
 
 /// Hand str0m's output to the network and received packets to the recording, until str0m wants a timeout.
@@ -214,6 +243,7 @@ fn drain(
             Output::Event(Event::RtpPacket(p)) => {
                 let ssrc: Ssrc = p.header.ssrc;
                 let Some(mid) = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { continue };
+                tracks.ssrcs.insert(mid, ssrc);
                 let track = match tracks.by_mid.get(&mid) {
                     Some(t) => *t,
                     None => {
@@ -240,7 +270,15 @@ fn drain(
                     };
                     rec.note_payload(track, pt, &codec).map_err(io)?;
                 }
-                if rec.packet(track, Instant::now(), now_us(), RecordKind::Rtp, &rtp_bytes(&p)).map_err(io)?
+                let bytes = rtp_bytes(&p);
+                if tracks.stills.wants(mid) {
+                    let codec =
+                        rtc.codec_config().params().iter().find(|c| *c.pt() == pt).and_then(|c| {
+                            vbank_fusion::depacketize::VideoCodec::from_noted(&c.spec().codec.to_string())
+                        });
+                    tracks.stills.packet(mid, codec, &bytes);
+                }
+                if rec.packet(track, Instant::now(), now_us(), RecordKind::Rtp, &bytes).map_err(io)?
                     && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
                 {
                     rx.request_keyframe(KeyframeRequestKind::Pli);

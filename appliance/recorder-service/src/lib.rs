@@ -6,6 +6,7 @@
 
 pub mod capture;
 pub mod playback;
+pub mod still;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -263,6 +264,37 @@ async fn events(State(s): State<ApiState>, Path(id): Path<String>, Json(r): Json
     Json(json!({"recorded": n})).into_response()
 }
 
+#[derive(Deserialize)]
+struct StillIn {
+    /// The track's label, e.g. `customer/camera`.
+    track: String,
+}
+
+/// A PNG of what the track shows now (for KYC: the ID card held to the camera, the face in frame).
+async fn still(State(s): State<ApiState>, Path(id): Path<String>, Json(r): Json<StillIn>) -> Response {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = match s.live.lock().await.get(&id) {
+        Some(capture) => capture.still(still::StillRequest { label: r.track.clone(), reply: tx }),
+        None => return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress")),
+    };
+    if !sent {
+        return problem(StatusCode::CONFLICT, format!("recording {id} has stopped"));
+    }
+    let keyframe = match tokio::time::timeout(still::WAIT + Duration::from_secs(1), rx).await {
+        Ok(Ok(Ok(k))) => k,
+        Ok(Ok(Err(why))) => return problem(StatusCode::CONFLICT, why),
+        _ => return problem(StatusCode::GATEWAY_TIMEOUT, format!("recording {id}: no picture of {}", r.track)),
+    };
+    match tokio::task::spawn_blocking(move || still::to_png(&keyframe)).await {
+        Ok(Ok(png)) => {
+            log::info!("recording {id}: still of {} ({} bytes) for kyc", r.track, png.len());
+            ([(axum::http::header::CONTENT_TYPE, "image/png")], png).into_response()
+        }
+        Ok(Err(e)) => problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
     let Some(capture) = s.take_live(&id).await else {
         return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress"));
@@ -312,13 +344,18 @@ async fn close_and_seal(s: &ApiState, id: &str, capture: Capture) -> Result<Valu
 
 /// The API: the gateway (and operators' CLI) open and close recordings; only operators search and export them.
 pub fn router(state: ApiState) -> Router {
-    let policy = Arc::new(AccessPolicy::new().allow("/v1/recordings", &[Service::Gateway, Service::Cli]));
+    let policy = Arc::new(
+        AccessPolicy::new()
+            .allow("/v1/recordings", &[Service::Gateway, Service::Cli])
+            .allow("/v1/stills", &[Service::Kyc]),
+    );
     Router::new()
         .route("/v1/recordings", post(open).get(playback::search))
         .route("/v1/recordings/{id}", get(playback::show))
         .route("/v1/recordings/{id}/finish", post(finish))
         .route("/v1/recordings/{id}/events", post(events).get(playback::events))
         .route("/v1/recordings/{id}/export", post(playback::export))
+        .route("/v1/stills/{id}", post(still))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)
 }

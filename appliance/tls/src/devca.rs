@@ -155,3 +155,43 @@ pub fn ensure_dev_pki(tls: &TlsConfig, public_names: &[String]) -> Result<DevPki
     ensure_dev_sm_pki(tls, public_names)?;
     Ok(DevPki::Created)
 }
+
+/// The files of a vendor simulator's PKI: its own CA (what `[kyc.tencent] ca` trusts on a development node) and a
+/// server certificate for the vendor's host names.
+#[derive(Debug, Clone)]
+pub struct SimulatorPki {
+    /// The CA certificate (PEM).
+    pub ca: std::path::PathBuf,
+    /// The server certificate chain (PEM).
+    pub cert: std::path::PathBuf,
+    /// The server key (PEM, 0600).
+    pub key: std::path::PathBuf,
+}
+
+/// Create (or reuse) a CA and a server certificate for `hosts` in `dir`, for the KYC vendor simulator.
+pub fn ensure_simulator_pki(dir: &Path, hosts: &[&str]) -> Result<SimulatorPki, TlsError> {
+    let pki = SimulatorPki { ca: dir.join("sim-ca.crt"), cert: dir.join("sim.crt"), key: dir.join("sim.key") };
+    if pki.ca.is_file() && pki.cert.is_file() && pki.key.is_file() {
+        return Ok(pki);
+    }
+    fs::create_dir_all(dir).map_err(|e| TlsError::io(dir, e))?;
+    let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
+    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+    let mut ca_params = params("vbank KYC vendor simulator CA", vec![], 10);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen_err)?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
+    let mut sans = Vec::new();
+    for h in hosts {
+        sans.push(SanType::DnsName((*h).to_string().try_into().map_err(gen_err)?));
+    }
+    let mut p = params(hosts.first().copied().unwrap_or("simulator"), sans, 2);
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = p.signed_by(&key, &ca).map_err(gen_err)?;
+    write_public(&pki.ca, &ca.pem())?;
+    write_public(&pki.cert, &format!("{}{}", cert.pem(), ca.pem()))?;
+    write_private(&pki.key, &key.serialize_pem())?;
+    Ok(pki)
+}

@@ -42,6 +42,12 @@ enum Cmd {
     Keyd,
     /// Run the recorder (双录): joins calls as the hidden recorder, writes sealed encrypted recordings.
     Recorder,
+    /// Run the KYC proxy (face in frame, identity verification through the configured vendor); `simulate` runs the
+    /// vendors' conformance simulator instead.
+    Kyc {
+        #[command(subcommand)]
+        cmd: Option<KycCmd>,
+    },
     /// Run every service on this machine in development mode (SoftHSM2 token, development CA).
     Up {
         /// Where state, configuration, certificates and the development token live.
@@ -113,6 +119,35 @@ enum Cmd {
 }
 
 #[derive(Debug, Subcommand)]
+enum KycCmd {
+    /// Serve the vendor's API (Tencent Cloud FaceID IdCardVerification) as documented — signatures, QPS, results,
+    /// errors — with faults on demand (POST /_simulator/faults), for tests, development nodes and DR drills.
+    Simulate {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8479")]
+        listen: std::net::SocketAddr,
+        /// The API host it answers as.
+        #[arg(long, default_value = "faceid.tencentcloudapi.com")]
+        host: String,
+        /// Its certificate chain (PEM), for the host.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// A file holding the SecretId callers must use.
+        #[arg(long)]
+        secret_id_file: PathBuf,
+        /// A file holding their SecretKey.
+        #[arg(long)]
+        secret_key_file: PathBuf,
+        /// The simulated authority's records: a JSON list of {"name", "id_number"}.
+        #[arg(long)]
+        people: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ConfigCmd {
     /// Check a configuration file and what it refers to; print every problem with its key, line and a fix.
     Check {
@@ -133,6 +168,41 @@ fn main() -> ExitCode {
         Cmd::Recorder => run_service("recorder", &cli.config, |cfg| async move {
             vbank_recorder_service::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
+        Cmd::Kyc { cmd: None } => run_service("kyc", &cli.config, |cfg| async move {
+            vbank_kyc_service::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
+        }),
+        Cmd::Kyc {
+            cmd: Some(KycCmd::Simulate { listen, host, cert, key, secret_id_file, secret_key_file, people }),
+        } => {
+            let _ = vbank_log::init(
+                vbank_log::Identity { service: "kyc-simulator".into(), node: "dev".into(), dev: true },
+                log::LevelFilter::Info,
+                vbank_log::Target::Stderr,
+            );
+            let secret_id = match std::fs::read_to_string(&secret_id_file) {
+                Ok(s) => s.trim().to_string(),
+                Err(e) => {
+                    eprintln!("vbank kyc simulate: {}: {e}", secret_id_file.display());
+                    return ExitCode::from(exit::CONFIG as u8);
+                }
+            };
+            let o = vbank_kyc_service::simulate::SimulateOptions {
+                listen,
+                host,
+                cert,
+                key,
+                secret_id,
+                secret_key_file,
+                people,
+            };
+            match runtime().block_on(vbank_kyc_service::simulate::run(o)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vbank kyc simulate: {e}");
+                    e.exit_code()
+                }
+            }
+        }
         Cmd::Up { data_dir, port, internal_port_base, media_advertise, no_media_tcp, mut names, ready_timeout } => {
             let _ = vbank_log::init(
                 vbank_log::Identity { service: "up".into(), node: "dev".into(), dev: true },

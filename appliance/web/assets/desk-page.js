@@ -194,20 +194,34 @@ if (page === 'teller') {
       if (m.type === 'state') el('teller-state').textContent = m.state;
       else if (m.type === 'ring') ring(m);
       else if (m.type === 'withdrawn') { if (ringing === m.customer) { ringing = null; el('ring').hidden = true; } }
-      else if (m.type === 'connected') { current = ringing; ringing = null; el('ring').hidden = true; join(m); }
+      else if (m.type === 'connected') {
+        current = ringing;
+        ringing = null;
+        el('ring').hidden = true;
+        join(m);
+        window.dispatchEvent(new CustomEvent('vbank:customer', { detail: current }));
+      }
       else if (m.type === 'screen') say({ allowed: '客户同意共享屏幕 · The customer allowed screen sharing', declined: '客户拒绝共享屏幕 · The customer declined screen sharing', started: '客户正在共享屏幕 · The customer is sharing their screen', stopped: '客户已停止共享屏幕 · The customer stopped sharing' }[m.state]);
       else if (m.type === 'ended' && m.customer === current) {
         // The customer left: this page leaves the call too (its recording closes when the last one is out).
         current = null;
+        window.dispatchEvent(new CustomEvent('vbank:customer', { detail: null }));
         window.dispatchEvent(new CustomEvent('vbank:leave'));
         say(`客户已离开 · The customer left (${m.why})`);
-      } else if (m.type === 'signed') say(`客户已签署 · The customer signed (SM3 ${m.document_sm3.slice(0, 16)}…)`);
+      } else if (m.type === 'signed') {
+        say(`客户已签署 · The customer signed (SM3 ${m.document_sm3.slice(0, 16)}…)`);
+        window.dispatchEvent(new CustomEvent('vbank:signing', { detail: false }));
+      }
       else if (m.type === 'error' || m.type === 'transfer_failed') say(m.message ?? `转接未接听 · transfer not answered: ${m.to}`);
     });
   });
   el('available').addEventListener('click', () => send({ type: 'state', state: 'available' }));
   el('away').addEventListener('click', () => send({ type: 'state', state: 'away' }));
-  el('sign-request').addEventListener('click', () => current && send({ type: 'sign_request', customer: current, title: el('sign-title').value, text: el('sign-text').value }));
+  el('sign-request').addEventListener('click', () => {
+    if (!current) return;
+    send({ type: 'sign_request', customer: current, title: el('sign-title').value, text: el('sign-text').value });
+    window.dispatchEvent(new CustomEvent('vbank:signing', { detail: true }));
+  });
   // A document for the call: uploaded, rendered by the appliance, then its first page pushed to everyone.
   el('doc-push').addEventListener('click', async () => {
     const file = el('doc-file').files[0];
@@ -232,6 +246,7 @@ if (page === 'teller') {
   window.addEventListener('vbank:hangup', () => {
     if (current) send({ type: 'hangup', customer: current, outcome: el('outcome').value, notes: el('outcome-notes').value });
     current = null;
+    window.dispatchEvent(new CustomEvent('vbank:customer', { detail: null }));
     el('outcome-notes').value = '';
   });
 }

@@ -126,6 +126,9 @@ async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mine = tx.downgrade();
     if let Some(c) = desk.inner.lock().expect("not poisoned").customers.get_mut(&customer) {
+        for v in c.unsent.drain(..) {
+            let _ = tx.send(v);
+        }
         c.tx = Some(tx);
         c.gone_since_ms = None;
     }
@@ -183,5 +186,26 @@ async fn customer_session(desk: Desk, customer: String, mut ws: WebSocket) {
     {
         c.tx = None;
         c.gone_since_ms = Some(now_ms());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::{Customer, Desk};
+
+    #[test]
+    fn what_a_page_without_a_socket_is_told_waits_for_it_except_stale_places() {
+        let desk = Desk::without_store();
+        desk.inner.lock().unwrap().customers.insert("c1".into(), Customer::new("secret", json!({})));
+        desk.send_customer("c1", json!({"type": "position", "position": 2, "wait_ms": 1000}));
+        desk.send_customer("c1", json!({"type": "connected", "room": "call-1"}));
+        let unsent = desk.inner.lock().unwrap().customers["c1"].unsent.clone();
+        assert_eq!(unsent, vec![json!({"type": "connected", "room": "call-1"})]);
+        for n in 0..100 {
+            desk.send_customer("c1", json!({"type": "error", "message": n}));
+        }
+        assert_eq!(desk.inner.lock().unwrap().customers["c1"].unsent.len(), super::super::UNSENT, "bounded");
     }
 }

@@ -42,6 +42,7 @@ use crate::AppState;
 
 mod customer;
 mod documents;
+mod kyc;
 mod limits;
 mod recordings;
 mod screen;
@@ -68,15 +69,29 @@ struct Customer {
     secret_sm3: String,
     #[serde(skip)]
     tx: Option<mpsc::UnboundedSender<Value>>,
+    /// What was said while the page had no socket (an answer in the moment between queueing and the socket
+    /// opening, or during a reconnect): delivered when it connects. Places in the queue are not kept; the page gets
+    /// its current place on connecting.
+    #[serde(skip)]
+    unsent: Vec<Value>,
     /// The accepted privacy notice: the call's first recorded event.
     consent: Value,
     /// Since when the page has had no socket: after [`GRACE`] the visit ends.
     gone_since_ms: Option<u64>,
 }
 
+/// Messages kept for a customer page without a socket.
+const UNSENT: usize = 32;
+
 impl Customer {
     fn new(secret: &str, consent: Value) -> Customer {
-        Customer { secret_sm3: secret_hash(secret), tx: None, consent, gone_since_ms: Some(now_ms()) }
+        Customer {
+            secret_sm3: secret_hash(secret),
+            tx: None,
+            unsent: Vec::new(),
+            consent,
+            gone_since_ms: Some(now_ms()),
+        }
     }
 
     fn holds(&self, secret: &str) -> bool {
@@ -234,8 +249,11 @@ impl Desk {
     }
 
     fn send_customer(&self, customer: &str, v: Value) {
-        if let Some(tx) = self.inner.lock().expect("not poisoned").customers.get(customer).and_then(|c| c.tx.as_ref()) {
-            let _ = tx.send(v);
+        let mut inner = self.inner.lock().expect("not poisoned");
+        let Some(c) = inner.customers.get_mut(customer) else { return };
+        let sent = c.tx.as_ref().is_some_and(|tx| tx.send(v.clone()).is_ok());
+        if !sent && v["type"] != "position" && c.unsent.len() < UNSENT {
+            c.unsent.push(v);
         }
     }
 
@@ -500,6 +518,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/queue", axum::routing::post(customer::join_queue))
         .route("/api/queue/ws", axum::routing::get(customer::customer_ws))
         .merge(documents::routes())
+        .merge(kyc::routes())
         .merge(supervisor::routes())
         .merge(recordings::routes())
 }

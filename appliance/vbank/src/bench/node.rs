@@ -12,12 +12,12 @@ pub fn free_ports() -> Result<(u16, u16)> {
     let free = |p: u16| {
         std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
     };
-    for base in (45_000u16..46_000).step_by(8) {
-        if (base..=base + 7).all(free) {
-            return Ok((base + 7, base));
+    for base in (45_000u16..46_000).step_by(12) {
+        if (base..=base + 11).all(free) {
+            return Ok((base + 11, base));
         }
     }
-    bail!("no eight free ports in 45000-46000")
+    bail!("no twelve free ports in 45000-46000")
 }
 
 /// A running development node; stopped (SIGTERM) and its directory removed when dropped.

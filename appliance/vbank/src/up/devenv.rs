@@ -23,6 +23,8 @@ pub struct DevEnv {
     pub softhsm_conf: Option<PathBuf>,
     /// The loaded configuration.
     pub config: Config,
+    /// The KYC vendor simulator's files, when the configuration points KYC at it.
+    pub kyc_simulator: Option<super::kyc_dev::SimulatorFiles>,
 }
 
 /// Ports for a fresh configuration.
@@ -57,7 +59,16 @@ fn random_digits(n: usize) -> Result<String> {
     Ok(buf.iter().map(|b| char::from(b'0' + b % 10)).collect())
 }
 
-fn write_secret(path: &Path, value: &str) -> Result<()> {
+/// `n` random bytes, hex.
+pub(super) fn random_hex(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf))
+        .context("cannot read /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub(super) fn write_secret(path: &Path, value: &str) -> Result<()> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -115,7 +126,7 @@ listen = "127.0.0.1:{rec}"
 admin_listen = "127.0.0.1:{rec_admin}"
 dir = "{d}/recordings"
 min_free_mb = 256     # new recordings (and so calls that need them) are refused below this much free space
-"#,
+{kyc}"#,
         public = ports.public,
         gw_admin = b + 1,
         keyd = b + 2,
@@ -125,6 +136,7 @@ min_free_mb = 256     # new recordings (and so calls that need them) are refused
         rec_admin = b + 6,
         advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4))),
         media_tcp = ports.media_tcp,
+        kyc = super::kyc_dev::config_text(dir, ports),
     )
 }
 
@@ -146,6 +158,7 @@ pub fn prepare(dir: &Path, ports: Ports, public_names: &[String]) -> Result<DevE
         fs::write(&config_path, config_text(&dir, ports))
             .with_context(|| format!("cannot write {}", config_path.display()))?;
     }
+    super::kyc_dev::upgrade_config(&config_path, &dir, ports)?;
     let credentials = dir.join("credentials");
     mkdir_private(&credentials)?;
     let (config, warnings) = vbank_config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -163,7 +176,13 @@ pub fn prepare(dir: &Path, ports: Ports, public_names: &[String]) -> Result<DevE
     if created == vbank_tls::devca::DevPki::Created {
         log::info!("created a development CA and certificates in {}", dir.join("tls").display());
     }
-    Ok(DevEnv { dir, config_path, credentials, softhsm_conf, config })
+    let kyc_simulator = match config.kyc.tencent.connect {
+        Some(a) if config.kyc.identity == "tencent" && a.ip().is_loopback() => {
+            Some(super::kyc_dev::prepare(&dir, &credentials)?)
+        }
+        _ => None,
+    };
+    Ok(DevEnv { dir, config_path, credentials, softhsm_conf, config, kyc_simulator })
 }
 
 /// A SoftHSM2 token labelled `label` in `dir/softhsm`, with its user PIN in `credentials/hsm-pin`.

@@ -3,6 +3,7 @@
 //! Ctrl-C or SIGTERM. A child that reports a configuration error stops the whole node; others restart with back-off.
 
 mod devenv;
+mod kyc_dev;
 mod policy;
 mod process;
 
@@ -38,7 +39,11 @@ pub struct UpOptions {
 /// A service `vbank up` runs.
 struct Service {
     name: &'static str,
+    /// The command line after `vbank`.
+    args: Vec<std::ffi::OsString>,
     admin: std::net::SocketAddr,
+    /// The admin path that answers 2xx when it is ready; None: ready once it accepts connections.
+    probe: Option<&'static str>,
     policy: RestartPolicy,
     running: Option<Running>,
     restart_at: Option<Instant>,
@@ -52,22 +57,51 @@ pub async fn run(opts: UpOptions) -> Result<()> {
     let cfg = env.config.clone();
     preflight(&cfg).await?;
 
-    let mut services: Vec<Service> = [
-        ("keyd", cfg.keyd.admin_listen),
-        ("gateway", cfg.gateway.admin_listen),
-        ("recorder", cfg.recorder.admin_listen),
-    ]
-    .into_iter()
-    .map(|(name, admin)| Service {
-        name,
-        admin,
-        policy: RestartPolicy::default(),
-        running: None,
-        restart_at: None,
-        generation: 0,
-        tail: Arc::default(),
-    })
-    .collect();
+    let config = || vec!["--config".into(), env.config_path.clone().into_os_string()];
+    let ready = Some("/readyz");
+    let mut list: Vec<(&'static str, Vec<std::ffi::OsString>, std::net::SocketAddr, Option<&'static str>)> = vec![
+        ("keyd", [vec!["keyd".into()], config()].concat(), cfg.keyd.admin_listen, ready),
+        ("gateway", [vec!["gateway".into()], config()].concat(), cfg.gateway.admin_listen, ready),
+        ("recorder", [vec!["recorder".into()], config()].concat(), cfg.recorder.admin_listen, ready),
+        ("kyc", [vec!["kyc".into()], config()].concat(), cfg.kyc.admin_listen, ready),
+    ];
+    if let (Some(sim), Some(listen)) = (&env.kyc_simulator, cfg.kyc.tencent.connect) {
+        let creds = &env.credentials;
+        let args: Vec<std::ffi::OsString> = vec![
+            "kyc".into(),
+            "simulate".into(),
+            "--listen".into(),
+            listen.to_string().into(),
+            "--host".into(),
+            kyc_dev::VENDOR_HOST.into(),
+            "--cert".into(),
+            sim.cert.clone().into(),
+            "--key".into(),
+            sim.key.clone().into(),
+            "--secret-id-file".into(),
+            creds.join("tencent-secret-id").into(),
+            "--secret-key-file".into(),
+            creds.join("tencent-secret-key").into(),
+            "--people".into(),
+            sim.people.clone().into(),
+        ];
+        // Its certificate is the vendor's (from its own CA), so readiness is an accepted connection.
+        list.push(("kyc-simulator", args, listen, None));
+    }
+    let mut services: Vec<Service> = list
+        .into_iter()
+        .map(|(name, args, admin, probe)| Service {
+            name,
+            args,
+            admin,
+            probe,
+            policy: RestartPolicy::default(),
+            running: None,
+            restart_at: None,
+            generation: 0,
+            tail: Arc::default(),
+        })
+        .collect();
 
     let (tx, mut rx) = mpsc::unbounded_channel::<Exit>();
     let spawn_env = process::SpawnEnv::new(&env)?;
@@ -118,7 +152,7 @@ pub async fn run(opts: UpOptions) -> Result<()> {
                 if !announced {
                     let mut ready = true;
                     for s in &services {
-                        ready &= s.running.is_some() && probe(&probe_tls, s.admin).await;
+                        ready &= s.running.is_some() && probe(&probe_tls, s.admin, s.probe).await;
                     }
                     if ready {
                         announce(&cfg, &env, opts.json);
@@ -153,7 +187,7 @@ fn describe(code: Option<i32>) -> String {
 
 fn start(index: usize, s: &mut Service, env: &process::SpawnEnv, tx: &mpsc::UnboundedSender<Exit>) -> Result<()> {
     s.generation += 1;
-    let running = process::spawn(index, s.generation, s.name, env, s.tail.clone(), tx.clone())?;
+    let running = process::spawn(index, s.generation, s.name, &s.args, env, s.tail.clone(), tx.clone())?;
     s.policy.started(Instant::now());
     s.running = Some(running);
     Ok(())
@@ -179,9 +213,12 @@ async fn preflight(cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-async fn probe(tls: &Arc<ClientConfig>, admin: std::net::SocketAddr) -> bool {
+async fn probe(tls: &Arc<ClientConfig>, admin: std::net::SocketAddr, path: Option<&str>) -> bool {
+    let Some(path) = path else {
+        return tokio::net::TcpStream::connect(admin).await.is_ok();
+    };
     matches!(
-        client::call(tls.clone(), admin, "localhost", Method::GET, "/readyz", None, Duration::from_secs(2)).await,
+        client::call(tls.clone(), admin, "localhost", Method::GET, path, None, Duration::from_secs(2)).await,
         Ok((s, _)) if s.is_success()
     )
 }
@@ -197,7 +234,8 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
             "teller": format!("{public}/teller"),
             "supervisor": format!("{public}/supervisor"),
             "admin": {"gateway": admin(cfg.gateway.admin_listen), "keyd": admin(cfg.keyd.admin_listen),
-                      "recorder": admin(cfg.recorder.admin_listen)},
+                      "recorder": admin(cfg.recorder.admin_listen), "kyc": admin(cfg.kyc.admin_listen)},
+            "kyc_simulator": cfg.kyc.tencent.connect.filter(|_| env.kyc_simulator.is_some()).map(|a| format!("https://{a}")),
             "ca": ca,
             "data_dir": env.dir,
             "config": env.config_path,
@@ -212,6 +250,7 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
              \n  gateway admin    {gw}/healthz  /readyz  /metrics\
              \n  keyd admin       {kd}/healthz  /readyz  /metrics\
              \n  recorder admin   {rc}/healthz  /readyz  /metrics\
+             \n  kyc admin        {ky}/healthz  /readyz  /metrics\
              \n  development CA   {ca}\
              \n  data directory   {dir}\
              \n\n  try: curl --cacert {ca} {public}/api/status\
@@ -219,6 +258,7 @@ fn announce(cfg: &Config, env: &devenv::DevEnv, json: bool) {
             gw = admin(cfg.gateway.admin_listen),
             kd = admin(cfg.keyd.admin_listen),
             rc = admin(cfg.recorder.admin_listen),
+            ky = admin(cfg.kyc.admin_listen),
             dir = env.dir.display(),
         );
     }

@@ -34,7 +34,6 @@ pub struct Exit {
 #[derive(Debug)]
 pub struct SpawnEnv {
     exe: PathBuf,
-    config: PathBuf,
     env: Vec<(String, OsString)>,
 }
 
@@ -46,7 +45,7 @@ impl SpawnEnv {
         if let Some(conf) = &dev.softhsm_conf {
             env.push(("SOFTHSM2_CONF".to_string(), conf.clone().into_os_string()));
         }
-        Ok(SpawnEnv { exe, config: dev.config_path.clone(), env })
+        Ok(SpawnEnv { exe, env })
     }
 }
 
@@ -68,19 +67,18 @@ impl Running {
     }
 }
 
-/// Start `vbank <service> --config <path>`.
+/// Start `vbank <args>` (e.g. `gateway --config <path>`).
 pub fn spawn(
     index: usize,
     generation: u64,
     service: &'static str,
+    args: &[OsString],
     env: &SpawnEnv,
     tail: Arc<Mutex<VecDeque<String>>>,
     exits: mpsc::UnboundedSender<Exit>,
 ) -> Result<Running> {
     let mut cmd = tokio::process::Command::new(&env.exe);
-    cmd.arg(service)
-        .arg("--config")
-        .arg(&env.config)
+    cmd.args(args)
         .envs(env.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())

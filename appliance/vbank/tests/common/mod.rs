@@ -26,15 +26,15 @@ pub fn free_ports() -> (u16, u16) {
     let _ =
         NEXT.compare_exchange(0, 20_000 + (std::process::id() % 1000) as u16 * 12, Ordering::SeqCst, Ordering::SeqCst);
     for _ in 0..200 {
-        let mut base = NEXT.fetch_add(8, Ordering::SeqCst);
+        let mut base = NEXT.fetch_add(12, Ordering::SeqCst);
         if base > 32_000 {
             NEXT.store(20_000, Ordering::SeqCst);
-            base = NEXT.fetch_add(8, Ordering::SeqCst);
+            base = NEXT.fetch_add(12, Ordering::SeqCst);
         }
-        let all_free = (base..=base + 7)
+        let all_free = (base..=base + 11)
             .all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok());
         if all_free {
-            return (base + 7, base);
+            return (base + 11, base);
         }
     }
     panic!("no free ports in 20000-32000");

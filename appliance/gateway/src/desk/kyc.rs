@@ -1,0 +1,96 @@
+//! KYC steps a teller runs during a call, through the KYC service (`vbank kyc`, mTLS). The gateway passes the
+//! teller's request on with the call and its recording, shows the teller only what the KYC service masked, and writes
+//! the sealed attestation into the call's recording. Pictures never pass through the gateway: the KYC service takes
+//! its still from the recorder.
+//!
+//! - `POST /api/kyc/face-in-frame` `{customer}`: exactly one whole face in the customer's camera now?
+//! - `POST /api/kyc/identity` `{customer, name, id_number}`: 联网核查 through the configured vendor.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vbank_accounts::Role as StaffRole;
+use vbank_config::Service;
+
+use super::problem;
+use crate::AppState;
+
+#[derive(Deserialize)]
+struct FaceIn {
+    customer: String,
+}
+
+#[derive(Deserialize)]
+struct IdentityIn {
+    customer: String,
+    name: String,
+    id_number: String,
+}
+
+/// The teller's call with `customer` and its recording, or the answer that refuses the request.
+async fn call_of(s: &AppState, headers: &HeaderMap, customer: &str) -> Result<(String, String), Response> {
+    let name = match s.desk.session(headers).await {
+        Some((name, StaffRole::Teller)) => name,
+        Some(_) => return Err(problem(StatusCode::FORBIDDEN, "only the teller in the call runs identity checks")),
+        None => return Err(problem(StatusCode::UNAUTHORIZED, "log in first (POST /api/login)")),
+    };
+    let Some(room) = s.desk.teller_room(&name, customer).await else {
+        return Err(problem(StatusCode::FORBIDDEN, "you are not in a call with this customer"));
+    };
+    let Some(recording) = s.calls.recording_of(&room).await else {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "this call is not being recorded, so no identity check can be attested: wait for the recording or end the call",
+        ));
+    };
+    Ok((room, recording))
+}
+
+/// Ask the KYC service; on success record the sealed attestation and answer with what the teller may see.
+async fn check(s: &AppState, room: &str, path: &str, body: Value) -> Response {
+    let Some(cfg) = s.desk.cfg.clone() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "no KYC service on this node");
+    };
+    match crate::recording::post(&cfg, Service::Kyc, path, body).await {
+        Ok(mut answer) => {
+            let attestation = answer.get_mut("attestation").map(Value::take).unwrap_or(Value::Null);
+            if attestation.is_object() {
+                s.calls.record(room, attestation).await;
+            }
+            Json(answer).into_response()
+        }
+        Err(e) => {
+            log::warn!(room = room; "KYC check refused: {e}");
+            problem(StatusCode::SERVICE_UNAVAILABLE, format!("the identity check could not run: {e}"))
+        }
+    }
+}
+
+async fn face_in_frame(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<FaceIn>) -> Response {
+    match call_of(&s, &headers, &r.customer).await {
+        Ok((room, recording)) => {
+            check(&s, &room, "/v1/face-in-frame", json!({"call": room, "recording": recording})).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+async fn identity(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<IdentityIn>) -> Response {
+    match call_of(&s, &headers, &r.customer).await {
+        Ok((room, _)) => {
+            let body = json!({"call": room, "name": r.name, "id_number": r.id_number});
+            check(&s, &room, "/v1/identity", body).await
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// The KYC routes.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/kyc/face-in-frame", axum::routing::post(face_in_frame))
+        .route("/api/kyc/identity", axum::routing::post(identity))
+}

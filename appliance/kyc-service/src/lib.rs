@@ -1,0 +1,315 @@
+//! `vbank kyc`: the KYC proxy. The gateway asks it, on a teller's behalf, for one check at a time; each answer comes
+//! with an attestation (inputs by hash or keyed token, result, engine or vendor, request id, time) that keyd seals
+//! and the gateway writes into the call's recording.
+//!
+//! - **Face in frame** (人脸在框检测): the recorder decodes the customer's camera at this moment (a keyframe it asks
+//!   the browser for — never a picture the customer's device chose to send) and [`face`] counts whole faces.
+//! - **Identity** (联网核查): name and ID number, checked locally first (GB 11643), then by the configured vendor
+//!   ([`tencent`]); the teller sees them masked.
+//!
+//! Pictures are never stored here: the recording already holds the video. Logs carry HMAC-SM3 tokens, never an ID
+//! number or a name. [`simulate`] is the vendor's side for tests and drills.
+
+pub mod face;
+mod metrics;
+pub mod simulate;
+pub mod tencent;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vbank_config::{Config, Service};
+use vbank_crypto::{SecretBytes, to_hex};
+use vbank_kyc::mask;
+use vbank_kyc::vendor::{Decision, Verdict};
+use vbank_service::client::{self, Method};
+use vbank_service::{Check, Context, ServiceError, admin, exit, serve_tls};
+use vbank_tls::{AccessPolicy, ClientAuth};
+
+use crate::metrics::KycMetrics;
+use crate::tencent::Tencent;
+
+/// Why the KYC service failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KycServiceError {
+    /// A listener or TLS failure.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The configuration lacks something.
+    #[error("{0}")]
+    Config(String),
+    /// The simulator could not start.
+    #[error("simulator: {0}")]
+    Simulator(String),
+}
+
+impl KycServiceError {
+    /// The process exit code for a start-up failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            KycServiceError::Service(e) => e.exit_code(),
+            KycServiceError::Config(_) => exit::CONFIG,
+            KycServiceError::Simulator(_) => exit::UNAVAILABLE,
+        }
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    cfg: Arc<Config>,
+    token_key: Arc<SecretBytes>,
+    tencent: Option<Arc<Tencent>>,
+    metrics: KycMetrics,
+    masking: mask::Rules,
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Seal `attestation` with keyd's evidence key; the attestation with `seal` (signature and key) added.
+async fn seal(cfg: &Config, mut attestation: Value) -> Result<Value, String> {
+    let data = to_hex(attestation.to_string().as_bytes());
+    let sealed = client::post_service(
+        &cfg.tls,
+        Service::Kyc,
+        Service::Keyd,
+        cfg.keyd.listen,
+        "/v1/sign",
+        &json!({"purpose": "evidence-seal", "data": data}),
+        Duration::from_secs(10),
+    )
+    .await?;
+    attestation["seal"] = json!({"signature": sealed["signature"], "key": sealed["key"]});
+    Ok(attestation)
+}
+
+/// A PNG of the customer's camera now, from the recorder.
+async fn still(cfg: &Config, recording: &str) -> Result<Vec<u8>, String> {
+    let tls = vbank_tls::internal_client_config(&cfg.tls, Service::Kyc).map_err(|e| e.to_string())?;
+    let name = vbank_tls::service_dns_name(Service::Recorder);
+    let body = json!({"track": "customer/camera"}).to_string();
+    let path = format!("/v1/stills/{}", client::encode_query_value(recording));
+    let (status, bytes) =
+        client::call(tls, cfg.recorder.listen, &name, Method::POST, &path, Some(body.into()), Duration::from_secs(10))
+            .await
+            .map_err(|e| format!("recorder: {e}"))?;
+    if !status.is_success() {
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        return Err(v["error"].as_str().map_or_else(|| format!("recorder: {status}"), str::to_string));
+    }
+    Ok(bytes.to_vec())
+}
+
+#[derive(Deserialize)]
+struct FaceIn {
+    call: String,
+    recording: String,
+}
+
+/// 人脸在框检测 on the customer's camera now.
+async fn face_in_frame(State(s): State<ApiState>, Json(r): Json<FaceIn>) -> Response {
+    let png = match still(&s.cfg, &r.recording).await {
+        Ok(p) => p,
+        Err(e) => {
+            s.metrics.check("face-in-frame", "unavailable");
+            return problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}"));
+        }
+    };
+    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
+    let judged = tokio::task::spawn_blocking(move || {
+        let gray = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_luma8();
+        let started = std::time::Instant::now();
+        let faces = face::detect(&gray);
+        Ok::<_, String>((face::judge(&faces, gray.width(), gray.height()), faces, started.elapsed()))
+    })
+    .await;
+    let (verdict, faces, took) = match judged {
+        Ok(Ok(j)) => j,
+        Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("the still does not decode: {e}")),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    s.metrics.engine_seconds("face-in-frame", took);
+    let verdict_name = serde_json::to_value(verdict).unwrap_or_default();
+    s.metrics.check("face-in-frame", verdict_name.as_str().unwrap_or("?"));
+    let attestation = json!({
+        "kind": "kyc", "step": "face-in-frame", "call": r.call,
+        "inputs": {"image_sm3": image_sm3, "source": "customer/camera keyframe decoded by the recorder"},
+        "result": verdict_name, "faces": faces.len(),
+        "best_score": faces.first().map(|f| (f.score * 10.0).round() / 10.0),
+        "engine": "rustface seeta_fd_frontal_v1.0", "at_us": now_us(),
+        "personal_data": [{"item": "one still of the customer's camera", "kept": "not kept; the recording holds the video"}],
+    });
+    log::info!("call {}: face in frame: {} ({} faces, {} ms)", r.call, verdict_name, faces.len(), took.as_millis());
+    respond(&s, attestation, json!({"verdict": verdict_name, "message": verdict.message(), "faces": faces.len()})).await
+}
+
+#[derive(Deserialize)]
+struct IdentityIn {
+    call: String,
+    name: String,
+    id_number: String,
+}
+
+fn verdict_name(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Match => "match",
+        Verdict::Mismatch => "mismatch",
+        Verdict::NoRecord => "no-record",
+        Verdict::BadInput(_) => "bad-input",
+        Verdict::Unavailable(_) => "unavailable",
+        Verdict::Misconfigured(_) => "misconfigured",
+    }
+}
+
+/// 联网核查: name and ID number against the authority's record, through the configured vendor.
+async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Response {
+    let name = r.name.trim().to_string();
+    let number = r.id_number.trim().to_ascii_uppercase();
+    let id_token = mask::token(s.token_key.expose(), "id", &number);
+    let name_token = mask::token(s.token_key.expose(), "name", &name);
+    let today = vbank_kyc::id::Date::from_unix(now_us() / 1_000_000);
+    let (decision, engine) = if name.is_empty() || name.chars().count() > 32 {
+        let why = "write the name as on the ID card".to_string();
+        (Decision { verdict: Verdict::BadInput(why), billed: false, retryable: false, request_id: None }, "local")
+    } else if let Err(e) = vbank_kyc::id::parse(&number, today) {
+        (
+            Decision { verdict: Verdict::BadInput(e.to_string()), billed: false, retryable: false, request_id: None },
+            "local",
+        )
+    } else {
+        match &s.tencent {
+            Some(t) => {
+                let started = std::time::Instant::now();
+                let d = t.verify(&name, &number).await;
+                s.metrics.vendor_seconds("tencent", started.elapsed());
+                (d, "tencent faceid IdCardVerification")
+            }
+            None => {
+                let why = "no vendor is configured ([kyc] identity = \"off\")".to_string();
+                (
+                    Decision {
+                        verdict: Verdict::Misconfigured(why),
+                        billed: false,
+                        retryable: false,
+                        request_id: None,
+                    },
+                    "none",
+                )
+            }
+        }
+    };
+    let verdict = verdict_name(&decision.verdict);
+    s.metrics.check("identity", verdict);
+    log::info!(
+        "call {}: identity {id_token} / {name_token}: {verdict} ({engine}, request {})",
+        r.call,
+        decision.request_id.as_deref().unwrap_or("-")
+    );
+    let attestation = json!({
+        "kind": "kyc", "step": "identity", "call": r.call,
+        "inputs": {"id_token": id_token, "name_token": name_token},
+        "result": verdict, "billed": decision.billed, "engine": engine,
+        "request_id": decision.request_id, "at_us": now_us(),
+        "personal_data": [{"item": "name and ID number",
+                           "kept": if engine == "local" || engine == "none" { "not sent; tokens only" }
+                                   else { "sent to the vendor for this check; tokens only here" }}],
+    });
+    let shown = json!({
+        "verdict": verdict, "message": decision.message(),
+        "name": mask::name(&name), "id_number": s.masking.id(&number),
+        "request_id": decision.request_id,
+    });
+    respond(&s, attestation, shown).await
+}
+
+/// Seal the attestation and answer with what the teller sees plus the sealed attestation (for the recording).
+async fn respond(s: &ApiState, attestation: Value, mut shown: Value) -> Response {
+    match seal(&s.cfg, attestation).await {
+        Ok(sealed) => {
+            shown["attestation"] = sealed;
+            Json(shown).into_response()
+        }
+        Err(e) => {
+            log::error!("cannot seal a KYC attestation: {e}");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the check ran but its record cannot be sealed ({e}); it does not count — try again"),
+            )
+        }
+    }
+}
+
+/// The API: only the gateway asks for checks.
+pub fn router(state: ApiState) -> Router {
+    let policy = Arc::new(AccessPolicy::new().allow("/v1", &[Service::Gateway]));
+    Router::new()
+        .route("/v1/face-in-frame", post(face_in_frame))
+        .route("/v1/identity", post(identity))
+        .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
+        .with_state(state)
+}
+
+fn token_key(cfg: &Config) -> Result<SecretBytes, KycServiceError> {
+    let r = cfg.kyc.token_key.as_ref().ok_or_else(|| {
+        KycServiceError::Config("[kyc] token_key is not set: name a credential of at least 32 random bytes".into())
+    })?;
+    let s = r.load().map_err(|e| KycServiceError::Config(format!("[kyc] token_key: {e}")))?;
+    if s.expose().len() < 32 {
+        return Err(KycServiceError::Config("[kyc] token_key is shorter than 32 bytes: make a longer one".into()));
+    }
+    Ok(SecretBytes::new(s.expose().to_vec()))
+}
+
+/// Run the KYC service until SIGTERM/SIGINT.
+pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
+    let ctx = Context::new("kyc", &cfg.node.name, &["vendor"]);
+    ctx.stop_on_signals();
+    let token_key = token_key(&cfg)?;
+    let timeout = Duration::from_secs(u64::from(cfg.kyc.timeout_s));
+    let tencent = match cfg.kyc.identity.as_str() {
+        "tencent" => Some(Arc::new(Tencent::new(&cfg.kyc.tencent, timeout)?)),
+        _ => None,
+    };
+    ctx.health.set("vendor", Check::Ok);
+    let api_listener = vbank_service::bind(cfg.kyc.listen, "kyc.listen").await?;
+    let admin_listener = vbank_service::bind(cfg.kyc.admin_listen, "kyc.admin_listen").await?;
+    let api_tls =
+        vbank_tls::service_server_tls(&cfg.tls, Service::Kyc, ClientAuth::Required).map_err(ServiceError::from)?;
+    let admin_tls =
+        vbank_tls::service_server_tls(&cfg.tls, Service::Kyc, ClientAuth::Optional).map_err(ServiceError::from)?;
+    let metrics = KycMetrics::default();
+    ctx.metrics.register(|r| metrics.register(r));
+    let listen = cfg.kyc.listen;
+    let state = ApiState {
+        cfg: Arc::new(cfg),
+        token_key: Arc::new(token_key),
+        tencent,
+        metrics,
+        masking: mask::Rules::default(),
+    };
+    let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state), "api"), ctx.shutdown()));
+    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
+    log::info!(listen = listen.to_string().as_str(); "kyc started");
+    let _ = api_task.await;
+    let _ = admin_task.await;
+    log::info!("kyc stopped");
+    Ok(())
+}

@@ -1,0 +1,64 @@
+// The teller's identity checks during a call (身份核验). Each button asks the appliance for one check of the customer
+// in this call; the answer shows what the KYC service masked (110101********1234, 测*甲) and what to do next. The
+// full ID number typed by the teller is cleared from the page once it has been checked. Face in frame can also run
+// every few seconds while the customer signs (签署期间持续检测), each check attested in the recording.
+const el = (id) => document.getElementById(id);
+let customer = null;
+let watching = null;
+window.kycLog = []; // every answer, for the browser tests
+
+async function ask(path, body, out) {
+  out.dataset.state = 'checking';
+  out.textContent = '核验中… · Checking…';
+  let r;
+  try {
+    r = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  } catch {
+    out.dataset.state = 'error';
+    out.textContent = '网络中断，请重试 · The network failed: try again';
+    return null;
+  }
+  const answer = await r.json().catch(() => ({ error: `HTTP ${r.status}` }));
+  window.kycLog.push({ path, status: r.status, ...answer });
+  out.dataset.state = r.ok ? answer.verdict : 'error';
+  out.textContent = r.ok ? answer.message : answer.error;
+  return r.ok ? answer : null;
+}
+
+async function faceInFrame() {
+  if (!customer) return;
+  const a = await ask('/api/kyc/face-in-frame', { customer }, el('kyc-face-result'));
+  if (a && a.verdict !== 'one-face' && watching) el('kyc-face-result').textContent = `⚠ ${a.message}`;
+}
+
+el('kyc-face').addEventListener('click', faceInFrame);
+el('kyc-identity').addEventListener('click', async () => {
+  if (!customer) return;
+  const name = el('kyc-name').value.trim();
+  const id = el('kyc-id').value.trim().toUpperCase();
+  const out = el('kyc-identity-result');
+  const a = await ask('/api/kyc/identity', { customer, name, id_number: id }, out);
+  if (!a) return;
+  out.textContent = `${a.message} — ${a.name} ${a.id_number}${a.request_id ? ` (${a.request_id})` : ''}`;
+  if (a.verdict !== 'bad-input') {
+    el('kyc-id').value = '';
+    el('kyc-name').value = '';
+  }
+});
+
+const stopWatching = () => { clearInterval(watching); watching = null; };
+window.addEventListener('vbank:signing', (e) => {
+  stopWatching();
+  if (e.detail && el('kyc-face-watch').checked) {
+    faceInFrame();
+    watching = setInterval(faceInFrame, 5000);
+  }
+});
+window.addEventListener('vbank:customer', (e) => {
+  customer = e.detail;
+  el('kyc').hidden = !customer;
+  if (!customer) {
+    stopWatching();
+    for (const id of ['kyc-name', 'kyc-id']) el(id).value = '';
+  }
+});

@@ -1,0 +1,165 @@
+// Identity checks (身份核验) from the teller console during a real call on `vbank up`: face in frame on what the
+// customer's camera shows now (no face, one face, two faces — decoded by the appliance from the customer's own video
+// track), then 联网核查 through the Tencent adapter against the vendor simulator (match, mismatch, no record, a
+// malformed number caught locally, the vendor failing twice). The teller sees masked results; the sealed recording
+// holds a sealed attestation per check and no ID number or name.
+//
+// The customer's camera is a canvas the test paints (the fixture face, two of them, or nothing), sent as the page's
+// camera track through the ordinary WebRTC path.
+import assert from 'node:assert/strict';
+import { request } from 'node:https';
+import { after, before, test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { framesDecoded, launch, screenshots, startRecordedVbank } from './harness.mjs';
+
+const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
+const FACE = `data:image/jpeg;base64,${readFileSync(join(FIXTURES, 'faces/astronaut.jpg')).toString('base64')}`;
+/** The development node's simulated people (appliance/vbank/src/up/kyc_dev.rs), with their check characters. */
+const WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+const withCheck = (first17) => first17 + '10X98765432'[[...first17].reduce((s, d, i) => s + Number(d) * WEIGHTS[i], 0) % 11];
+const PERSON = { name: '测试甲', id: withCheck('11010119900307002') };
+const OTHER = { name: '测试乙', id: withCheck('11010119851111003') };
+
+let vbank;
+before(async () => { vbank = await startRecordedVbank(); });
+after(async () => { await vbank?.stop(); });
+
+const cli = (args, input) => vbank.cli(args, input);
+const until = (what, check, ms) => vbank.until(what, check, ms);
+const log = () => vbank.log.slice(-15).join('\n');
+
+/** Queue faults at the vendor simulator through its control API (TLS checked against the simulator's own CA). */
+function simulatorFaults(faults) {
+  const url = new URL(vbank.urls.kyc_simulator);
+  const ca = readFileSync(join(vbank.urls.data_dir, 'kyc-simulator', 'sim-ca.crt'));
+  return new Promise((ok, fail) => {
+    const req = request({ host: url.hostname, port: url.port, path: '/_simulator/faults', method: 'POST', ca, servername: 'faceid.tencentcloudapi.com', headers: { 'content-type': 'application/json' } }, (res) => {
+      res.resume();
+      res.on('end', () => (res.statusCode === 200 ? ok() : fail(new Error(`simulator: ${res.statusCode}`))));
+    });
+    req.on('error', fail);
+    req.end(JSON.stringify(faults));
+  });
+}
+
+/** The customer's camera: a canvas painted with `window.setScene([...image URLs])` (none: an empty grey room). */
+function paintedCamera() {
+  const canvas = document.createElement('canvas');
+  canvas.width = 640;
+  canvas.height = 480;
+  const g = canvas.getContext('2d');
+  let images = [];
+  window.setScene = async (urls) => {
+    images = await Promise.all(urls.map(async (u) => { const i = new Image(); i.src = u; await i.decode(); return i; }));
+  };
+  setInterval(() => {
+    g.fillStyle = '#7f7f7f';
+    g.fillRect(0, 0, 640, 480);
+    if (images.length === 1) g.drawImage(images[0], 128, 48, 384, 384);
+    else images.forEach((img, k) => g.drawImage(img, 10 + k * 320, 90, 300, 300));
+    g.fillStyle = `rgb(${Date.now() % 255}, 0, 0)`; // a changing pixel, so the encoder keeps sending
+    g.fillRect(0, 0, 2, 2);
+  }, 66);
+  const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = async (c) => {
+    const stream = c.audio ? await real({ audio: c.audio }) : new MediaStream();
+    if (c.video) stream.addTrack(canvas.captureStream(15).getVideoTracks()[0]);
+    return stream;
+  };
+}
+
+test('identity checks from the teller console: face in frame, 联网核查 with masked results, attested in the recording', async () => {
+  cli(['accounts', 'add', 'li', '--business', 'corporate-account'], 'Corporate2026\n');
+  const { browser } = await launch();
+  try {
+    const desk = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 1000 } });
+    const teller = await desk.newPage();
+    await teller.goto(vbank.urls.teller);
+    await teller.fill('#login-name', 'li');
+    await teller.fill('#login-password', 'Corporate2026');
+    await teller.click('#login-form button[type=submit]');
+    await teller.locator('#desk-controls').waitFor();
+    await teller.click('#available');
+    await teller.locator('#teller-state', { hasText: 'available' }).waitFor();
+
+    const phone = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+    await phone.addInitScript(paintedCamera);
+    const customer = await phone.newPage();
+    await customer.goto(vbank.urls.customer);
+    await customer.selectOption('#business', 'corporate-account');
+    await customer.locator('#consent-text', { hasText: '保存 5 年' }).waitFor();
+    await customer.check('#consent-ok');
+    await customer.click('#queue');
+    await teller.locator('#ring').waitFor({ timeout: 15_000 });
+    await teller.keyboard.press('a');
+    await until('no media both ways', async () => (await framesDecoded(teller)) > 20 && (await framesDecoded(customer)) > 20, 30_000);
+    await teller.locator('#kyc').waitFor();
+
+    // Face in frame, on what the camera shows at the moment of the check.
+    const face = async (scene, verdict) => {
+      await customer.evaluate((urls) => window.setScene(urls), scene);
+      await new Promise((r) => setTimeout(r, 700));
+      await teller.click('#kyc-face');
+      await teller.locator(`#kyc-face-result[data-state="${verdict}"]`).waitFor({ timeout: 20_000 })
+        .catch(async (e) => { throw new Error(`${e.message}\n${JSON.stringify(await teller.evaluate(() => window.kycLog))}\n${log()}`); });
+    };
+    await face([], 'no-face');
+    assert.match(await teller.locator('#kyc-face-result').innerText(), /face the camera/);
+    await face([FACE], 'one-face');
+    await screenshots(desk, 'kyc-1-face-in-frame');
+    await face([FACE, FACE], 'several-faces');
+    assert.match(await teller.locator('#kyc-face-result').innerText(), /leave the picture/);
+    await face([FACE], 'one-face');
+
+    // 联网核查 through the vendor simulator: the teller sees the answer masked, and the typed number is cleared.
+    const identity = async (name, id, verdict) => {
+      await teller.fill('#kyc-name', name);
+      await teller.fill('#kyc-id', id);
+      await teller.click('#kyc-identity');
+      await teller.locator(`#kyc-identity-result[data-state="${verdict}"]`).waitFor({ timeout: 20_000 })
+        .catch(async (e) => { throw new Error(`${e.message}\n${JSON.stringify(await teller.evaluate(() => window.kycLog))}\n${log()}`); });
+      return teller.locator('#kyc-identity-result').innerText();
+    };
+    const shown = await identity(PERSON.name, PERSON.id, 'match');
+    assert.ok(shown.includes(`110101********${PERSON.id.slice(-4)}`) && shown.includes('测*甲'), shown);
+    assert.ok(!shown.includes(PERSON.id) && !shown.includes(PERSON.name), shown);
+    assert.equal(await teller.inputValue('#kyc-id'), '');
+    await screenshots(desk, 'kyc-2-identity');
+    assert.match(await identity(OTHER.name, PERSON.id, 'mismatch'), /不一致/);
+    assert.match(await identity(PERSON.name, withCheck('11010119900307999'), 'no-record'), /库中无此号/);
+    const wrongCheck = PERSON.id.slice(0, 17) + (PERSON.id.endsWith('0') ? '1' : '0');
+    assert.match(await identity(PERSON.name, wrongCheck, 'bad-input'), /check/i);
+    assert.equal(await teller.inputValue('#kyc-id'), wrongCheck, 'a number refused as malformed stays for the teller to correct');
+    await simulatorFaults([{ status: 503 }, { status: 503 }]);
+    assert.match(await identity(PERSON.name, PERSON.id, 'unavailable'), /联网核查服务暂不可用/);
+    const answers = await teller.evaluate(() => window.kycLog);
+    assert.ok(!JSON.stringify(answers).includes(PERSON.id) && !JSON.stringify(answers).includes(PERSON.name), 'nothing unmasked reaches the console');
+
+    await teller.click('#hangup');
+    await customer.click('#hangup');
+    const room = (await teller.evaluate(() => window.deskLog)).find((m) => m.type === 'connected').room;
+    const rec = await until(`no sealed recording of ${room}`, () => {
+      const r = cli(['recordings', 'list', '--call', room, '--viewer', 'auditor-3']).recordings[0];
+      return r?.state === 'sealed' && r;
+    }, 30_000);
+    const { events } = cli(['recordings', 'events', rec.id, '--viewer', 'auditor-3']);
+    const kyc = events.filter((e) => e.kind === 'kyc');
+    assert.deepEqual(kyc.filter((e) => e.step === 'face-in-frame').map((e) => e.result), ['no-face', 'one-face', 'several-faces', 'one-face']);
+    assert.deepEqual(kyc.filter((e) => e.step === 'identity').map((e) => e.result), ['match', 'mismatch', 'no-record', 'bad-input', 'unavailable']);
+    for (const e of kyc) {
+      assert.match(e.seal?.signature ?? '', /^[0-9a-f]{128,}$/, JSON.stringify(e));
+      assert.equal(e.call, room);
+    }
+    assert.match(kyc.find((e) => e.result === 'match').request_id, /^sim-/);
+    assert.match(kyc[0].inputs.image_sm3, /^[0-9a-f]{64}$/);
+    const all = JSON.stringify(events);
+    for (const secret of [PERSON.id, PERSON.name, OTHER.name]) assert.ok(!all.includes(secret), 'the recording events carry tokens, not personal data');
+  } catch (e) {
+    await screenshots(browser.contexts()[0], 'FAILED-kyc').catch(() => {});
+    throw e;
+  } finally {
+    await browser.close();
+  }
+});
