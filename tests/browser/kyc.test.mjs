@@ -1,4 +1,5 @@
-// Identity checks (身份核验) from the teller console during a real call on `vbank up`: face in frame on what the
+// Identity checks (身份核验) from the teller console during a real call on `vbank up`: the ID card read by OCR from
+// the customer's camera and verified as read; face in frame on what the
 // customer's camera shows now (no face, one face, two faces — decoded by the appliance from the customer's own video
 // track), then 联网核查 through the Tencent adapter against the vendor simulator (match, mismatch, no record, a
 // malformed number caught locally, the vendor failing twice). The teller sees masked results; the sealed recording
@@ -7,9 +8,11 @@
 // The customer's camera is a canvas the test paints (the fixture face, two of them, or nothing), sent as the page's
 // camera track through the ordinary WebRTC path.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { request } from 'node:https';
 import { after, before, test } from 'node:test';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { framesDecoded, launch, screenshots, startRecordedVbank } from './harness.mjs';
@@ -21,6 +24,33 @@ const WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const withCheck = (first17) => first17 + '10X98765432'[[...first17].reduce((s, d, i) => s + Number(d) * WEIGHTS[i], 0) % 11];
 const PERSON = { name: '测试甲', id: withCheck('11010119900307002') };
 const OTHER = { name: '测试乙', id: withCheck('11010119851111003') };
+
+/** The photo side of `p`'s ID card (synthetic, GB 19781 layout, the fixture face as the portrait), drawn by ffmpeg
+ * with Debian's CJK font; a data URL. */
+function idCard(p) {
+  const dir = mkdtempSync(join(tmpdir(), 'vbank-card-'));
+  try {
+    const field = (name, text, size, x, y, font = '/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc') => {
+      writeFileSync(join(dir, name), text);
+      return `drawtext=fontfile=${font}:textfile=${join(dir, name)}:fontsize=${size}:fontcolor=black:x=${x}:y=${y}`;
+    };
+    const graph = [
+      `[0][1]overlay=590:70`,
+      field('a', '姓名', 24, 50, 70), field('b', p.name, 32, 140, 66),
+      field('c', '性别', 24, 50, 130), field('d', '女', 28, 140, 128), field('e', '民族', 24, 250, 130), field('f', '汉', 28, 340, 128),
+      field('g', '出生', 24, 50, 190), field('h', `${p.id.slice(6, 10)} 年 ${Number(p.id.slice(10, 12))} 月 ${Number(p.id.slice(12, 14))} 日`, 28, 140, 188),
+      field('i', '住址', 24, 50, 250), field('j', '北京市东城区景山前街4号', 28, 140, 248),
+      field('k', '公民身份号码', 24, 50, 440), field('l', p.id, 34, 250, 434, '/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf'),
+    ].join(',');
+    const out = join(dir, 'card.png');
+    execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'color=c=0xe6ecef:s=856x540',
+      '-i', join(FIXTURES, 'faces/astronaut.jpg'), '-filter_complex', `[1]scale=220:220[f];${graph.replace('[0][1]', '[0][f]')}`,
+      '-frames:v', '1', out]);
+    return `data:image/png;base64,${readFileSync(out).toString('base64')}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 let vbank;
 before(async () => { vbank = await startRecordedVbank(); });
@@ -51,13 +81,16 @@ function paintedCamera() {
   canvas.height = 480;
   const g = canvas.getContext('2d');
   let images = [];
-  window.setScene = async (urls) => {
+  let held = false; // a card held close: it fills the picture
+  window.setScene = async (urls, card = false) => {
     images = await Promise.all(urls.map(async (u) => { const i = new Image(); i.src = u; await i.decode(); return i; }));
+    held = card;
   };
   setInterval(() => {
     g.fillStyle = '#7f7f7f';
     g.fillRect(0, 0, 640, 480);
-    if (images.length === 1) g.drawImage(images[0], 128, 48, 384, 384);
+    if (held) g.drawImage(images[0], 4, 38, 632, 399);
+    else if (images.length === 1) g.drawImage(images[0], 128, 48, 384, 384);
     else images.forEach((img, k) => g.drawImage(img, 10 + k * 320, 90, 300, 300));
     g.fillStyle = `rgb(${Date.now() % 255}, 0, 0)`; // a changing pixel, so the encoder keeps sending
     g.fillRect(0, 0, 2, 2);
@@ -96,6 +129,19 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     await teller.keyboard.press('a');
     await until('no media both ways', async () => (await framesDecoded(teller)) > 20 && (await framesDecoded(customer)) > 20, 30_000);
     await teller.locator('#kyc').waitFor();
+
+    // The customer holds their card to the camera; OCR reads it on the appliance, the teller sees it masked.
+    await customer.evaluate(([url]) => window.setScene([url], true), [idCard(PERSON)]);
+    await new Promise((r) => setTimeout(r, 1500));
+    await teller.click('#kyc-card-front');
+    await teller.locator('#kyc-card-result[data-state="read"]').waitFor({ timeout: 30_000 })
+      .catch(async (e) => { throw new Error(`${e.message}\n${JSON.stringify(await teller.evaluate(() => window.kycLog))}\n${log()}`); });
+    const card = await teller.locator('#kyc-card-result').innerText();
+    assert.ok(card.includes('测*甲') && card.includes(`110101********${PERSON.id.slice(-4)}`) && card.includes('汉'), card);
+    await screenshots(desk, 'kyc-0-id-card');
+    await teller.click('#kyc-identity-card');
+    await teller.locator('#kyc-identity-result[data-state="match"]').waitFor({ timeout: 20_000 });
+    assert.ok(await teller.locator('#kyc-identity-card').isDisabled(), 'a card read is used once');
 
     // Face in frame, on what the camera shows at the moment of the check.
     const face = async (scene, verdict) => {
@@ -147,7 +193,9 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     const { events } = cli(['recordings', 'events', rec.id, '--viewer', 'auditor-3']);
     const kyc = events.filter((e) => e.kind === 'kyc');
     assert.deepEqual(kyc.filter((e) => e.step === 'face-in-frame').map((e) => e.result), ['no-face', 'one-face', 'several-faces', 'one-face']);
-    assert.deepEqual(kyc.filter((e) => e.step === 'identity').map((e) => e.result), ['match', 'mismatch', 'no-record', 'bad-input', 'unavailable']);
+    assert.deepEqual(kyc.filter((e) => e.step === 'id-card').map((e) => [e.side, e.result]), [['front', 'read']]);
+    assert.deepEqual(kyc.filter((e) => e.step === 'identity').map((e) => e.result), ['match', 'match', 'mismatch', 'no-record', 'bad-input', 'unavailable']);
+    assert.equal(kyc.find((e) => e.step === 'identity').inputs.source, 'read from the ID card in this call');
     for (const e of kyc) {
       assert.match(e.seal?.signature ?? '', /^[0-9a-f]{128,}$/, JSON.stringify(e));
       assert.equal(e.call, room);

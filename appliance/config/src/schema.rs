@@ -308,6 +308,8 @@ pub struct KycConfig {
     pub tencent: TencentConfig,
     /// Seconds before a vendor call is abandoned.
     pub timeout_s: u32,
+    /// Where the OCR models are (installed by `fetch-ocr.sh`, checked by SHA-256).
+    pub models: PathBuf,
 }
 
 /// `[kyc.tencent]`
@@ -559,6 +561,7 @@ fn read_kyc(s: &Section<'_, '_>) -> KycConfig {
         token_key: secret(s, "token_key"),
         identity: s.choice("identity", &["tencent", "off"], "off").to_string(),
         timeout_s: s.integer("timeout_s", 8, 1, 60) as u32,
+        models: path_in(s, "models", PathBuf::from("/usr/share/vbank/models")),
         tencent,
     };
     if cfg.identity == "tencent" && (cfg.tencent.secret_id.is_none() || cfg.tencent.secret_key.is_none()) {

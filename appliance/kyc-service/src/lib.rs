@@ -10,6 +10,7 @@
 //! Pictures are never stored here: the recording already holds the video. Logs carry HMAC-SM3 tokens, never an ID
 //! number or a name. [`simulate`] is the vendor's side for tests and drills.
 
+pub mod card_read;
 pub mod face;
 mod metrics;
 pub mod simulate;
@@ -73,6 +74,7 @@ pub struct ApiState {
     tencent: Option<Arc<Tencent>>,
     metrics: KycMetrics,
     masking: mask::Rules,
+    reader: card_read::Reader,
 }
 
 fn problem(status: StatusCode, message: impl Into<String>) -> Response {
@@ -163,8 +165,13 @@ async fn face_in_frame(State(s): State<ApiState>, Json(r): Json<FaceIn>) -> Resp
 #[derive(Deserialize)]
 struct IdentityIn {
     call: String,
+    #[serde(default)]
     name: String,
+    #[serde(default)]
     id_number: String,
+    /// Use the name and number OCR read from this call's card instead.
+    #[serde(default)]
+    from_card: bool,
 }
 
 fn verdict_name(v: &Verdict) -> &'static str {
@@ -180,8 +187,20 @@ fn verdict_name(v: &Verdict) -> &'static str {
 
 /// 联网核查: name and ID number against the authority's record, through the configured vendor.
 async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Response {
-    let name = r.name.trim().to_string();
-    let number = r.id_number.trim().to_ascii_uppercase();
+    let (name, number) = if r.from_card {
+        match s.reader.take(&r.call) {
+            Some(card_read::CardRead { name: Some(n), id_number: Some(i), .. }) => (n.to_string(), i.to_string()),
+            _ => {
+                return problem(
+                    StatusCode::CONFLICT,
+                    "no card has been read in this call: read the ID card first, or type the name and number",
+                );
+            }
+        }
+    } else {
+        (r.name.trim().to_string(), r.id_number.trim().to_ascii_uppercase())
+    };
+    let (name, number) = (zeroize::Zeroizing::new(name), zeroize::Zeroizing::new(number));
     let id_token = mask::token(s.token_key.expose(), "id", &number);
     let name_token = mask::token(s.token_key.expose(), "name", &name);
     let today = vbank_kyc::id::Date::from_unix(now_us() / 1_000_000);
@@ -224,7 +243,8 @@ async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Respo
     );
     let attestation = json!({
         "kind": "kyc", "step": "identity", "call": r.call,
-        "inputs": {"id_token": id_token, "name_token": name_token},
+        "inputs": {"id_token": id_token, "name_token": name_token,
+                   "source": if r.from_card { "read from the ID card in this call" } else { "typed by the teller" }},
         "result": verdict, "billed": decision.billed, "engine": engine,
         "request_id": decision.request_id, "at_us": now_us(),
         "personal_data": [{"item": "name and ID number",
@@ -262,6 +282,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/face-in-frame", post(face_in_frame))
         .route("/v1/identity", post(identity))
+        .route("/v1/id-card", post(card_read::id_card))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)
 }
@@ -279,7 +300,7 @@ fn token_key(cfg: &Config) -> Result<SecretBytes, KycServiceError> {
 
 /// Run the KYC service until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
-    let ctx = Context::new("kyc", &cfg.node.name, &["vendor"]);
+    let ctx = Context::new("kyc", &cfg.node.name, &["vendor", "ocr"]);
     ctx.stop_on_signals();
     let token_key = token_key(&cfg)?;
     let timeout = Duration::from_secs(u64::from(cfg.kyc.timeout_s));
@@ -294,6 +315,14 @@ pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
         vbank_tls::service_server_tls(&cfg.tls, Service::Kyc, ClientAuth::Required).map_err(ServiceError::from)?;
     let admin_tls =
         vbank_tls::service_server_tls(&cfg.tls, Service::Kyc, ClientAuth::Optional).map_err(ServiceError::from)?;
+    let health = ctx.health.clone();
+    let reader = card_read::Reader::start(cfg.kyc.models.clone(), move |loaded| match loaded {
+        Ok(()) => health.set("ocr", Check::Ok),
+        Err(e) => {
+            log::error!("OCR is unavailable: {e}");
+            health.set("ocr", Check::Failing(e));
+        }
+    });
     let metrics = KycMetrics::default();
     ctx.metrics.register(|r| metrics.register(r));
     let listen = cfg.kyc.listen;
@@ -303,6 +332,7 @@ pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
         tencent,
         metrics,
         masking: mask::Rules::default(),
+        reader,
     };
     let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");

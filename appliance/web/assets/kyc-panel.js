@@ -1,5 +1,6 @@
-// The teller's identity checks during a call (身份核验). Each button asks the appliance for one check of the customer
-// in this call; the answer shows what the KYC service masked (110101********1234, 测*甲) and what to do next. The
+// The teller's identity checks during a call (身份核验): read the ID card held to the camera, face in frame, 联网核查
+// with the card read or with what the teller typed. Each button asks the appliance for one check of the customer in
+// this call; the answer shows what the KYC service masked (110101********1234, 测*甲) and what to do next. The
 // full ID number typed by the teller is cleared from the page once it has been checked. Face in frame can also run
 // every few seconds while the customer signs (签署期间持续检测), each check attested in the recording.
 const el = (id) => document.getElementById(id);
@@ -32,6 +33,27 @@ async function faceInFrame() {
 }
 
 el('kyc-face').addEventListener('click', faceInFrame);
+for (const side of ['front', 'back']) {
+  el(`kyc-card-${side}`).addEventListener('click', async () => {
+    if (!customer) return;
+    const out = el('kyc-card-result');
+    const a = await ask('/api/kyc/id-card', { customer, side }, out);
+    if (!a) return;
+    const fields = side === 'front'
+      ? [a.name, a.id_number, a.sex, a.ethnicity, a.address]
+      : [a.authority, a.validity];
+    out.textContent = `${a.message} — ${fields.filter(Boolean).join(' · ')}${a.warnings?.length ? ` ⚠ ${a.warnings.join('; ')}` : ''}`;
+    // The full name and number stay on the appliance; this button verifies them.
+    if (side === 'front') el('kyc-identity-card').disabled = a.verdict !== 'read';
+  });
+}
+el('kyc-identity-card').addEventListener('click', async () => {
+  if (!customer) return;
+  const out = el('kyc-identity-result');
+  const a = await ask('/api/kyc/identity', { customer, from_card: true }, out);
+  el('kyc-identity-card').disabled = true; // a card read is used once
+  if (a) out.textContent = `${a.message} — ${a.name} ${a.id_number}${a.request_id ? ` (${a.request_id})` : ''}`;
+});
 el('kyc-identity').addEventListener('click', async () => {
   if (!customer) return;
   const name = el('kyc-name').value.trim();
@@ -59,6 +81,7 @@ window.addEventListener('vbank:customer', (e) => {
   el('kyc').hidden = !customer;
   if (!customer) {
     stopWatching();
+    el('kyc-identity-card').disabled = true;
     for (const id of ['kyc-name', 'kyc-id']) el(id).value = '';
   }
 });

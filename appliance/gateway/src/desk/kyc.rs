@@ -3,8 +3,10 @@
 //! the sealed attestation into the call's recording. Pictures never pass through the gateway: the KYC service takes
 //! its still from the recorder.
 //!
+//! - `POST /api/kyc/id-card` `{customer, side}`: read the ID card the customer holds to the camera (front or back).
 //! - `POST /api/kyc/face-in-frame` `{customer}`: exactly one whole face in the customer's camera now?
-//! - `POST /api/kyc/identity` `{customer, name, id_number}`: 联网核查 through the configured vendor.
+//! - `POST /api/kyc/identity` `{customer, name, id_number}` or `{customer, from_card: true}`: 联网核查 through the
+//!   configured vendor, with what the teller typed or what was read from the card.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,10 +26,20 @@ struct FaceIn {
 }
 
 #[derive(Deserialize)]
+struct CardIn {
+    customer: String,
+    side: String,
+}
+
+#[derive(Deserialize)]
 struct IdentityIn {
     customer: String,
+    #[serde(default)]
     name: String,
+    #[serde(default)]
     id_number: String,
+    #[serde(default)]
+    from_card: bool,
 }
 
 /// The teller's call with `customer` and its recording, or the answer that refuses the request.
@@ -78,10 +90,19 @@ async fn face_in_frame(State(s): State<AppState>, headers: HeaderMap, Json(r): J
     }
 }
 
+async fn id_card(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<CardIn>) -> Response {
+    match call_of(&s, &headers, &r.customer).await {
+        Ok((room, recording)) => {
+            check(&s, &room, "/v1/id-card", json!({"call": room, "recording": recording, "side": r.side})).await
+        }
+        Err(refused) => refused,
+    }
+}
+
 async fn identity(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<IdentityIn>) -> Response {
     match call_of(&s, &headers, &r.customer).await {
         Ok((room, _)) => {
-            let body = json!({"call": room, "name": r.name, "id_number": r.id_number});
+            let body = json!({"call": room, "name": r.name, "id_number": r.id_number, "from_card": r.from_card});
             check(&s, &room, "/v1/identity", body).await
         }
         Err(refused) => refused,
@@ -91,6 +112,7 @@ async fn identity(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<I
 /// The KYC routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/kyc/id-card", axum::routing::post(id_card))
         .route("/api/kyc/face-in-frame", axum::routing::post(face_in_frame))
         .route("/api/kyc/identity", axum::routing::post(identity))
 }

@@ -25,6 +25,7 @@ pub fn config_text(dir: &Path, ports: Ports) -> String {
 listen = "127.0.0.1:{kyc}"
 admin_listen = "127.0.0.1:{kyc_admin}"
 token_key = "credential:kyc-token-key"   # HMAC-SM3 key: logs carry tokens, never ID numbers or names
+models = "{models}"   # OCR models (tests/setup.sh installs them there; production: /usr/share/vbank/models)
 identity = "tencent"                      # 联网核查 through Tencent Cloud FaceID — here, its simulator
 
 [kyc.tencent]
@@ -34,10 +35,18 @@ secret_id = "credential:tencent-secret-id"
 secret_key = "credential:tencent-secret-key"
 "#,
         d = dir.display(),
+        models = models_dir().display(),
         kyc = b + 7,
         kyc_admin = b + 8,
         sim = b + 9,
     )
+}
+
+/// Where `tests/setup.sh` installs the OCR models: `$VBANK_MODELS`, else `~/.cache/vbank/models`.
+fn models_dir() -> PathBuf {
+    std::env::var_os("VBANK_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/vbank/models")
+    })
 }
 
 /// Append the `[kyc]` section to a configuration that lacks it.

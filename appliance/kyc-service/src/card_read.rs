@@ -1,0 +1,185 @@
+//! 证件识别: the customer holds their ID card to the camera; the recorder decodes what the camera shows now and OCR
+//! (`vbank-kyc-ocr`) reads it. The fields read stay here, per call, for [`READ_KEPT`]: the teller sees them masked and
+//! verifies identity "from the card" without the full number ever reaching the gateway or the console.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{OnceCell, Semaphore};
+use vbank_crypto::to_hex;
+use vbank_kyc::mask;
+use vbank_kyc_ocr::{Ocr, card};
+use zeroize::Zeroizing;
+
+use crate::{ApiState, now_us, problem, respond, still};
+
+/// How long a card read is kept for the identity check of the same call.
+pub const READ_KEPT: Duration = Duration::from_secs(2 * 3600);
+/// OCR runs at most this many pictures at once (each takes a core for most of a second).
+const AT_ONCE: usize = 2;
+
+/// The name and number read from a call's card.
+pub struct CardRead {
+    /// 姓名.
+    pub name: Option<Zeroizing<String>>,
+    /// 公民身份号码.
+    pub id_number: Option<Zeroizing<String>>,
+    at: Instant,
+}
+
+/// The OCR engine (loaded once, in the background at start) and the reads kept per call.
+#[derive(Clone)]
+pub struct Reader {
+    ocr: Arc<OnceCell<Result<Ocr, String>>>,
+    permits: Arc<Semaphore>,
+    reads: Arc<Mutex<HashMap<String, CardRead>>>,
+}
+
+impl Reader {
+    /// A reader whose models load from `dir` in the background; `ready` is told when they have.
+    pub fn start(dir: std::path::PathBuf, ready: impl FnOnce(Result<(), String>) + Send + 'static) -> Reader {
+        let r = Reader { ocr: Arc::default(), permits: Arc::new(Semaphore::new(AT_ONCE)), reads: Arc::default() };
+        let ocr = r.ocr.clone();
+        tokio::spawn(async move {
+            let loaded = tokio::task::spawn_blocking(move || Ocr::load(&dir).map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            ready(loaded.as_ref().map(|_| ()).map_err(Clone::clone));
+            let _ = ocr.set(loaded);
+        });
+        r
+    }
+
+    /// The name and number read for `call`, if still kept (taken: a read is used once).
+    pub fn take(&self, call: &str) -> Option<CardRead> {
+        let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        reads.retain(|_, r| r.at.elapsed() < READ_KEPT);
+        reads.remove(call)
+    }
+
+    fn keep(&self, call: &str, read: CardRead) {
+        self.reads.lock().unwrap_or_else(|p| p.into_inner()).insert(call.to_string(), read);
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CardIn {
+    call: String,
+    recording: String,
+    /// `front` (人像面) or `back` (国徽面).
+    side: String,
+}
+
+fn masked_address(a: &str) -> String {
+    let shown: String = a.chars().take(6).collect();
+    if a.chars().count() > 6 { format!("{shown}…") } else { shown }
+}
+
+/// Read the customer's ID card from their camera now.
+pub(crate) async fn id_card(State(s): State<ApiState>, Json(r): Json<CardIn>) -> Response {
+    if r.side != "front" && r.side != "back" {
+        return problem(StatusCode::BAD_REQUEST, "side is \"front\" (人像面) or \"back\" (国徽面)");
+    }
+    let Some(Ok(_)) = s.reader.ocr.get() else {
+        let why = match s.reader.ocr.get() {
+            Some(Err(e)) => format!("OCR is not available on this node: {e}"),
+            _ => "OCR is still loading its models: try again in a few seconds".into(),
+        };
+        return problem(StatusCode::SERVICE_UNAVAILABLE, why);
+    };
+    let png = match still(&s.cfg, &r.recording).await {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}")),
+    };
+    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
+    let permit = s.reader.permits.clone().acquire_owned().await;
+    let ocr = s.reader.ocr.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let image = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_rgb8();
+        let started = Instant::now();
+        let Some(Ok(ocr)) = ocr.get() else { return Err("OCR is not loaded".to_string()) };
+        let lines = ocr.read(&image).map_err(|e| e.to_string())?;
+        Ok((lines, started.elapsed()))
+    })
+    .await;
+    let (lines, took) = match read {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("OCR failed: {e}")),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    s.metrics.engine_seconds("id-card", took);
+    let key = s.token_key.expose();
+    let (shown, result) = if r.side == "front" {
+        let f = card::front(&lines, vbank_kyc::id::Date::from_unix(now_us() / 1_000_000));
+        let complete = f.name.is_some() && f.id_number.is_some();
+        let verdict = if complete { "read" } else { "incomplete" };
+        let message = if complete {
+            "证件已识别 · The card was read".to_string()
+        } else {
+            "未能读全姓名与号码：请客户将证件人像面正对摄像头、靠近并保持不动 · Name and number not both read: ask the \
+             customer to hold the photo side flat, closer, and still"
+                .to_string()
+        };
+        let shown = json!({
+            "verdict": verdict, "message": message,
+            "name": f.name.as_deref().map(mask::name), "id_number": f.id_number.as_deref().map(|n| s.masking.id(n)),
+            "sex": f.sex, "ethnicity": f.ethnicity, "address": f.address.as_deref().map(masked_address),
+            "warnings": f.warnings,
+        });
+        let result = json!({
+            "result": verdict,
+            "name_token": f.name.as_deref().map(|n| mask::token(key, "name", n)),
+            "id_token": f.id_number.as_deref().map(|n| mask::token(key, "id", n)),
+            "warnings": shown["warnings"],
+        });
+        if complete {
+            s.reader.keep(
+                &r.call,
+                CardRead {
+                    name: f.name.map(Zeroizing::new),
+                    id_number: f.id_number.map(Zeroizing::new),
+                    at: Instant::now(),
+                },
+            );
+        }
+        (shown, result)
+    } else {
+        let b = card::back(&lines);
+        let verdict = if b.authority.is_some() && b.validity.is_some() { "read" } else { "incomplete" };
+        let message = if verdict == "read" {
+            "国徽面已识别 · The emblem side was read".to_string()
+        } else {
+            "未能读全签发机关与有效期限：请客户将国徽面正对摄像头 · Authority and validity not both read: ask the \
+             customer to show the emblem side flat and closer"
+                .to_string()
+        };
+        let shown = json!({"verdict": verdict, "message": message, "authority": b.authority, "validity": b.validity});
+        (shown.clone(), json!({"result": verdict, "authority": b.authority, "validity": b.validity}))
+    };
+    s.metrics.check("id-card", shown["verdict"].as_str().unwrap_or("?"));
+    log::info!(
+        "call {}: ID card {} side: {} ({} lines, {} ms)",
+        r.call,
+        r.side,
+        shown["verdict"],
+        lines.len(),
+        took.as_millis()
+    );
+    let attestation = json!({
+        "kind": "kyc", "step": "id-card", "side": r.side, "call": r.call,
+        "inputs": {"image_sm3": image_sm3, "source": "customer/camera keyframe decoded by the recorder"},
+        "result": result["result"], "read": result,
+        "engine": "PP-OCRv4 (rapidocr-onnxruntime 1.4.4) on tract", "at_us": now_us(),
+        "personal_data": [{"item": "one still of the customer's camera; name and ID number read from it",
+                           "kept": format!("not kept; the read is held in memory for this call's identity check for at most {} h", READ_KEPT.as_secs() / 3600)}],
+    });
+    respond(&s, attestation, shown).await
+}
