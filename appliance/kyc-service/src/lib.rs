@@ -11,6 +11,7 @@
 //! number or a name. [`simulate`] is the vendor's side for tests and drills.
 
 pub mod card_read;
+pub mod compare;
 pub mod face;
 mod metrics;
 pub mod simulate;
@@ -283,6 +284,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/face-in-frame", post(face_in_frame))
         .route("/v1/identity", post(identity))
         .route("/v1/id-card", post(card_read::id_card))
+        .route("/v1/face-compare", post(card_read::face_compare))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)
 }
@@ -300,7 +302,7 @@ fn token_key(cfg: &Config) -> Result<SecretBytes, KycServiceError> {
 
 /// Run the KYC service until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
-    let ctx = Context::new("kyc", &cfg.node.name, &["vendor", "ocr"]);
+    let ctx = Context::new("kyc", &cfg.node.name, &["vendor", "models"]);
     ctx.stop_on_signals();
     let token_key = token_key(&cfg)?;
     let timeout = Duration::from_secs(u64::from(cfg.kyc.timeout_s));
@@ -317,10 +319,10 @@ pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
         vbank_tls::service_server_tls(&cfg.tls, Service::Kyc, ClientAuth::Optional).map_err(ServiceError::from)?;
     let health = ctx.health.clone();
     let reader = card_read::Reader::start(cfg.kyc.models.clone(), move |loaded| match loaded {
-        Ok(()) => health.set("ocr", Check::Ok),
+        Ok(()) => health.set("models", Check::Ok),
         Err(e) => {
-            log::error!("OCR is unavailable: {e}");
-            health.set("ocr", Check::Failing(e));
+            log::error!("OCR or face comparison is unavailable: {e}");
+            health.set("models", Check::Failing(e));
         }
     });
     let metrics = KycMetrics::default();

@@ -1,4 +1,5 @@
-// The teller's identity checks during a call (身份核验): read the ID card held to the camera, face in frame, 联网核查
+// The teller's identity checks during a call (身份核验): read the ID card held to the camera, face in frame, the live
+// face against the card's photo (advisory), 联网核查
 // with the card read or with what the teller typed. Each button asks the appliance for one check of the customer in
 // this call; the answer shows what the KYC service masked (110101********1234, 测*甲) and what to do next. The
 // full ID number typed by the teller is cleared from the page once it has been checked. Face in frame can also run
@@ -33,6 +34,7 @@ async function faceInFrame() {
 }
 
 el('kyc-face').addEventListener('click', faceInFrame);
+el('kyc-compare').addEventListener('click', () => customer && ask('/api/kyc/face-compare', { customer }, el('kyc-compare-result')));
 for (const side of ['front', 'back']) {
   el(`kyc-card-${side}`).addEventListener('click', async () => {
     if (!customer) return;

@@ -5,6 +5,7 @@
 //!
 //! - `POST /api/kyc/id-card` `{customer, side}`: read the ID card the customer holds to the camera (front or back).
 //! - `POST /api/kyc/face-in-frame` `{customer}`: exactly one whole face in the customer's camera now?
+//! - `POST /api/kyc/face-compare` `{customer}`: the live face against the portrait of the card read (advisory).
 //! - `POST /api/kyc/identity` `{customer, name, id_number}` or `{customer, from_card: true}`: 联网核查 through the
 //!   configured vendor, with what the teller typed or what was read from the card.
 
@@ -82,10 +83,17 @@ async fn check(s: &AppState, room: &str, path: &str, body: Value) -> Response {
 }
 
 async fn face_in_frame(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<FaceIn>) -> Response {
-    match call_of(&s, &headers, &r.customer).await {
-        Ok((room, recording)) => {
-            check(&s, &room, "/v1/face-in-frame", json!({"call": room, "recording": recording})).await
-        }
+    on_camera(&s, &headers, &r.customer, "/v1/face-in-frame").await
+}
+
+async fn face_compare(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<FaceIn>) -> Response {
+    on_camera(&s, &headers, &r.customer, "/v1/face-compare").await
+}
+
+/// A check on the customer's camera now: the KYC service takes the still from the recording.
+async fn on_camera(s: &AppState, headers: &HeaderMap, customer: &str, path: &str) -> Response {
+    match call_of(s, headers, customer).await {
+        Ok((room, recording)) => check(s, &room, path, json!({"call": room, "recording": recording})).await,
         Err(refused) => refused,
     }
 }
@@ -114,5 +122,6 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/kyc/id-card", axum::routing::post(id_card))
         .route("/api/kyc/face-in-frame", axum::routing::post(face_in_frame))
+        .route("/api/kyc/face-compare", axum::routing::post(face_compare))
         .route("/api/kyc/identity", axum::routing::post(identity))
 }
