@@ -9,6 +9,7 @@
 pub mod card;
 mod det;
 mod rec;
+pub mod synthetic;
 
 use std::path::{Path, PathBuf};
 

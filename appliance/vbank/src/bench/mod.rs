@@ -5,6 +5,7 @@ mod aead;
 mod fusion;
 mod gateway;
 pub(crate) mod keyd;
+mod kyc;
 mod node;
 mod tls;
 
@@ -63,6 +64,19 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Identity checks through the KYC service vs straight to the vendor simulator (p50/p99 and the proxy's
+    /// overhead), and the KYC engines' milliseconds per picture (OCR, face detection, face encoding).
+    Kyc {
+        /// Identity checks per round on each path.
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// Rounds (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// A picture with one face, for the face engines.
+        #[arg(long, default_value = "tests/fixtures/faces/astronaut.jpg")]
+        face: std::path::PathBuf,
+    },
     /// Internal: the raw PKCS#11 half of `bench keyd`, run in its own process so it gets its own module state.
     #[command(hide = true)]
     KeydRaw {
@@ -94,6 +108,7 @@ pub async fn run(cmd: BenchCmd, json: bool) -> anyhow::Result<()> {
         BenchCmd::Fusion { seconds, rounds } => {
             tokio::task::spawn_blocking(move || fusion::run(seconds, rounds, json)).await?
         }
+        BenchCmd::Kyc { requests, rounds, face } => kyc::run(requests, rounds, face, json).await,
         BenchCmd::KeydRaw { module, token, pin_file, kek, seconds, rounds } => {
             keyd_raw(&module, &token, &pin_file, &kek, seconds, rounds)
         }
