@@ -310,6 +310,10 @@ pub struct KycConfig {
     pub timeout_s: u32,
     /// Where the OCR models are (installed by `fetch-ocr.sh`, checked by SHA-256).
     pub models: PathBuf,
+    /// Characters of an ID number tellers see at its start (the rest up to `mask_id_back` is `*`).
+    pub mask_id_front: u32,
+    /// Characters of an ID number tellers see at its end.
+    pub mask_id_back: u32,
 }
 
 /// `[kyc.tencent]`
@@ -562,6 +566,8 @@ fn read_kyc(s: &Section<'_, '_>) -> KycConfig {
         identity: s.choice("identity", &["tencent", "off"], "off").to_string(),
         timeout_s: s.integer("timeout_s", 8, 1, 60) as u32,
         models: path_in(s, "models", PathBuf::from("/usr/share/vbank/models")),
+        mask_id_front: s.integer("mask_id_front", 6, 0, 6) as u32,
+        mask_id_back: s.integer("mask_id_back", 4, 0, 4) as u32,
         tencent,
     };
     if cfg.identity == "tencent" && (cfg.tencent.secret_id.is_none() || cfg.tencent.secret_key.is_none()) {

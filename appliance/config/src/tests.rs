@@ -134,3 +134,23 @@ fn the_node_participant_limit_has_a_default_and_a_range() {
     let diags = parse("[gateway]\nmax_participants = 0\n").unwrap_err();
     assert_eq!(diags[0].key, "gateway.max_participants");
 }
+
+#[test]
+fn the_kyc_section_reads_its_vendor_masking_and_models_and_names_what_is_missing() {
+    let (cfg, _) = parse(
+        "[kyc]\nidentity = \"tencent\"\nmask_id_front = 3\nmask_id_back = 2\nmodels = \"/opt/models\"\n\
+         [kyc.tencent]\nconnect = \"127.0.0.1:8479\"\nsecret_id = \"credential:tid\"\nsecret_key = \"credential:tkey\"\n",
+    )
+    .unwrap();
+    assert_eq!((cfg.kyc.mask_id_front, cfg.kyc.mask_id_back), (3, 2));
+    assert_eq!(cfg.kyc.models, PathBuf::from("/opt/models"));
+    assert_eq!(cfg.kyc.tencent.connect, Some("127.0.0.1:8479".parse().unwrap()));
+    assert_eq!(cfg.kyc.tencent.host, "faceid.tencentcloudapi.com");
+    let (defaults, _) = parse("").unwrap();
+    assert_eq!((defaults.kyc.identity.as_str(), defaults.kyc.mask_id_front, defaults.kyc.mask_id_back), ("off", 6, 4));
+
+    let diags = parse("[kyc]\nidentity = \"tencent\"\nmask_id_front = 9\n").unwrap_err();
+    let keys: Vec<&str> = diags.iter().map(|d| d.key.as_str()).collect();
+    assert!(keys.contains(&"kyc.identity") && keys.contains(&"kyc.mask_id_front"), "{keys:?}");
+    assert!(diags.iter().any(|d| d.hint.contains("secret_key")), "{diags:?}");
+}

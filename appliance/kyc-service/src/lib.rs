@@ -328,14 +328,8 @@ pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
     let metrics = KycMetrics::default();
     ctx.metrics.register(|r| metrics.register(r));
     let listen = cfg.kyc.listen;
-    let state = ApiState {
-        cfg: Arc::new(cfg),
-        token_key: Arc::new(token_key),
-        tencent,
-        metrics,
-        masking: mask::Rules::default(),
-        reader,
-    };
+    let masking = mask::Rules { id_front: cfg.kyc.mask_id_front as usize, id_back: cfg.kyc.mask_id_back as usize };
+    let state = ApiState { cfg: Arc::new(cfg), token_key: Arc::new(token_key), tencent, metrics, masking, reader };
     let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
     let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
