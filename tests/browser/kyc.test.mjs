@@ -183,6 +183,14 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     const wrongCheck = PERSON.id.slice(0, 17) + (PERSON.id.endsWith('0') ? '1' : '0');
     assert.match(await identity(PERSON.name, wrongCheck, 'bad-input'), /check/i);
     assert.equal(await teller.inputValue('#kyc-id'), wrongCheck, 'a number refused as malformed stays for the teller to correct');
+    // The company's credit code (a registered enterprise's, as in the unit tests), and one with its check misread.
+    await teller.fill('#kyc-uscc', '91440300708461136T');
+    await teller.click('#kyc-uscc-check');
+    await teller.locator('#kyc-uscc-result[data-state="valid"]').waitFor({ timeout: 10_000 });
+    await teller.fill('#kyc-uscc', '91440300708461136A');
+    await teller.click('#kyc-uscc-check');
+    await teller.locator('#kyc-uscc-result[data-state="invalid"]').waitFor({ timeout: 10_000 });
+    assert.match(await teller.locator('#kyc-uscc-result').innerText(), /check character/);
     await simulatorFaults([{ status: 503 }, { status: 503 }]);
     assert.match(await identity(PERSON.name, PERSON.id, 'unavailable'), /联网核查服务暂不可用/);
     const answers = await teller.evaluate(() => window.kycLog);
@@ -199,6 +207,7 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     const kyc = events.filter((e) => e.kind === 'kyc');
     assert.deepEqual(kyc.filter((e) => e.step === 'face-in-frame').map((e) => e.result), ['no-face', 'one-face', 'several-faces', 'one-face']);
     assert.deepEqual(kyc.filter((e) => e.step === 'id-card').map((e) => [e.side, e.result]), [['front', 'read']]);
+    assert.deepEqual(kyc.filter((e) => e.step === 'credit-code').map((e) => e.result), ['valid', 'invalid']);
     const compared = kyc.find((e) => e.step === 'face-compare');
     assert.ok(compared.result === 'likely-same' && compared.distance < 0.6 && compared.advisory, JSON.stringify(compared));
     assert.deepEqual(kyc.filter((e) => e.step === 'identity').map((e) => e.result), ['match', 'match', 'mismatch', 'no-record', 'bad-input', 'unavailable']);

@@ -6,6 +6,9 @@
 //!   the browser for — never a picture the customer's device chose to send) and [`face`] counts whole faces.
 //! - **Identity** (联网核查): name and ID number, checked locally first (GB 11643), then by the configured vendor
 //!   ([`tencent`]); the teller sees them masked.
+//! - **ID card** ([`card_read`]): OCR of the card held to the camera, and the live face compared with its portrait
+//!   ([`compare`], advisory).
+//! - **Credit code**: a company's unified social credit code, checked on the appliance (GB 32100).
 //!
 //! Pictures are never stored here: the recording already holds the video. Logs carry HMAC-SM3 tokens, never an ID
 //! number or a name. [`simulate`] is the vendor's side for tests and drills.
@@ -260,6 +263,34 @@ async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Respo
     respond(&s, attestation, shown).await
 }
 
+#[derive(Deserialize)]
+struct CreditCodeIn {
+    call: String,
+    code: String,
+}
+
+/// For corporate accounts: the unified social credit code, checked on the appliance (GB 32100, with the GB 11714
+/// organisation code inside). A company's code is not personal data: it is shown and attested as written.
+async fn credit_code(State(s): State<ApiState>, Json(r): Json<CreditCodeIn>) -> Response {
+    let (verdict, message, code) = match vbank_kyc::uscc::parse(&r.code) {
+        Ok(code) => {
+            ("valid", "统一社会信用代码校验通过 · The unified social credit code is well formed".to_string(), code)
+        }
+        Err(e) => (
+            "invalid",
+            format!("统一社会信用代码有误，请核对营业执照 · Check the business licence: {e}"),
+            r.code.trim().to_string(),
+        ),
+    };
+    s.metrics.check("credit-code", verdict);
+    log::info!("call {}: credit code: {verdict}", r.call);
+    let attestation = json!({
+        "kind": "kyc", "step": "credit-code", "call": r.call, "inputs": {"code": code},
+        "result": verdict, "engine": "local GB 32100 / GB 11714", "at_us": now_us(),
+    });
+    respond(&s, attestation, json!({"verdict": verdict, "message": message, "code": code})).await
+}
+
 /// Seal the attestation and answer with what the teller sees plus the sealed attestation (for the recording).
 async fn respond(s: &ApiState, attestation: Value, mut shown: Value) -> Response {
     match seal(&s.cfg, attestation).await {
@@ -283,6 +314,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/face-in-frame", post(face_in_frame))
         .route("/v1/identity", post(identity))
+        .route("/v1/credit-code", post(credit_code))
         .route("/v1/id-card", post(card_read::id_card))
         .route("/v1/face-compare", post(card_read::face_compare))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))

@@ -1,9 +1,9 @@
 // The teller's identity checks during a call (身份核验): read the ID card held to the camera, face in frame, the live
-// face against the card's photo (advisory), and 联网核查 with the card read or with what the teller typed. Each button
-// asks the appliance for one check of the customer in this call; the answer shows what the KYC service masked
-// (110101********1234, 测*甲) and what to do next. The ID number typed by the teller is cleared from the page once it
-// has been checked. Face in frame can also run every few seconds while the customer signs (签署期间持续检测), each
-// check attested in the recording.
+// face against the card's photo (advisory), 联网核查 with the card read or with what the teller typed, and a company's
+// credit code. Each button asks the appliance for one check of the customer in this call; the answer shows what the
+// KYC service masked (110101********1234, 测*甲) and what to do next. The ID number typed by the teller is cleared
+// from the page once it has been checked. Face in frame can also run every few seconds while the customer signs
+// (签署期间持续检测), each check attested in the recording.
 const el = (id) => document.getElementById(id);
 let customer = null;
 let watching = null;
@@ -69,6 +69,9 @@ el('kyc-identity').addEventListener('click', async () => {
     el('kyc-name').value = '';
   }
 });
+
+el('kyc-uscc-check').addEventListener('click', () => customer
+  && ask('/api/kyc/credit-code', { customer, code: el('kyc-uscc').value.trim() }, el('kyc-uscc-result')));
 
 const stopWatching = () => { clearInterval(watching); watching = null; };
 window.addEventListener('vbank:signing', (e) => {

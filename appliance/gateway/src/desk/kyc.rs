@@ -6,6 +6,7 @@
 //! - `POST /api/kyc/id-card` `{customer, side}`: read the ID card the customer holds to the camera (front or back).
 //! - `POST /api/kyc/face-in-frame` `{customer}`: exactly one whole face in the customer's camera now?
 //! - `POST /api/kyc/face-compare` `{customer}`: the live face against the portrait of the card read (advisory).
+//! - `POST /api/kyc/credit-code` `{customer, code}`: a company's unified social credit code (corporate accounts).
 //! - `POST /api/kyc/identity` `{customer, name, id_number}` or `{customer, from_card: true}`: 联网核查 through the
 //!   configured vendor, with what the teller typed or what was read from the card.
 
@@ -30,6 +31,12 @@ struct FaceIn {
 struct CardIn {
     customer: String,
     side: String,
+}
+
+#[derive(Deserialize)]
+struct CreditCodeIn {
+    customer: String,
+    code: String,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +114,13 @@ async fn id_card(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<Ca
     }
 }
 
+async fn credit_code(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<CreditCodeIn>) -> Response {
+    match call_of(&s, &headers, &r.customer).await {
+        Ok((room, _)) => check(&s, &room, "/v1/credit-code", json!({"call": room, "code": r.code})).await,
+        Err(refused) => refused,
+    }
+}
+
 async fn identity(State(s): State<AppState>, headers: HeaderMap, Json(r): Json<IdentityIn>) -> Response {
     match call_of(&s, &headers, &r.customer).await {
         Ok((room, _)) => {
@@ -124,4 +138,5 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/kyc/face-in-frame", axum::routing::post(face_in_frame))
         .route("/api/kyc/face-compare", axum::routing::post(face_compare))
         .route("/api/kyc/identity", axum::routing::post(identity))
+        .route("/api/kyc/credit-code", axum::routing::post(credit_code))
 }
