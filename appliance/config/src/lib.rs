@@ -5,6 +5,7 @@
 //! [`SecretRef`].
 
 mod environment;
+mod kyc;
 mod reader;
 mod schema;
 mod secret;
