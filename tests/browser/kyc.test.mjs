@@ -105,6 +105,7 @@ function paintedCamera() {
 
 test('identity checks from the teller console: face in frame, 联网核查 with masked results, attested in the recording', async () => {
   cli(['accounts', 'add', 'li', '--business', 'corporate-account'], 'Corporate2026\n');
+  cli(['accounts', 'add', 'chen', '--role', 'supervisor'], 'Supervise2026\n');
   const { browser } = await launch();
   try {
     const desk = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 1000 } });
@@ -220,6 +221,24 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     assert.match(kyc[0].inputs.image_sm3, /^[0-9a-f]{64}$/);
     const all = JSON.stringify(events);
     for (const secret of [PERSON.id, PERSON.name, OTHER.name]) assert.ok(!all.includes(secret), 'the recording events carry tokens, not personal data');
+
+    // The supervisor opens the recording and sees the call's personal-data ledger: what each check collected and
+    // where it is kept.
+    const sup = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 900 } });
+    const supPage = await sup.newPage();
+    await supPage.goto(`${vbank.urls.customer}supervisor`);
+    await supPage.fill('#login-name', 'chen');
+    await supPage.fill('#login-password', 'Supervise2026');
+    await supPage.click('#login-form button[type=submit]');
+    await supPage.fill('#rec-call', room);
+    await supPage.click('#rec-form button[type=submit]');
+    await supPage.click(`#recordings button[data-id="${rec.id}"]`);
+    await supPage.locator('#rec-ledger tbody tr', { hasText: 'id-card' }).waitFor({ timeout: 10_000 });
+    const ledger = await supPage.locator('#rec-ledger').innerText();
+    assert.match(ledger, /name and ID number/);
+    assert.match(ledger, /encrypted under a key in the HSM/);
+    assert.ok(!ledger.includes(PERSON.id) && !ledger.includes(PERSON.name), 'the ledger names what was collected, not the data');
+    await screenshots(sup, 'kyc-3-ledger');
   } catch (e) {
     await screenshots(browser.contexts()[0], 'FAILED-kyc').catch(() => {});
     throw e;

@@ -105,8 +105,24 @@ async function openRecording(x) {
   el('rec-events').replaceChildren(...body.events.map((ev) => {
     const li = document.createElement('li');
     const extra = ev.role ?? ev.teller ?? ev.state ?? ev.outcome ?? ev.name ?? '';
-    li.textContent = `${when(ev.at_us)} ${ev.kind}${extra ? ` · ${extra}` : ''}`;
+    li.textContent = `${when(ev.at_us)} ${ev.kind}${ev.step ? ` · ${ev.step}: ${ev.result}` : ''}${extra ? ` · ${extra}` : ''}`;
     return li;
+  }));
+  // The personal-data ledger: what each identity check collected and where it went, from its sealed attestation;
+  // first, the call's own audio and video.
+  const rows = [[body.events[0]?.at_us, '双录 · recording', '通话音视频 · the call\'s audio and video', '本录像，加密，密钥在 HSM · this recording, encrypted under a key in the HSM']];
+  for (const ev of body.events.filter((e) => Array.isArray(e.personal_data))) {
+    for (const p of ev.personal_data) rows.push([ev.at_us, ev.step, p.item, p.kept]);
+  }
+  el('rec-ledger').hidden = rows.length < 2;
+  el('rec-ledger').querySelector('tbody').replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement('tr');
+    for (const c of [when(cells[0]), ...cells.slice(1)]) {
+      const td = document.createElement('td');
+      td.textContent = c ?? '';
+      tr.append(td);
+    }
+    return tr;
   }));
   el('rec-reason').focus();
 }
