@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { drawSignature, framesDecoded, launch, screenshots, startRecordedVbank } from './harness.mjs';
+import { drawSignature, framesDecoded, launch, screenshots, startRecordedVbank, supervisorConsole } from './harness.mjs';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 let vbank;
@@ -233,12 +233,7 @@ test('corporate account opening: consent, routing, document and annotations, e-s
     await screenshots(sun.context, 'account-opening-6-specialist');
 
     // The supervisor sees the live call: its tellers in order, and its media quality.
-    const sup = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 900 } });
-    const supPage = await sup.newPage();
-    await supPage.goto(`${vbank.urls.customer}supervisor`);
-    await supPage.fill('#login-name', 'chen');
-    await supPage.fill('#login-password', 'Supervise2026');
-    await supPage.click('#login-form button[type=submit]');
+    const { context: sup, page: supPage } = await supervisorConsole(browser, vbank, 'chen', 'Supervise2026');
     await supPage.locator('#calls tbody tr', { hasText: room }).waitFor({ timeout: 10_000 });
     const live = await until('the call\'s quality', async () => {
       const c = (await supPage.evaluate(() => window.overview)).calls.find((x) => x.room === room);

@@ -139,6 +139,17 @@ export async function openCall(context, vbank, room) {
   return { customer, teller };
 }
 
+/** The supervisor console of `vbank` in its own browser context, logged in as `name`. */
+export async function supervisorConsole(browser, vbank, name, password) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(`${vbank.urls.customer}supervisor`);
+  await page.fill('#login-name', name);
+  await page.fill('#login-password', password);
+  await page.click('#login-form button[type=submit]');
+  return { context, page };
+}
+
 /** `vbank up` with the key ceremony held: every call is recorded. */
 export async function startRecordedVbank() {
   const vbank = await startVbank();

@@ -15,7 +15,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { framesDecoded, launch, screenshots, startRecordedVbank } from './harness.mjs';
+import { framesDecoded, launch, screenshots, startRecordedVbank, supervisorConsole } from './harness.mjs';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
 const FACE = `data:image/jpeg;base64,${readFileSync(join(FIXTURES, 'faces/astronaut.jpg')).toString('base64')}`;
@@ -224,12 +224,7 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
 
     // The supervisor opens the recording and sees the call's personal-data ledger: what each check collected and
     // where it is kept.
-    const sup = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'zh-CN', viewport: { width: 1280, height: 900 } });
-    const supPage = await sup.newPage();
-    await supPage.goto(`${vbank.urls.customer}supervisor`);
-    await supPage.fill('#login-name', 'chen');
-    await supPage.fill('#login-password', 'Supervise2026');
-    await supPage.click('#login-form button[type=submit]');
+    const { context: sup, page: supPage } = await supervisorConsole(browser, vbank, 'chen', 'Supervise2026');
     await supPage.fill('#rec-call', room);
     await supPage.click('#rec-form button[type=submit]');
     await supPage.click(`#recordings button[data-id="${rec.id}"]`);
