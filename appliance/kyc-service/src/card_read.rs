@@ -92,6 +92,33 @@ impl Reader {
     }
 }
 
+/// Run `engine` on the customer's camera now (a still from the recorder, decoded) off the async threads, under the
+/// engines' concurrency limit: its result, the time it took and the still's SM3 for the attestation; or the answer
+/// that says why not.
+pub(crate) async fn on_camera<T: Send + 'static>(
+    s: &ApiState,
+    recording: &str,
+    engine: impl FnOnce(image::RgbImage) -> Result<T, String> + Send + 'static,
+) -> Result<(T, Duration, String), Response> {
+    let png = still(&s.cfg, recording)
+        .await
+        .map_err(|e| problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}")))?;
+    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
+    let permit = s.reader.permits.clone().acquire_owned().await;
+    let ran = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let image = image::load_from_memory(&png).map_err(|e| format!("the recorder's still does not decode: {e}"))?;
+        let started = Instant::now();
+        engine(image.to_rgb8()).map(|v| (v, started.elapsed()))
+    })
+    .await;
+    match ran {
+        Ok(Ok((v, took))) => Ok((v, took, image_sm3)),
+        Ok(Err(e)) => Err(problem(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        Err(e) => Err(problem(StatusCode::INTERNAL_SERVER_ERROR, format!("the engine stopped: {e}"))),
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct CardIn {
     call: String,
@@ -117,32 +144,22 @@ pub(crate) async fn id_card(State(s): State<ApiState>, Json(r): Json<CardIn>) ->
         };
         return problem(StatusCode::SERVICE_UNAVAILABLE, why);
     };
-    let png = match still(&s.cfg, &r.recording).await {
-        Ok(p) => p,
-        Err(e) => return problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}")),
-    };
-    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
-    let permit = s.reader.permits.clone().acquire_owned().await;
     let (ocr, comparer) = (s.reader.ocr.clone(), s.reader.comparer.clone());
     let front_side = r.side == "front";
-    let read = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let image = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_rgb8();
-        let started = Instant::now();
+    let read = on_camera(&s, &r.recording, move |image| {
         let Some(Ok(ocr)) = ocr.get() else { return Err("OCR is not loaded".to_string()) };
-        let lines = ocr.read(&image).map_err(|e| e.to_string())?;
+        let lines = ocr.read(&image).map_err(|e| format!("OCR failed: {e}"))?;
         // The card's portrait: the reference for comparing the customer's live face.
         let portrait = match comparer.get() {
             Some(Ok(c)) if front_side => compare::best_face(&image).and_then(|f| c.encode(&image, &f)),
             _ => None,
         };
-        Ok((lines, portrait, started.elapsed()))
+        Ok((lines, portrait))
     })
     .await;
-    let (lines, portrait, took) = match read {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("OCR failed: {e}")),
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let ((lines, portrait), took, image_sm3) = match read {
+        Ok(r) => r,
+        Err(refused) => return refused,
     };
     s.metrics.engine_seconds("id-card", took);
     let key = s.token_key.expose();
@@ -233,17 +250,8 @@ pub(crate) async fn face_compare(State(s): State<ApiState>, Json(r): Json<Compar
             "no card portrait in this call: read the photo side of the ID card first (its portrait is the reference)",
         );
     };
-    let png = match still(&s.cfg, &r.recording).await {
-        Ok(p) => p,
-        Err(e) => return problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}")),
-    };
-    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
-    let permit = s.reader.permits.clone().acquire_owned().await;
     let comparer = s.reader.comparer.clone();
-    let compared = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let image = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_rgb8();
-        let started = Instant::now();
+    let compared = on_camera(&s, &r.recording, move |image| {
         let gray = image::DynamicImage::ImageRgb8(image.clone()).to_luma8();
         let faces = crate::face::detect(&gray);
         let in_frame = crate::face::judge(&faces, image.width(), image.height());
@@ -252,13 +260,12 @@ pub(crate) async fn face_compare(State(s): State<ApiState>, Json(r): Json<Compar
             (crate::face::InFrame::OneFace, Some(f)) => c.encode(&image, f).map(|e| compare::distance(&e, &reference)),
             _ => None,
         };
-        Ok((in_frame, distance, started.elapsed()))
+        Ok((in_frame, distance))
     })
     .await;
-    let (in_frame, distance, took) = match compared {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let ((in_frame, distance), took, image_sm3) = match compared {
+        Ok(c) => c,
+        Err(refused) => return refused,
     };
     s.metrics.engine_seconds("face-compare", took);
     let (verdict, message) = match distance {

@@ -131,25 +131,15 @@ struct FaceIn {
 
 /// 人脸在框检测 on the customer's camera now.
 async fn face_in_frame(State(s): State<ApiState>, Json(r): Json<FaceIn>) -> Response {
-    let png = match still(&s.cfg, &r.recording).await {
-        Ok(p) => p,
-        Err(e) => {
-            s.metrics.check("face-in-frame", "unavailable");
-            return problem(StatusCode::CONFLICT, format!("no picture of the customer's camera: {e}"));
-        }
-    };
-    let image_sm3 = to_hex(&vbank_crypto::hash::sm3(&png));
-    let judged = tokio::task::spawn_blocking(move || {
-        let gray = image::load_from_memory(&png).map_err(|e| e.to_string())?.to_luma8();
-        let started = std::time::Instant::now();
-        let faces = face::detect(&gray);
-        Ok::<_, String>((face::judge(&faces, gray.width(), gray.height()), faces, started.elapsed()))
+    let judged = card_read::on_camera(&s, &r.recording, |image| {
+        let (w, h) = image.dimensions();
+        let faces = face::detect(&image::DynamicImage::ImageRgb8(image).to_luma8());
+        Ok((face::judge(&faces, w, h), faces))
     })
     .await;
-    let (verdict, faces, took) = match judged {
-        Ok(Ok(j)) => j,
-        Ok(Err(e)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("the still does not decode: {e}")),
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let ((verdict, faces), took, image_sm3) = match judged {
+        Ok(j) => j,
+        Err(refused) => return refused,
     };
     s.metrics.engine_seconds("face-in-frame", took);
     let verdict_name = serde_json::to_value(verdict).unwrap_or_default();
