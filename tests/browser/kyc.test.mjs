@@ -192,7 +192,12 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     await teller.click('#kyc-uscc-check');
     await teller.locator('#kyc-uscc-result[data-state="invalid"]').waitFor({ timeout: 10_000 });
     assert.match(await teller.locator('#kyc-uscc-result').innerText(), /check character/);
+    // Tencent fails twice (the one automatic retry included): the fallback vendor (Alibaba) answers.
     await simulatorFaults([{ status: 503 }, { status: 503 }]);
+    assert.match(await identity(PERSON.name, PERSON.id, 'match'), /一致/);
+    assert.match(await teller.evaluate(() => window.kycLog.at(-1).engine), /alibaba/);
+    // Both fail: the teller is told what to do.
+    await simulatorFaults([{ status: 503 }, { status: 503 }, { status: 503 }, { status: 503 }]);
     assert.match(await identity(PERSON.name, PERSON.id, 'unavailable'), /联网核查服务暂不可用/);
     const answers = await teller.evaluate(() => window.kycLog);
     assert.ok(!JSON.stringify(answers).includes(PERSON.id) && !JSON.stringify(answers).includes(PERSON.name), 'nothing unmasked reaches the console');
@@ -211,7 +216,10 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     assert.deepEqual(kyc.filter((e) => e.step === 'credit-code').map((e) => e.result), ['valid', 'invalid']);
     const compared = kyc.find((e) => e.step === 'face-compare');
     assert.ok(compared.result === 'likely-same' && compared.distance < 0.6 && compared.advisory, JSON.stringify(compared));
-    assert.deepEqual(kyc.filter((e) => e.step === 'identity').map((e) => e.result), ['match', 'match', 'mismatch', 'no-record', 'bad-input', 'unavailable']);
+    const identities = kyc.filter((e) => e.step === 'identity');
+    assert.deepEqual(identities.map((e) => e.result), ['match', 'match', 'mismatch', 'no-record', 'bad-input', 'match', 'unavailable']);
+    assert.match(identities[0].engine, /tencent faceid IdCardVerification \(SM4-GCM\)/, 'the ID number went encrypted');
+    assert.match(identities[5].engine, /alibaba/, 'the fallback vendor answered when Tencent could not');
     assert.equal(kyc.find((e) => e.step === 'identity').inputs.source, 'read from the ID card in this call');
     for (const e of kyc) {
       assert.match(e.seal?.signature ?? '', /^[0-9a-f]{128,}$/, JSON.stringify(e));
@@ -232,6 +240,7 @@ test('identity checks from the teller console: face in frame, 联网核查 with 
     const ledger = await supPage.locator('#rec-ledger').innerText();
     assert.match(ledger, /name and ID number/);
     assert.match(ledger, /encrypted under a key in the HSM/);
+    assert.match(ledger, /after 2 h/, 'and when each item is deleted');
     assert.ok(!ledger.includes(PERSON.id) && !ledger.includes(PERSON.name), 'the ledger names what was collected, not the data');
     await screenshots(sup, 'kyc-3-ledger');
   } catch (e) {

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 pub use reader::{Diagnostic, Severity};
 pub use schema::{
     CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, KycConfig, LogConfig, LogLevel, LogTarget, NodeConfig,
-    PostgresConfig, RecorderConfig, RecordingMode, Service, StoreConfig, TencentConfig, TlsConfig, TlsVersion,
+    PostgresConfig, RecorderConfig, RecordingMode, Service, StoreConfig, TlsConfig, TlsVersion, VendorConfig,
+    card_vendor, credential_keys,
 };
 pub use secret::{Secret, SecretRef};
 

@@ -153,4 +153,20 @@ fn the_kyc_section_reads_its_vendor_masking_and_models_and_names_what_is_missing
     let keys: Vec<&str> = diags.iter().map(|d| d.key.as_str()).collect();
     assert!(keys.contains(&"kyc.identity") && keys.contains(&"kyc.mask_id_front"), "{keys:?}");
     assert!(diags.iter().any(|d| d.hint.contains("secret_key")), "{diags:?}");
+
+    // Per capability: a vendor, a fallback rule, and each vendor's own credential names.
+    let (cfg, _) = parse(
+        "[kyc]\nidentity = \"nciic\"\nidentity_fallback = \"alibaba\"\nocr = \"local+baidu\"\nface_compare = \"baidu\"\n\
+         [kyc.nciic]\nhost = \"nciic.bank.example\"\nsbm = \"SBM-1\"\nlicense = \"credential:lic\"\n\
+         [kyc.alibaba]\naccess_key_id = \"credential:ak\"\naccess_key_secret = \"credential:as\"\n\
+         [kyc.baidu]\napi_key = \"credential:bk\"\nsecret_key = \"credential:bs\"\n",
+    )
+    .unwrap();
+    assert_eq!((cfg.kyc.identity.as_str(), cfg.kyc.identity_fallback.as_str()), ("nciic", "alibaba"));
+    assert_eq!((cfg.kyc.ocr.as_str(), cfg.kyc.face_compare.as_str()), ("local+baidu", "baidu"));
+    assert_eq!((cfg.kyc.nciic.sbm.as_str(), cfg.kyc.nciic.business.as_str()), ("SBM-1", "开户"));
+    assert_eq!(cfg.kyc.alibaba.host, "cloudauth.aliyuncs.com");
+    let diags = parse("[kyc]\nocr = \"baidu\"\nidentity = \"nciic\"\n").unwrap_err();
+    assert!(diags.iter().any(|d| d.key == "kyc.ocr" && d.hint.contains("api_key and secret_key")), "{diags:?}");
+    assert!(diags.iter().any(|d| d.key == "kyc.identity" && d.message.contains("host and sbm")), "{diags:?}");
 }

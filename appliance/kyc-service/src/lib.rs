@@ -5,20 +5,24 @@
 //! - **Face in frame** (人脸在框检测): the recorder decodes the customer's camera at this moment (a keyframe it asks
 //!   the browser for — never a picture the customer's device chose to send) and [`face`] counts whole faces.
 //! - **Identity** (联网核查): name and ID number, checked locally first (GB 11643), then by the configured vendor
-//!   ([`tencent`]); the teller sees them masked.
+//!   ([`vendor`]: Tencent, Alibaba or NCIIC, with an optional fallback vendor); the teller sees them masked.
 //! - **ID card** ([`card_read`]): OCR of the card held to the camera, and the live face compared with its portrait
-//!   ([`compare`], advisory).
+//!   ([`compare`], advisory) — on the appliance, by Baidu ([`baidu`]), or both, as `[kyc] ocr` and `face_compare` say.
 //! - **Credit code**: a company's unified social credit code, checked on the appliance (GB 32100).
 //!
 //! Pictures are never stored here: the recording already holds the video. Logs carry HMAC-SM3 tokens, never an ID
 //! number or a name. [`simulate`] is the vendor's side for tests and drills.
 
+pub mod baidu;
 pub mod card_read;
+pub mod cards;
 pub mod compare;
 pub mod face;
+mod face_check;
 mod metrics;
+mod ocr_rule;
 pub mod simulate;
-pub mod tencent;
+pub mod vendor;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +35,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vbank_config::{Config, Service};
@@ -41,8 +47,9 @@ use vbank_service::client::{self, Method};
 use vbank_service::{Check, Context, ServiceError, admin, exit, serve_tls};
 use vbank_tls::{AccessPolicy, ClientAuth};
 
+use crate::cards::CardVendor;
 use crate::metrics::KycMetrics;
-use crate::tencent::Tencent;
+use crate::vendor::IdentityVendor;
 
 /// Why the KYC service failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +82,11 @@ impl KycServiceError {
 pub struct ApiState {
     cfg: Arc<Config>,
     token_key: Arc<SecretBytes>,
-    tencent: Option<Arc<Tencent>>,
+    /// The identity vendor, then the fallback (asked only when the first is unavailable and did not bill).
+    identity: Vec<Arc<IdentityVendor>>,
+    /// Who reads cards besides (or instead of) the appliance, and who compares faces (`[kyc] ocr`, `face_compare`).
+    ocr_vendor: Option<Arc<CardVendor>>,
+    face_vendor: Option<Arc<CardVendor>>,
     metrics: KycMetrics,
     masking: mask::Rules,
     reader: card_read::Reader,
@@ -137,7 +148,7 @@ async fn face_in_frame(State(s): State<ApiState>, Json(r): Json<FaceIn>) -> Resp
         Ok((face::judge(&faces, w, h), faces))
     })
     .await;
-    let ((verdict, faces), took, image_sm3) = match judged {
+    let ((verdict, faces), took, image_sm3, _) = match judged {
         Ok(j) => j,
         Err(refused) => return refused,
     };
@@ -150,7 +161,8 @@ async fn face_in_frame(State(s): State<ApiState>, Json(r): Json<FaceIn>) -> Resp
         "result": verdict_name, "faces": faces.len(),
         "best_score": faces.first().map(|f| (f.score * 10.0).round() / 10.0),
         "engine": "rustface seeta_fd_frontal_v1.0", "at_us": now_us(),
-        "personal_data": [{"item": "one still of the customer's camera", "kept": "not kept; the recording holds the video"}],
+        "personal_data": [{"item": "one still of the customer's camera", "kept": "not kept; the recording holds the video",
+                           "deleted": "at once, after the check"}],
     });
     log::info!("call {}: face in frame: {} ({} faces, {} ms)", r.call, verdict_name, faces.len(), took.as_millis());
     respond(&s, attestation, json!({"verdict": verdict_name, "message": verdict.message(), "faces": faces.len()})).await
@@ -199,34 +211,11 @@ async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Respo
     let name_token = mask::token(s.token_key.expose(), "name", &name);
     let today = vbank_kyc::id::Date::from_unix(now_us() / 1_000_000);
     let (decision, engine) = if name.is_empty() || name.chars().count() > 32 {
-        let why = "write the name as on the ID card".to_string();
-        (Decision { verdict: Verdict::BadInput(why), billed: false, retryable: false, request_id: None }, "local")
+        (Decision::local(Verdict::BadInput("write the name as on the ID card".into())), "local")
     } else if let Err(e) = vbank_kyc::id::parse(&number, today) {
-        (
-            Decision { verdict: Verdict::BadInput(e.to_string()), billed: false, retryable: false, request_id: None },
-            "local",
-        )
+        (Decision::local(Verdict::BadInput(e.to_string())), "local")
     } else {
-        match &s.tencent {
-            Some(t) => {
-                let started = std::time::Instant::now();
-                let d = t.verify(&name, &number).await;
-                s.metrics.vendor_seconds("tencent", started.elapsed());
-                (d, "tencent faceid IdCardVerification")
-            }
-            None => {
-                let why = "no vendor is configured ([kyc] identity = \"off\")".to_string();
-                (
-                    Decision {
-                        verdict: Verdict::Misconfigured(why),
-                        billed: false,
-                        retryable: false,
-                        request_id: None,
-                    },
-                    "none",
-                )
-            }
-        }
+        vendor::ask_in_turn(&s.identity, &name, &number, |v, took| s.metrics.vendor_seconds(v, took)).await
     };
     let verdict = verdict_name(&decision.verdict);
     s.metrics.check("identity", verdict);
@@ -235,20 +224,28 @@ async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Respo
         r.call,
         decision.request_id.as_deref().unwrap_or("-")
     );
+    let mut personal_data = vec![json!({"item": "name and ID number",
+                       "kept": if engine == "local" || engine == "none" { "not sent; tokens only" }
+                               else { "sent to the vendor for this check; tokens only here" },
+                       "deleted": "here at once; at the vendor as the bank's contract with it says"})];
+    let photo = decision.photo.as_deref().map(|p| {
+        personal_data.push(json!({"item": "the authority's photo of the citizen",
+                                  "kept": "shown to the teller for this check; not kept",
+                                  "deleted": "at once here; from the teller's page when the customer leaves"}));
+        (to_hex(&vbank_crypto::hash::sm3(p)), format!("data:image/jpeg;base64,{}", B64.encode(p)))
+    });
     let attestation = json!({
         "kind": "kyc", "step": "identity", "call": r.call,
         "inputs": {"id_token": id_token, "name_token": name_token,
                    "source": if r.from_card { "read from the ID card in this call" } else { "typed by the teller" }},
         "result": verdict, "billed": decision.billed, "engine": engine,
-        "request_id": decision.request_id, "at_us": now_us(),
-        "personal_data": [{"item": "name and ID number",
-                           "kept": if engine == "local" || engine == "none" { "not sent; tokens only" }
-                                   else { "sent to the vendor for this check; tokens only here" }}],
+        "request_id": decision.request_id, "photo_sm3": photo.as_ref().map(|p| &p.0), "at_us": now_us(),
+        "personal_data": personal_data,
     });
     let shown = json!({
         "verdict": verdict, "message": decision.message(),
         "name": mask::name(&name), "id_number": s.masking.id(&number),
-        "request_id": decision.request_id,
+        "request_id": decision.request_id, "photo": photo.map(|p| p.1), "engine": engine,
     });
     respond(&s, attestation, shown).await
 }
@@ -306,7 +303,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/identity", post(identity))
         .route("/v1/credit-code", post(credit_code))
         .route("/v1/id-card", post(card_read::id_card))
-        .route("/v1/face-compare", post(card_read::face_compare))
+        .route("/v1/face-compare", post(face_check::face_compare))
         .layer(axum::middleware::from_fn_with_state(policy, vbank_service::require_peer))
         .with_state(state)
 }
@@ -322,17 +319,49 @@ fn token_key(cfg: &Config) -> Result<SecretBytes, KycServiceError> {
     Ok(SecretBytes::new(s.expose().to_vec()))
 }
 
+/// Keep the "vendor" readiness check true: failing while a vendor's breaker holds it paused.
+fn watch_vendors(health: Arc<vbank_service::Health>, identity: Vec<Arc<IdentityVendor>>, cards: Vec<Arc<CardVendor>>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            let mut paused: Vec<&str> = identity.iter().filter(|v| v.is_paused()).map(|v| v.name).collect();
+            paused.extend(cards.iter().filter(|c| c.is_paused()).map(|c| c.name()));
+            if paused.is_empty() {
+                health.set("vendor", Check::Ok);
+            } else {
+                let why = format!("{} failed repeatedly and is paused", paused.join(", "));
+                health.set("vendor", Check::Failing(why));
+            }
+        }
+    });
+}
+
 /// Run the KYC service until SIGTERM/SIGINT.
 pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
     let ctx = Context::new("kyc", &cfg.node.name, &["vendor", "models"]);
     ctx.stop_on_signals();
     let token_key = token_key(&cfg)?;
-    let timeout = Duration::from_secs(u64::from(cfg.kyc.timeout_s));
-    let tencent = match cfg.kyc.identity.as_str() {
-        "tencent" => Some(Arc::new(Tencent::new(&cfg.kyc.tencent, timeout)?)),
-        _ => None,
+    let mut identity = Vec::new();
+    for v in [&cfg.kyc.identity, &cfg.kyc.identity_fallback] {
+        if v != "off" && v != "none" {
+            identity.push(Arc::new(IdentityVendor::new(&cfg.kyc, v)?));
+        }
+    }
+    // One client per card vendor, shared when OCR and face comparison name the same one.
+    let mut cards: Vec<Arc<CardVendor>> = Vec::new();
+    let mut card_vendor = |engine: &str| -> Result<Option<Arc<CardVendor>>, KycServiceError> {
+        let Some(name) = vbank_config::card_vendor(engine) else { return Ok(None) };
+        if let Some(c) = cards.iter().find(|c| c.name() == name) {
+            return Ok(Some(c.clone()));
+        }
+        let c = Arc::new(CardVendor::new(&cfg.kyc, name)?);
+        cards.push(c.clone());
+        Ok(Some(c))
     };
-    ctx.health.set("vendor", Check::Ok);
+    let ocr_vendor = card_vendor(&cfg.kyc.ocr)?;
+    let face_vendor = card_vendor(&cfg.kyc.face_compare)?;
+    watch_vendors(ctx.health.clone(), identity.clone(), cards);
     let api_listener = vbank_service::bind(cfg.kyc.listen, "kyc.listen").await?;
     let admin_listener = vbank_service::bind(cfg.kyc.admin_listen, "kyc.admin_listen").await?;
     let api_tls =
@@ -351,7 +380,16 @@ pub async fn run(cfg: Config) -> Result<(), KycServiceError> {
     ctx.metrics.register(|r| metrics.register(r));
     let listen = cfg.kyc.listen;
     let masking = mask::Rules { id_front: cfg.kyc.mask_id_front as usize, id_back: cfg.kyc.mask_id_back as usize };
-    let state = ApiState { cfg: Arc::new(cfg), token_key: Arc::new(token_key), tencent, metrics, masking, reader };
+    let state = ApiState {
+        cfg: Arc::new(cfg),
+        token_key: Arc::new(token_key),
+        identity,
+        ocr_vendor,
+        face_vendor,
+        metrics,
+        masking,
+        reader,
+    };
     let api_task = tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
     let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));

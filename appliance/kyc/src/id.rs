@@ -24,6 +24,19 @@ impl Date {
         Date { year: y as u16, month: m as u8, day: d as u8 }
     }
 
+    /// Days since 1970-01-01 (the inverse of [`Date::from_unix`]); `None` for an impossible date or one before 1970.
+    pub fn days_since_epoch(self) -> Option<u64> {
+        if !self.valid() {
+            return None;
+        }
+        let y = i64::from(self.year) - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * ((i64::from(self.month) + 9) % 12) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        u64::try_from(era * 146_097 + doe - 719_468).ok()
+    }
+
     fn valid(self) -> bool {
         let y = self.year;
         let leap = (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);

@@ -7,10 +7,11 @@
 //! - [`uscc`]: unified social credit codes (GB 32100-2015) with the organisation code inside (GB 11714).
 //! - [`mask`]: what a teller sees by default (110101********8888, 张*三), with configurable rules; [`mask::token`]
 //!   the keyed HMAC-SM3 token logs carry instead.
-//! - [`tc3`]: Tencent Cloud API 3.0 request signing (TC3-HMAC-SHA256).
-//! - [`vendor`]: what a vendor's identity-check answer means (verdict, billed, retryable) and a circuit breaker.
-//! - [`simulator`]: the vendor's side of the same protocol, with faults on demand, for tests and drills.
+//! - [`tc3`]: Tencent Cloud API 3.0 request signing (TC3-HMAC-SHA256); [`acs3`]: Alibaba Cloud's (ACS3-HMAC-SHA256).
+//! - [`vendor`]: each vendor's requests and what its answers mean (verdict, billed, retryable), and a circuit breaker.
+//! - [`simulator`]: the vendors' side of the same protocols, with faults on demand, for tests and drills.
 
+pub mod acs3;
 pub mod id;
 pub mod mask;
 pub mod simulator;

@@ -34,6 +34,12 @@ prop_compose! {
 
 proptest! {
     #[test]
+    fn a_day_converts_to_a_date_and_back(days in 0u64..80_000) {
+        let d = vbank_kyc::id::Date::from_unix(days * 86_400 + 43_210);
+        prop_assert_eq!(d.days_since_epoch(), Some(days));
+    }
+
+    #[test]
     fn a_number_built_valid_parses_to_what_it_encodes((number, birth, male) in resident()) {
         let parsed = id::parse(&number, TODAY).unwrap();
         prop_assert_eq!(parsed.number, number);

@@ -97,6 +97,11 @@ impl Connection {
             .map_err(|_| CallError::Connect { addr, detail: format!("no answer within {timeout:?}") })?
     }
 
+    /// Whether the connection may still carry a request (the peer has not closed it).
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
     /// Send one request on this connection (a body is JSON).
     pub async fn request(
         &mut self,
@@ -167,9 +172,68 @@ pub async fn call(
         .map_err(|_| CallError::Connect { addr, detail: format!("no answer within {timeout:?}") })?
 }
 
+/// Idle internal connections kept per (from, to, address).
+const KEPT_PER_PEER: usize = 8;
+
+type PeerKey = (vbank_config::Service, vbank_config::Service, SocketAddr);
+
+/// Internal connections kept alive between calls: a service call costs one request, not a TCP and mTLS handshake.
+static KEPT: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<PeerKey, Vec<Connection>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+fn kept(key: PeerKey) -> Option<Connection> {
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    let list = kept.get_mut(&key)?;
+    // A connection the peer closed is dropped here, never written to.
+    while let Some(c) = list.pop() {
+        if c.is_open() {
+            return Some(c);
+        }
+    }
+    None
+}
+
 /// POST `body` as JSON from service `from` to service `to` at `addr` over the internal mTLS link (国密 TLS when
-/// `[tls] sm_internal_only`); the answer's JSON, or an error that names the service, the path, the status and the
-/// reason the service gave (`message` or `error`).
+/// `[tls] sm_internal_only`), on a kept-alive connection when one is open; the answer's status and JSON (`null` when
+/// it is not JSON), or an error that names the service when no answer came.
+pub async fn post_service_answer(
+    tls: &vbank_config::TlsConfig,
+    from: vbank_config::Service,
+    to: vbank_config::Service,
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<(StatusCode, serde_json::Value), String> {
+    let key = (from, to, addr);
+    let fut = async {
+        let mut c = match kept(key) {
+            Some(c) => c,
+            None => {
+                let cfg = vbank_tls::internal_client_config(tls, from).map_err(|e| e.to_string())?;
+                let name = vbank_tls::service_dns_name(to);
+                Connection::open(cfg, addr, &name, timeout).await.map_err(|e| format!("{}: {e}", to.name()))?
+            }
+        };
+        let (s, b) = c
+            .request(Method::POST, path, Some(body.to_string().into()))
+            .await
+            .map_err(|e| format!("{}: {e}", to.name()))?;
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        let list = kept.entry(key).or_default();
+        if list.len() < KEPT_PER_PEER {
+            list.push(c);
+        }
+        Ok::<_, String>((s, b))
+    };
+    let (s, b) = tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("{}: no answer from {addr} within {timeout:?}", to.name()))??;
+    Ok((s, serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null)))
+}
+
+/// [`post_service_answer`], with an answer that is not a success turned into an error that names the service, the
+/// path, the status and the reason the service gave (`message` or `error`).
 pub async fn post_service(
     tls: &vbank_config::TlsConfig,
     from: vbank_config::Service,
@@ -179,12 +243,7 @@ pub async fn post_service(
     body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let cfg = vbank_tls::internal_client_config(tls, from).map_err(|e| e.to_string())?;
-    let name = vbank_tls::service_dns_name(to);
-    let (s, b) = call(cfg, addr, &name, Method::POST, path, Some(body.to_string().into()), timeout)
-        .await
-        .map_err(|e| format!("{}: {e}", to.name()))?;
-    let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null);
+    let (s, v) = post_service_answer(tls, from, to, addr, path, body, timeout).await?;
     if !s.is_success() {
         let why = v["message"].as_str().or(v["error"].as_str()).unwrap_or_default();
         return Err(format!("{} {path}: {s} {why}", to.name()));

@@ -120,28 +120,28 @@ enum Cmd {
 
 #[derive(Debug, Subcommand)]
 enum KycCmd {
-    /// Serve the vendor's API (Tencent Cloud FaceID IdCardVerification) as documented — signatures, QPS, results,
-    /// errors — with faults on demand (POST /_simulator/faults), for tests, development nodes and DR drills.
+    /// Serve the identity vendors' APIs (Tencent FaceID, Alibaba Id2MetaVerify, NCIIC, Baidu OCR and person/verify)
+    /// as documented — signatures, QPS, results, errors — with faults on demand (POST /_simulator/faults), for
+    /// tests, development nodes and DR drills.
     Simulate {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8479")]
         listen: std::net::SocketAddr,
-        /// The API host it answers as.
-        #[arg(long, default_value = "faceid.tencentcloudapi.com")]
-        host: String,
         /// Its certificate chain (PEM), for the host.
         #[arg(long)]
         cert: PathBuf,
         /// Its key (PEM).
         #[arg(long)]
         key: PathBuf,
-        /// A file holding the SecretId callers must use.
+        /// The directory of the vendors' credentials (tencent-secret-id, tencent-secret-key, alibaba-access-key-id,
+        /// alibaba-access-key-secret, nciic-license, baidu-api-key, baidu-secret-key); each vendor whose files are
+        /// there is simulated.
         #[arg(long)]
-        secret_id_file: PathBuf,
-        /// A file holding their SecretKey.
+        credentials: PathBuf,
+        /// Tencent's SM2 private key (PEM) for SM4-GCM field encryption.
         #[arg(long)]
-        secret_key_file: PathBuf,
-        /// The simulated authority's records: a JSON list of {"name", "id_number"}.
+        tencent_encryption_key: Option<PathBuf>,
+        /// The simulated authority's records: a JSON list of {"name", "id_number", "photo" (a JPEG's path)}.
         #[arg(long)]
         people: Option<PathBuf>,
     },
@@ -171,28 +171,18 @@ fn main() -> ExitCode {
         Cmd::Kyc { cmd: None } => run_service("kyc", &cli.config, |cfg| async move {
             vbank_kyc_service::run(cfg).await.map_err(|e| (e.exit_code(), e.to_string()))
         }),
-        Cmd::Kyc {
-            cmd: Some(KycCmd::Simulate { listen, host, cert, key, secret_id_file, secret_key_file, people }),
-        } => {
+        Cmd::Kyc { cmd: Some(KycCmd::Simulate { listen, cert, key, credentials, tencent_encryption_key, people }) } => {
             let _ = vbank_log::init(
                 vbank_log::Identity { service: "kyc-simulator".into(), node: "dev".into(), dev: true },
                 log::LevelFilter::Info,
                 vbank_log::Target::Stderr,
             );
-            let secret_id = match std::fs::read_to_string(&secret_id_file) {
-                Ok(s) => s.trim().to_string(),
-                Err(e) => {
-                    eprintln!("vbank kyc simulate: {}: {e}", secret_id_file.display());
-                    return ExitCode::from(exit::CONFIG as u8);
-                }
-            };
             let o = vbank_kyc_service::simulate::SimulateOptions {
                 listen,
-                host,
                 cert,
                 key,
-                secret_id,
-                secret_key_file,
+                credentials,
+                tencent_encryption_key,
                 people,
             };
             match runtime().block_on(vbank_kyc_service::simulate::run(o)) {

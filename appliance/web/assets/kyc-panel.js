@@ -3,7 +3,8 @@
 // credit code. Each button asks the appliance for one check of the customer in this call; the answer shows what the
 // KYC service masked (110101********1234, 测*甲) and what to do next. The ID number typed by the teller is cleared
 // from the page once it has been checked. Face in frame can also run every few seconds while the customer signs
-// (签署期间持续检测), each check attested in the recording.
+// (签署期间持续检测), each check attested in the recording. When the authority returns its photo of the citizen (NCIIC),
+// it is shown beside the answer for this check only and removed when the customer leaves.
 const el = (id) => document.getElementById(id);
 let customer = null;
 let watching = null;
@@ -34,7 +35,12 @@ async function faceInFrame() {
 }
 
 el('kyc-face').addEventListener('click', faceInFrame);
-el('kyc-compare').addEventListener('click', () => customer && ask('/api/kyc/face-compare', { customer }, el('kyc-compare-result')));
+el('kyc-compare').addEventListener('click', async () => {
+  if (!customer) return;
+  const out = el('kyc-compare-result');
+  const a = await ask('/api/kyc/face-compare', { customer }, out);
+  if (a && typeof a.score === 'number') out.textContent = `${a.message} (${a.score}/100)`;
+});
 for (const side of ['front', 'back']) {
   el(`kyc-card-${side}`).addEventListener('click', async () => {
     if (!customer) return;
@@ -49,12 +55,19 @@ for (const side of ['front', 'back']) {
     if (side === 'front') el('kyc-identity-card').disabled = a.verdict !== 'read';
   });
 }
+function showIdentity(a, out) {
+  out.textContent = `${a.message} — ${a.name} ${a.id_number}${a.request_id ? ` (${a.request_id})` : ''}`;
+  const photo = el('kyc-identity-photo');
+  photo.hidden = !a.photo;
+  if (a.photo) photo.src = a.photo; else photo.removeAttribute('src');
+}
+
 el('kyc-identity-card').addEventListener('click', async () => {
   if (!customer) return;
   const out = el('kyc-identity-result');
   const a = await ask('/api/kyc/identity', { customer, from_card: true }, out);
   el('kyc-identity-card').disabled = true; // a card read is used once
-  if (a) out.textContent = `${a.message} — ${a.name} ${a.id_number}${a.request_id ? ` (${a.request_id})` : ''}`;
+  if (a) showIdentity(a, out);
 });
 el('kyc-identity').addEventListener('click', async () => {
   if (!customer) return;
@@ -63,7 +76,7 @@ el('kyc-identity').addEventListener('click', async () => {
   const out = el('kyc-identity-result');
   const a = await ask('/api/kyc/identity', { customer, name, id_number: id }, out);
   if (!a) return;
-  out.textContent = `${a.message} — ${a.name} ${a.id_number}${a.request_id ? ` (${a.request_id})` : ''}`;
+  showIdentity(a, out);
   if (a.verdict !== 'bad-input') {
     el('kyc-id').value = '';
     el('kyc-name').value = '';
@@ -88,5 +101,7 @@ window.addEventListener('vbank:customer', (e) => {
     stopWatching();
     el('kyc-identity-card').disabled = true;
     for (const id of ['kyc-name', 'kyc-id']) el(id).value = '';
+    el('kyc-identity-photo').hidden = true;
+    el('kyc-identity-photo').removeAttribute('src');
   }
 });

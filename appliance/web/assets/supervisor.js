@@ -110,9 +110,11 @@ async function openRecording(x) {
   }));
   // The personal-data ledger: what each identity check collected and where it went, from its sealed attestation;
   // first, the call's own audio and video.
-  const rows = [[body.events[0]?.at_us, '双录 · recording', '通话音视频 · the call\'s audio and video', '本录像，加密，密钥在 HSM · this recording, encrypted under a key in the HSM']];
+  const rows = [[body.events[0]?.at_us, '双录 · recording', '通话音视频 · the call\'s audio and video',
+    '本录像，加密，密钥在 HSM · this recording, encrypted under a key in the HSM',
+    '随本录像，按本行留存规定 · with this recording, under the bank\'s retention rules']];
   for (const ev of body.events.filter((e) => Array.isArray(e.personal_data))) {
-    for (const p of ev.personal_data) rows.push([ev.at_us, ev.step, p.item, p.kept]);
+    for (const p of ev.personal_data) rows.push([ev.at_us, ev.step, p.item, p.kept, p.deleted]);
   }
   el('rec-ledger').hidden = rows.length < 2;
   el('rec-ledger').querySelector('tbody').replaceChildren(...rows.map((cells) => {

@@ -16,8 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::time::Duration;
 use vbank_accounts::Role as StaffRole;
 use vbank_config::Service;
+use vbank_service::client;
 
 use super::problem;
 use crate::AppState;
@@ -74,16 +76,36 @@ async fn check(s: &AppState, room: &str, path: &str, body: Value) -> Response {
     let Some(cfg) = s.desk.cfg.clone() else {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "no KYC service on this node");
     };
-    match crate::recording::post(&cfg, Service::Kyc, path, body).await {
-        Ok(mut answer) => {
+    let answer = client::post_service_answer(
+        &cfg.tls,
+        Service::Gateway,
+        Service::Kyc,
+        cfg.kyc.listen,
+        path,
+        &body,
+        Duration::from_secs(20),
+    )
+    .await;
+    match answer {
+        Ok((status, mut answer)) if status.is_success() => {
             let attestation = answer.get_mut("attestation").map(Value::take).unwrap_or(Value::Null);
             if attestation.is_object() {
                 s.calls.record(room, attestation).await;
             }
+            if let Some(a) = answer.as_object_mut() {
+                a.remove("attestation");
+            }
             Json(answer).into_response()
         }
+        // The KYC service's own refusal (read the card first; the engines are loading) is for the teller as it is.
+        Ok((status, answer)) => {
+            let why = answer["error"].as_str().unwrap_or("the KYC service refused the check").to_string();
+            log::warn!(room = room; "KYC check refused: {status} {why}");
+            let status = if status.is_client_error() { status } else { StatusCode::SERVICE_UNAVAILABLE };
+            problem(status, why)
+        }
         Err(e) => {
-            log::warn!(room = room; "KYC check refused: {e}");
+            log::warn!(room = room; "KYC check failed: {e}");
             problem(StatusCode::SERVICE_UNAVAILABLE, format!("the identity check could not run: {e}"))
         }
     }

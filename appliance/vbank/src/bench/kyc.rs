@@ -1,9 +1,9 @@
 //! `vbank bench kyc`: on a throw-away development node (its KYC service and the vendor simulator), in rounds:
 //! - 联网核查 through the KYC service (mTLS as the gateway: local validation, TC3 signing, the HTTPS call to the
 //!   simulator, the decision, keyd's seal of the attestation) against the same request, signed, sent straight to the
-//!   simulator. Each request opens its own connection on both paths, as the service does, and both are paced under
-//!   the vendor's QPS limit. p50 and p99 of each, and
-//!   the proxy's overhead (the difference).
+//!   simulator (SM4-GCM field encryption as the node's configuration asks, on both paths). Both paths keep their
+//!   connection alive between requests, as the gateway and the service do, and both are paced under the vendor's
+//!   QPS limit. p50 and p99 of each, and the proxy's overhead (the difference).
 //! - The engines on this machine: OCR per synthetic card, face detection and face encoding per picture (medians).
 
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 use vbank_config::Service;
+use vbank_kyc::vendor::IdentityProtocol as _;
+use vbank_kyc::vendor::tencent::Tencent;
 use vbank_service::client::{ClientConfig, Connection, Method};
 
 use super::keyd::ceremony;
@@ -31,11 +33,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The vendor simulator's TLS trust and the development account, as the node's configuration names them.
+/// The vendor simulator's TLS trust and address, and the development account, as the node's configuration names them.
 fn simulator(
     cfg: &vbank_config::Config,
     credentials: &std::path::Path,
-) -> Result<(Arc<ClientConfig>, std::net::SocketAddr, String, String)> {
+) -> Result<(Arc<ClientConfig>, std::net::SocketAddr, Tencent)> {
     let t = &cfg.kyc.tencent;
     let addr = t.connect.context("the node's [kyc.tencent] has no connect address")?;
     let mut roots = rustls::RootCertStore::empty();
@@ -54,7 +56,12 @@ fn simulator(
         };
         Ok(std::fs::read_to_string(&path).with_context(|| path.display().to_string())?.trim().to_string())
     };
-    Ok((Arc::new(tls), addr, read(&t.secret_id)?, read(&t.secret_key)?))
+    let encrypt_to = match &t.encrypt_to {
+        Some(p) => Some(vbank_crypto::sm2sig::Sm2PublicKey::from_pem(&std::fs::read_to_string(p)?)?),
+        None => None,
+    };
+    let key = vbank_crypto::SecretBytes::new(read(&t.secret)?.into_bytes());
+    Ok((Arc::new(tls), addr, Tencent::new(&t.host, &read(&t.key_id)?, key, encrypt_to)))
 }
 
 /// A synthetic number the simulator does not know (result -5: no record; unbilled, not retried).
@@ -69,10 +76,10 @@ async fn through_kyc(cfg: &vbank_config::Config, n: usize) -> Result<Vec<f64>> {
     let body = json!({"call": "call-bench", "name": "测试丙", "id_number": unknown_number()}).to_string();
     let mut ms = Vec::with_capacity(n);
     let mut pace = tokio::time::interval(PACE);
+    let mut c = Connection::open(tls.clone(), cfg.kyc.listen, &name, Duration::from_secs(10)).await?;
     for _ in 0..n {
         pace.tick().await;
         let started = Instant::now();
-        let mut c = Connection::open(tls.clone(), cfg.kyc.listen, &name, Duration::from_secs(10)).await?;
         let (s, b) = c.request(Method::POST, "/v1/identity", Some(body.clone().into())).await?;
         ms.push(started.elapsed().as_secs_f64() * 1000.0);
         let v: Value = serde_json::from_slice(&b).unwrap_or_default();
@@ -84,20 +91,18 @@ async fn through_kyc(cfg: &vbank_config::Config, n: usize) -> Result<Vec<f64>> {
 }
 
 async fn direct(cfg: &vbank_config::Config, credentials: &std::path::Path, n: usize) -> Result<Vec<f64>> {
-    let (tls, addr, id, key) = simulator(cfg, credentials)?;
+    let (tls, addr, tencent) = simulator(cfg, credentials)?;
     let host = cfg.kyc.tencent.host.clone();
     let mut ms = Vec::with_capacity(n);
     let mut pace = tokio::time::interval(PACE);
+    let mut c = Connection::open(tls.clone(), addr, &host, Duration::from_secs(10)).await?;
     for _ in 0..n {
         pace.tick().await;
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let started = Instant::now();
-        let (headers, body) =
-            vbank_kyc::vendor::tencent_id_card_verification_request(&host, &id, &key, "测试丙", &unknown_number(), now);
-        let headers: Vec<(&str, &str)> =
-            headers.iter().filter(|(k, _)| k != "Host").map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut c = Connection::open(tls.clone(), addr, &host, Duration::from_secs(10)).await?;
-        let (s, _, b) = c.request_with(Method::POST, "/", &headers, Some(body.into())).await?;
+        let r = tencent.request("测试丙", &unknown_number(), now).map_err(|e| anyhow::anyhow!(e))?;
+        let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (s, _, b) = c.request_with(Method::POST, &r.path, &headers, Some(r.body.into())).await?;
         ms.push(started.elapsed().as_secs_f64() * 1000.0);
         if !s.is_success() || !String::from_utf8_lossy(&b).contains("\"-5\"") {
             bail!("the simulator answered {s}: {}", String::from_utf8_lossy(&b));

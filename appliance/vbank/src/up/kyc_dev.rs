@@ -1,5 +1,5 @@
-//! The KYC part of a development node: the `[kyc]` section, its credentials (the log-token key, the vendor account
-//! the simulator accepts), and the vendor simulator's certificate and simulated people. A configuration written by an
+//! The KYC part of a development node: the `[kyc]` section, its credentials (the log-token key, the vendor accounts
+//! the simulator accepts), and the vendor simulator's certificate, Tencent's SM2 key pair and simulated people. A configuration written by an
 //! older `vbank up` gets the section appended once.
 
 use std::fs;
@@ -9,8 +9,22 @@ use anyhow::{Context as _, Result};
 
 use super::devenv::{Ports, random_hex, write_secret};
 
-/// The vendor host the simulator answers as.
-pub const VENDOR_HOST: &str = "faceid.tencentcloudapi.com";
+/// The hosts the simulator answers as (its certificate names them all).
+const VENDOR_HOSTS: [&str; 5] =
+    ["faceid.tencentcloudapi.com", "ocr.tencentcloudapi.com", "cloudauth.aliyuncs.com", "aip.baidubce.com", NCIIC_HOST];
+/// Where a bank reaches NCIIC is its own; the development node's name for the simulator's.
+const NCIIC_HOST: &str = "nciic.simulator.vbank.test";
+/// The vendors' credential files, and their lengths.
+const CREDENTIALS: [(&str, usize); 8] = [
+    ("kyc-token-key", 32),
+    ("tencent-secret-id", 16),
+    ("tencent-secret-key", 20),
+    ("alibaba-access-key-id", 12),
+    ("alibaba-access-key-secret", 15),
+    ("nciic-license", 24),
+    ("baidu-api-key", 12),
+    ("baidu-secret-key", 16),
+];
 
 /// Synthetic people in the simulated authority's records (region 110101, check characters computed): for trying
 /// the identity check by hand.
@@ -26,14 +40,40 @@ listen = "127.0.0.1:{kyc}"
 admin_listen = "127.0.0.1:{kyc_admin}"
 token_key = "credential:kyc-token-key"   # HMAC-SM3 key: logs carry tokens, never ID numbers or names
 models = "{models}"   # OCR models (tests/setup.sh installs them there; production: /usr/share/vbank/models)
-identity = "tencent"                      # 联网核查 through Tencent Cloud FaceID — here, its simulator
+identity = "tencent"            # 联网核查 through Tencent Cloud FaceID — here, the simulator; or "alibaba", "nciic"
+identity_fallback = "alibaba"   # asked only when the first is unavailable and did not bill; or "none"
+ocr = "local"            # or "tencent", "baidu", "local+tencent", "local+baidu" (the simulator reads only queued cards)
+face_compare = "local"   # or a vendor, "local+<vendor>": the live face against the authority's photo
 
+# Every vendor below is the vendor simulator (`vbank kyc simulate`). Production: remove the `connect` and `ca` lines.
 [kyc.tencent]
-connect = "127.0.0.1:{sim}"     # the vendor simulator (`vbank kyc simulate`); production: remove this line
-ca = "{d}/kyc-simulator/sim-ca.crt"   # production: the system CA bundle (the default)
+connect = "127.0.0.1:{sim}"
+ca = "{d}/kyc-simulator/sim-ca.crt"
 secret_id = "credential:tencent-secret-id"
 secret_key = "credential:tencent-secret-key"
+encrypt_to = "{d}/kyc-simulator/tencent-sm2.pub"   # the ID number travels SM4-GCM encrypted to Tencent's SM2 key
+
+[kyc.alibaba]
+connect = "127.0.0.1:{sim}"
+ca = "{d}/kyc-simulator/sim-ca.crt"
+access_key_id = "credential:alibaba-access-key-id"
+access_key_secret = "credential:alibaba-access-key-secret"
+
+[kyc.nciic]
+host = "{nciic}"
+connect = "127.0.0.1:{sim}"
+ca = "{d}/kyc-simulator/sim-ca.crt"
+license = "credential:nciic-license"
+sbm = "VBANK-DEV"
+place = "110101"
+
+[kyc.baidu]
+connect = "127.0.0.1:{sim}"
+ca = "{d}/kyc-simulator/sim-ca.crt"
+api_key = "credential:baidu-api-key"
+secret_key = "credential:baidu-secret-key"
 "#,
+        nciic = NCIIC_HOST,
         d = dir.display(),
         models = models_dir().display(),
         kyc = b + 7,
@@ -63,16 +103,25 @@ pub fn upgrade_config(config_path: &Path, dir: &Path, ports: Ports) -> Result<()
 
 /// Credentials, certificate and people for KYC; the simulator's files.
 pub fn prepare(dir: &Path, credentials: &Path) -> Result<SimulatorFiles> {
-    for (name, len) in [("kyc-token-key", 32), ("tencent-secret-key", 20)] {
+    for (name, len) in CREDENTIALS {
         if !credentials.join(name).exists() {
             write_secret(&credentials.join(name), &random_hex(len)?)?;
         }
     }
-    if !credentials.join("tencent-secret-id").exists() {
-        write_secret(&credentials.join("tencent-secret-id"), &format!("AKIDdev{}", random_hex(14)?))?;
-    }
     let sim = dir.join("kyc-simulator");
-    let pki = vbank_tls::devca::ensure_simulator_pki(&sim, &[VENDOR_HOST])?;
+    let pki = vbank_tls::devca::ensure_simulator_pki(&sim, &VENDOR_HOSTS)?;
+    // Tencent's field-encryption key pair: the simulator holds the private half, `encrypt_to` names the public.
+    let (private, public) = (sim.join("tencent-sm2.key"), sim.join("tencent-sm2.pub"));
+    let key = if private.exists() {
+        vbank_crypto::sm2sig::Sm2PrivateKey::from_pkcs8_pem(&fs::read_to_string(&private)?)?
+    } else {
+        let key = vbank_crypto::sm2sig::Sm2PrivateKey::generate()?;
+        write_secret(&private, std::str::from_utf8(key.to_pkcs8_pem()?.expose())?)?;
+        key
+    };
+    if !public.exists() {
+        fs::write(&public, key.public_key().to_pem())?;
+    }
     let people = sim.join("people.json");
     if !people.exists() {
         let list: Vec<serde_json::Value> = PEOPLE
@@ -84,7 +133,7 @@ pub fn prepare(dir: &Path, credentials: &Path) -> Result<SimulatorFiles> {
             .collect();
         fs::write(&people, serde_json::to_string_pretty(&list)?)?;
     }
-    Ok(SimulatorFiles { cert: pki.cert, key: pki.key, people })
+    Ok(SimulatorFiles { cert: pki.cert, key: pki.key, people, encryption_key: private })
 }
 
 /// What `vbank kyc simulate` is started with.
@@ -96,4 +145,6 @@ pub struct SimulatorFiles {
     pub key: PathBuf,
     /// The simulated people.
     pub people: PathBuf,
+    /// Tencent's SM2 private key, for field encryption.
+    pub encryption_key: PathBuf,
 }
