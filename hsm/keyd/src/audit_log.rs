@@ -1,4 +1,6 @@
 //! The audit log kept by keyd in its store (stream `audit`), with a seal every [`SEAL_EVERY`] entries and at stop.
+//! The periodic seal (an SM2 signature and a second durable write) is made by keyd's sealer task, off the path of the
+//! request whose entry made it due; if no sealer keeps up, the append that reaches twice the interval seals itself.
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ struct Head {
 pub struct AuditLog {
     store: Arc<dyn Store>,
     head: Mutex<Head>,
+    due: Arc<tokio::sync::Notify>,
 }
 
 fn parse(bytes: &[u8]) -> Result<Entry, KeydError> {
@@ -49,10 +52,15 @@ impl AuditLog {
                 head.hash = e.hash;
             }
         }
-        Ok(AuditLog { store, head: Mutex::new(head) })
+        Ok(AuditLog { store, head: Mutex::new(head), due: Arc::default() })
     }
 
-    /// Append one entry; every [`SEAL_EVERY`] entries a seal follows.
+    /// Notified when a seal is due: keyd's sealer task waits on it and calls [`AuditLog::seal`].
+    pub fn seal_due(&self) -> Arc<tokio::sync::Notify> {
+        self.due.clone()
+    }
+
+    /// Append one entry; every [`SEAL_EVERY`] entries a seal is due (made by the sealer task, or here at twice that).
     pub async fn append(
         &self,
         svc: &KeyService,
@@ -65,8 +73,10 @@ impl AuditLog {
         let mut head = self.head.lock().await;
         let e = audit::next_entry(head.seq + 1, &head.hash, now(), Event { actor, action, target, outcome, detail });
         self.store_entry(&mut head, e).await?;
-        if head.since_seal >= SEAL_EVERY {
+        if head.since_seal >= 2 * SEAL_EVERY {
             self.seal_locked(svc, &mut head).await?;
+        } else if head.since_seal >= SEAL_EVERY {
+            self.due.notify_one();
         }
         Ok(())
     }

@@ -106,6 +106,15 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
     let store = vbank_store::open(&cfg, "keyd").await?;
     ctx.health.set("store", Check::Ok);
     let keys = Arc::new(keys::KeyService::new(backend.clone(), store).await?);
+    let (sealer, due) = (keys.clone(), keys.audit.seal_due());
+    tokio::spawn(async move {
+        loop {
+            due.notified().await;
+            if let Err(e) = sealer.audit.seal(&sealer).await {
+                log::error!("cannot seal the audit log (the next appends will try again): {e}");
+            }
+        }
+    });
     // Refuse to serve with keys whose protection is wrong; an unreachable HSM is reported by /readyz instead.
     match keys.check_attributes().await {
         Err(KeydError::Hsm(HsmError::Unavailable(_) | HsmError::TokenNotFound { .. })) | Ok(()) => {}
