@@ -43,6 +43,9 @@ if ((rust_status != 0 && f == 0)); then failed=$((failed + 1)); fi   # a build f
 
 step "browser tests (headless Chromium)"
 export VBANK_BIN="$CARGO_TARGET_DIR/debug/vbank"
+# The pages' frame-encryption module, as the gateway will serve it.
+cargo build --quiet --release -p vbank-sframe-wasm --target wasm32-unknown-unknown
+export VBANK_SFRAME_WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/vbank_sframe_wasm.wasm"
 set +e
 LOG=$LOGS/browser.log
 (cd tests/browser && node --test --test-concurrency=1 .) 2>&1 | tee "$LOG"

@@ -33,6 +33,8 @@ fi
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null 2>&1 || true
 done
+# The pages' frame-encryption module (hsm/sframe-wasm) is built for WebAssembly.
+rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$' || rustup target add wasm32-unknown-unknown
 
 # An independent RFC 8998 (国密 TLS 1.3) peer for the interop tests: BabaSSL/Tongsuo as embedded in PyPI tongsuopy.
 VENV="$HOME/.cache/vbank/venv"

@@ -135,6 +135,11 @@ fn read_vendor(s: &Section<'_, '_>, vendor: &str, default_host: &str) -> VendorC
 /// The engines that read cards and compare faces.
 const CARD_ENGINES: [&str; 5] = ["local", "tencent", "baidu", "local+tencent", "local+baidu"];
 
+/// Whether an `ocr` or `face_compare` value has the appliance's own engine run.
+pub fn card_local(engine: &str) -> bool {
+    engine == "local" || engine.starts_with("local+")
+}
+
 /// The vendor an `ocr` or `face_compare` value names, if any.
 pub fn card_vendor(engine: &str) -> Option<&str> {
     Some(engine.strip_prefix("local+").unwrap_or(engine)).filter(|v| *v != "local")

@@ -16,7 +16,7 @@ pub use reader::{Diagnostic, Severity};
 pub use schema::{
     CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, KycConfig, LogConfig, LogLevel, LogTarget, NodeConfig,
     PostgresConfig, RecorderConfig, RecordingMode, Service, StoreConfig, TlsConfig, TlsVersion, VendorConfig,
-    card_vendor, credential_keys,
+    card_local, card_vendor, credential_keys,
 };
 pub use secret::{Secret, SecretRef};
 

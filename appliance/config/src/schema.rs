@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::kyc::read_kyc;
-pub use crate::kyc::{KycConfig, VendorConfig, card_vendor, credential_keys};
+pub use crate::kyc::{KycConfig, VendorConfig, card_local, card_vendor, credential_keys};
 use crate::reader::Section;
 use crate::secret::{SECRET_HINT, SecretRef};
 

@@ -159,7 +159,7 @@ pub(crate) async fn id_card(State(s): State<ApiState>, Json(r): Json<CardIn>) ->
     if r.side != "front" && r.side != "back" {
         return problem(StatusCode::BAD_REQUEST, "side is \"front\" (人像面) or \"back\" (国徽面)");
     }
-    let local = vbank_config::card_vendor(&s.cfg.kyc.ocr) != Some(s.cfg.kyc.ocr.as_str());
+    let local = vbank_config::card_local(&s.cfg.kyc.ocr);
     if local && !matches!(s.reader.ocr.get(), Some(Ok(_))) {
         let why = match s.reader.ocr.get() {
             Some(Err(e)) => format!("OCR is not available on this node: {e}"),

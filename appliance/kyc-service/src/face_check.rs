@@ -33,7 +33,7 @@ const UNLIKE_AUTHORITY: &str =
 /// Compare the customer's live face now.
 pub(crate) async fn face_compare(State(s): State<ApiState>, Json(r): Json<CompareIn>) -> Response {
     let mode = s.cfg.kyc.face_compare.as_str();
-    let local = vbank_config::card_vendor(mode) != Some(mode);
+    let local = vbank_config::card_local(mode);
     let vendor = s.face_vendor.is_some();
     if local && !matches!(s.reader.comparer.get(), Some(Ok(_))) {
         return problem(StatusCode::SERVICE_UNAVAILABLE, "face comparison is not available on this node yet");

@@ -7,11 +7,12 @@
 //! - **Identity** (联网核查): name and ID number, checked locally first (GB 11643), then by the configured vendor
 //!   ([`vendor`]: Tencent, Alibaba or NCIIC, with an optional fallback vendor); the teller sees them masked.
 //! - **ID card** ([`card_read`]): OCR of the card held to the camera, and the live face compared with its portrait
-//!   ([`compare`], advisory) — on the appliance, by Baidu ([`baidu`]), or both, as `[kyc] ocr` and `face_compare` say.
+//!   ([`compare`], advisory) — on the appliance, by a vendor ([`cards`]: Tencent, [`baidu`]), or both, as `[kyc] ocr`
+//!   and `face_compare` say.
 //! - **Credit code**: a company's unified social credit code, checked on the appliance (GB 32100).
 //!
 //! Pictures are never stored here: the recording already holds the video. Logs carry HMAC-SM3 tokens, never an ID
-//! number or a name. [`simulate`] is the vendor's side for tests and drills.
+//! number or a name. [`simulate`] is the vendors' side for tests and drills.
 
 pub mod baidu;
 pub mod card_read;
@@ -224,10 +225,10 @@ async fn identity(State(s): State<ApiState>, Json(r): Json<IdentityIn>) -> Respo
         r.call,
         decision.request_id.as_deref().unwrap_or("-")
     );
+    let sent = engine != "local" && engine != "none";
     let mut personal_data = vec![json!({"item": "name and ID number",
-                       "kept": if engine == "local" || engine == "none" { "not sent; tokens only" }
-                               else { "sent to the vendor for this check; tokens only here" },
-                       "deleted": "here at once; at the vendor as the bank's contract with it says"})];
+                       "kept": if sent { "sent to the vendor for this check; tokens only here" } else { "not sent; tokens only" },
+                       "deleted": if sent { "here at once; at the vendor as the bank's contract with it says" } else { "at once" }})];
     let photo = decision.photo.as_deref().map(|p| {
         personal_data.push(json!({"item": "the authority's photo of the citizen",
                                   "kept": "shown to the teller for this check; not kept",
