@@ -88,3 +88,20 @@ test('SM4-GCM (国密 suite 0xF001) in WebAssembly: round trip, key rotation by 
   assert.deepEqual(b.decrypt(CODECS.opus, f2), Uint8Array.of(0xfc, 9));
   assert.throws(() => b.decrypt(CODECS.vp8, f1), /no such key/, 'the old key is gone');
 });
+
+test('the page opens a media key keyd wrapped to it (vector from hsm/crypto key_transport), and only that one', async () => {
+  const { unwrapMediaKey, pageKeyPair } = await import('../../appliance/web/assets/e2ee/keys.js');
+  // The page's key: d = 0x11 × 32 (the Rust test's), as a JWK so WebCrypto can hold it as a page would.
+  const pub = hex('040217e617f0b6443928278f96999e69a23a4f2c152bdf6d6cdf66e5b80282d4ed194a7debcb97712d2dda3ca85aa8765a56f45fc758599652f2897c65306e5794');
+  const b64u = (b) => Buffer.from(b).toString('base64url');
+  const jwk = { kty: 'EC', crv: 'P-256', d: b64u(new Uint8Array(32).fill(0x11)), x: b64u(pub.subarray(1, 33)), y: b64u(pub.subarray(33)) };
+  const privateKey = await crypto.subtle.importKey('jwk', jwk, { name: 'ECDH', namedCurve: 'P-256' }, false, ['deriveBits']);
+  const pair = { privateKey, publicKey: pub };
+  const blob = hex('040a72831e9f48983d7f119f808a97627eebce27aff51540ef139b4949ea5f78f20995a26547f2af27cc3b8a626dcbcb27b488eca972929d4bdfb9a8e91bffc4eef1155336e08d03edbf9efc93100f8d3e459c610a6524397d56be4eb18830b4ee1edbbc4bedb919908d48a1d90b3f49ee');
+  assert.deepEqual(await unwrapMediaKey(pair, blob, 'media:call-1:2'), new Uint8Array(32).fill(7));
+  await assert.rejects(unwrapMediaKey(pair, blob, 'media:call-1:3'), 'bound to its epoch');
+  await assert.rejects(unwrapMediaKey(await pageKeyPair(), blob, 'media:call-1:2'), 'another page cannot');
+  const fresh = await pageKeyPair();
+  assert.equal(fresh.publicKey.length, 65);
+  await assert.rejects(crypto.subtle.exportKey('pkcs8', fresh.privateKey), 'the private half is not extractable');
+});

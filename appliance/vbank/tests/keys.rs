@@ -219,6 +219,28 @@ async fn ceremony_dek_rotate_rewrap_destroy_seal_audit_outage() {
         .api(Service::Recorder, "/v1/dek/open", json!({"purpose": "recording", "id": id, "context": "rec-2"}))
         .await;
     assert_eq!((s, v["error"].as_str()), (StatusCode::FORBIDDEN, Some("context_mismatch")));
+
+    // End-to-end media keys: keyd encrypts each epoch's key to the pages; the gateway gets nothing it can open, the
+    // recorder opens the same key (audited), and the gateway may not open it.
+    use p256::elliptic_curve::sec1::ToSec1Point;
+    let page = p256::SecretKey::from_slice(&[0x33; 32]).unwrap();
+    let page_pub = vbank_crypto::to_hex(page.public_key().to_sec1_point(false).as_bytes());
+    let ask = json!({"call": "call-e2ee", "epoch": 2, "recipients": [{"id": "customer-1", "public_key": page_pub}]});
+    let (s, v) = node.api(Service::Recorder, "/v1/media-keys", ask.clone()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "only the gateway asks: {v}");
+    let (s, media) = node.api(Service::Gateway, "/v1/media-keys", ask).await;
+    assert_eq!(s, StatusCode::OK, "{media}");
+    assert!(media.get("key").is_none(), "no media key in clear for the gateway: {media}");
+    let blob = vbank_crypto::from_hex(media["wrapped"][0]["key"].as_str().unwrap()).unwrap();
+    let on_page = vbank_crypto::key_transport::unwrap_with(&page, &blob, b"media:call-e2ee:2").unwrap();
+    let open = json!({"purpose": "media", "id": media["id"], "context": "media:call-e2ee:2"});
+    let (s, v) = node.api(Service::Recorder, "/v1/dek/open", open.clone()).await;
+    assert_eq!((s, v["key"].as_str()), (StatusCode::OK, Some(vbank_crypto::to_hex(on_page.expose()).as_str())));
+    let (s, _) = node.api(Service::Gateway, "/v1/dek/open", open).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "the gateway never opens a media key");
+    let bad = json!({"call": "call-e2ee", "epoch": 3, "recipients": [{"id": "x", "public_key": "04"}]});
+    let (s, v) = node.api(Service::Gateway, "/v1/media-keys", bad).await;
+    assert!(s == StatusCode::BAD_REQUEST && v["message"].as_str().unwrap().contains("P-256"), "{v}");
     let (s, _) =
         node.api(Service::Gateway, "/v1/dek/open", json!({"purpose": "recording", "id": id, "context": "rec-1"})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);

@@ -10,6 +10,7 @@
 
 pub mod aead;
 pub mod hash;
+pub mod key_transport;
 pub mod p256sig;
 mod secret;
 pub mod sm2enc;

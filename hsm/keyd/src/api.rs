@@ -26,8 +26,9 @@ use crate::keys::{EVIDENCE_ID, KeyService, blocking};
 pub fn policy() -> AccessPolicy {
     AccessPolicy::new()
         .allow("/v1/hsm/status", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
-        .allow("/v1/dek", &[Service::Recorder, Service::Gateway, Service::Cli])
+        .allow("/v1/dek", &[Service::Recorder, Service::Cli])
         .allow("/v1/sign", &[Service::Recorder, Service::Kyc, Service::Gateway])
+        .allow("/v1/media-keys", &[Service::Gateway])
         .allow("/v1/token/sign", &[Service::Gateway, Service::Cli])
         .allow("/v1/token/keys", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
         .allow("/v1/audit", &[Service::Gateway, Service::Recorder, Service::Kyc, Service::Cli])
@@ -37,8 +38,9 @@ pub fn policy() -> AccessPolicy {
 /// The purposes a service may get data keys for.
 pub fn dek_purposes(svc: Service) -> &'static [Purpose] {
     match svc {
-        Service::Recorder => &[Purpose::Recording],
-        Service::Gateway => &[Purpose::Media],
+        // The recorder opens recordings' keys and, for end-to-end encrypted calls, the calls' media keys; the gateway
+        // never gets a media key in clear (it asks `/v1/media-keys`, which encrypts the key to each page).
+        Service::Recorder => &[Purpose::Recording, Purpose::Media],
         Service::Cli => &[Purpose::Backup],
         _ => &[],
     }
@@ -108,7 +110,7 @@ impl IntoResponse for KeydError {
     }
 }
 
-fn caller(peer: &Peer) -> Result<Service, KeydError> {
+pub(crate) fn caller(peer: &Peer) -> Result<Service, KeydError> {
     match peer {
         Peer::Service(s) => Ok(*s),
         other => Err(KeydError::Forbidden(format!("{} may not call keyd", other.describe()))),
@@ -123,7 +125,7 @@ fn hex_in(what: &str, s: &str) -> Result<Vec<u8>, KeydError> {
     from_hex(s).map_err(|_| KeydError::BadRequest(format!("{what} must be hex")))
 }
 
-type ApiResult = Result<Response, KeydError>;
+pub(crate) type ApiResult = Result<Response, KeydError>;
 
 /// The router.
 pub fn router(state: ApiState) -> Router {
@@ -134,6 +136,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/audit/append", post(audit_append))
         .route("/v1/audit/recent", post(audit_recent))
         .route("/v1/sign", post(sign))
+        .route("/v1/media-keys", post(crate::media::media_keys))
         .route("/v1/token/sign", post(token_sign))
         .route("/v1/token/keys", get(token_keys))
         .route("/v1/admin/keys", get(keys_list))

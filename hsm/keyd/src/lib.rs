@@ -16,6 +16,7 @@ pub mod audit;
 mod audit_log;
 pub mod ceremony;
 pub mod keys;
+mod media;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,71 @@
+// The pages' frame-encryption worker (RTCRtpScriptTransform): every encoded frame a page sends is encrypted with the
+// call's current media key, every frame it receives is opened with the key its header names (sframe.js). The page
+// posts keys to the worker ({type: 'key', suite, kid, key, send}); the media key never leaves the page's workers.
+// {type: 'stats'} answers with counts and the milliseconds each frame took, for the benchmark page and the tests.
+import { CODECS, SUITES, WasmFrames, WebCryptoFrames, clearPrefix, decodeHeader } from './sframe.js';
+
+let frames = null; // WebCryptoFrames or WasmFrames, for the call's suite
+let wasmModule = null;
+const stats = { encrypted: 0, decrypted: 0, failed: 0, noKey: 0, kids: [], encryptMs: 0, decryptMs: 0 };
+
+async function engine(suite) {
+  if (frames && frames.suite === suite) return frames;
+  if (suite === SUITES['sm4-gcm']) {
+    if (!wasmModule) throw new Error('the SM4-GCM suite needs the WebAssembly module');
+    frames = await WasmFrames.load(wasmModule, suite);
+  } else {
+    frames = new WebCryptoFrames(suite);
+  }
+  return frames;
+}
+
+self.onmessage = async ({ data }) => {
+  if (data.type === 'wasm') wasmModule = data.module;
+  if (data.type === 'key') {
+    const f = await engine(data.suite);
+    const kid = BigInt(data.kid);
+    if (data.send) await f.setSender(kid, data.key);
+    await f.addKey(kid, data.key);
+    if (data.retireBefore !== undefined) f.retireBefore(BigInt(data.retireBefore));
+    self.postMessage({ type: 'keyed', kid: data.kid });
+  }
+  if (data.type === 'stats') self.postMessage({ type: 'stats', stats: { ...stats, kids: stats.kids.map(String) } });
+};
+
+function note(kid) {
+  const k = String(kid);
+  if (!stats.kids.includes(k)) stats.kids.push(k);
+}
+
+self.onrtctransform = ({ transformer }) => {
+  const { direction, codec } = transformer.options;
+  const c = codec === 'opus' ? CODECS.opus : CODECS.vp8;
+  transformer.readable.pipeThrough(new TransformStream({
+    async transform(frame, out) {
+      const data = new Uint8Array(frame.data);
+      const started = performance.now();
+      try {
+        if (!frames) { stats.noKey++; return; } // nothing leaves unencrypted, nothing undecryptable reaches the decoder
+        if (direction === 'send') {
+          const sealed = await frames.encrypt(c, data);
+          frame.data = sealed.buffer.slice(sealed.byteOffset, sealed.byteOffset + sealed.byteLength);
+          stats.encrypted++;
+          stats.encryptMs += performance.now() - started;
+        } else {
+          const opened = await frames.decrypt(c, data);
+          frame.data = opened.buffer.slice(opened.byteOffset, opened.byteOffset + opened.byteLength);
+          stats.decrypted++;
+          stats.decryptMs += performance.now() - started;
+        }
+        out.enqueue(frame);
+      } catch (e) {
+        stats.failed++;
+        if (/no (such )?key/.test(String(e))) stats.noKey++;
+      }
+      if (direction === 'recv') {
+        const h = decodeHeader(data.subarray(clearPrefix(c, data)));
+        if (h) note(h.kid);
+      }
+    },
+  })).pipeTo(transformer.writable);
+};
