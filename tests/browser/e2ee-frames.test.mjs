@@ -4,70 +4,13 @@
 // (a new key id) goes through without a stop; the SM4-GCM suite runs in the WebAssembly module.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { serveE2eePage } from './e2ee-page.mjs';
 import { withBrowser } from './harness.mjs';
-
-const E2EE = resolve(import.meta.dirname, '../../appliance/web/assets/e2ee');
-
-const PAGE = `<!doctype html><meta charset="utf-8"><title>e2ee frames</title><script type="module">
-const wasm = await WebAssembly.compileStreaming(fetch('/sframe.wasm'));
-function worker() {
-  const w = new Worker('/e2ee/worker.js', { type: 'module' });
-  w.postMessage({ type: 'wasm', module: wasm });
-  return w;
-}
-const ask = (w, msg, type) => new Promise((ok) => {
-  const on = ({ data }) => { if (data.type === type) { w.removeEventListener('message', on); ok(data); } };
-  w.addEventListener('message', on);
-  w.postMessage(msg);
-});
-window.key = (w, suite, kid, bytes, send, retireBefore) =>
-  ask(w, { type: 'key', suite, kid, key: new Uint8Array(bytes), send, retireBefore }, 'keyed');
-window.stats = async (w) => (await ask(w, { type: 'stats' }, 'stats')).stats;
-window.call = async (txWorker, rxWorker) => {
-  const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 } });
-  const a = new RTCPeerConnection();
-  const b = new RTCPeerConnection();
-  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate);
-  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate);
-  const tx = a.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendonly' });
-  const vp8 = RTCRtpSender.getCapabilities('video').codecs.filter((c) => c.mimeType === 'video/VP8');
-  tx.setCodecPreferences(vp8);
-  tx.sender.transform = new RTCRtpScriptTransform(txWorker, { direction: 'send', codec: 'vp8' });
-  b.ontrack = (e) => { e.receiver.transform = new RTCRtpScriptTransform(rxWorker, { direction: 'recv', codec: 'vp8' }); };
-  await a.setLocalDescription();
-  await b.setRemoteDescription(a.localDescription);
-  await b.setLocalDescription();
-  await a.setRemoteDescription(b.localDescription);
-  return { a, b };
-};
-window.decoded = async (pc) => {
-  let n = 0;
-  (await pc.getStats()).forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') n += r.framesDecoded ?? 0; });
-  return n;
-};
-window.worker = worker;
-window.ready = true;
-</script>`;
-
-function serve() {
-  const server = createServer((req, res) => {
-    const send = (body, type) => { res.writeHead(200, { 'content-type': type }); res.end(body); };
-    if (req.url === '/') return send(PAGE, 'text/html; charset=utf-8');
-    if (req.url === '/sframe.wasm') return send(readFileSync(process.env.VBANK_SFRAME_WASM), 'application/wasm');
-    const m = req.url.match(/^\/e2ee\/(sframe|worker)\.js$/);
-    if (m) return send(readFileSync(join(E2EE, `${m[1]}.js`)), 'text/javascript; charset=utf-8');
-    res.writeHead(404).end();
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
 
 for (const [suite, name, keyLen] of [[0x0005, 'AES-256-GCM on WebCrypto', 32], [0xf001, 'SM4-GCM in WebAssembly', 16]]) {
   test(`encrypted frames decode with the key and not without (${name}); a key rotation goes through`, async () => {
     assert.ok(process.env.VBANK_SFRAME_WASM, 'tests/run.sh builds the WebAssembly module');
-    const server = await serve();
+    const server = await serveE2eePage();
     try {
       await withBrowser(`e2ee-frames-${suite}`, async (context) => {
         const page = await context.newPage();

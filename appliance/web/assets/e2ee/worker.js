@@ -1,11 +1,17 @@
 // The pages' frame-encryption worker (RTCRtpScriptTransform): every encoded frame a page sends is encrypted with the
-// call's current media key, every frame it receives is opened with the key its header names (sframe.js). The page
-// posts keys to the worker ({type: 'key', suite, kid, key, send}); the media key never leaves the page's workers.
-// {type: 'stats'} answers with counts and the milliseconds each frame took, for the benchmark page and the tests.
+// call's current media key, every frame it receives is opened with the key its header names (sframe.js).
+// - {type: 'keypair'} answers with the public half of the worker's P-256 key pair (made once; the private half is
+//   non-extractable and never leaves the worker), for the page to send with its join.
+// - {type: 'wrapped', suite, kid, blob, context, send} installs a media key keyd encrypted to that key pair (keys.js):
+//   the media key exists only inside the worker.
+// - {type: 'key', suite, kid, key, send} installs a key given in clear (tests, the benchmark page).
+// - {type: 'stats'} answers with counts and the milliseconds each frame took.
+import { pageKeyPair, unwrapMediaKey } from './keys.js';
 import { CODECS, SUITES, WasmFrames, WebCryptoFrames, clearPrefix, decodeHeader } from './sframe.js';
 
 let frames = null; // WebCryptoFrames or WasmFrames, for the call's suite
 let wasmModule = null;
+let pair = null;
 const stats = { encrypted: 0, decrypted: 0, failed: 0, noKey: 0, kids: [], encryptMs: 0, decryptMs: 0 };
 
 async function engine(suite) {
@@ -19,15 +25,31 @@ async function engine(suite) {
   return frames;
 }
 
+async function install(data, key) {
+  const f = await engine(data.suite);
+  const kid = BigInt(data.kid);
+  if (data.send) await f.setSender(kid, key);
+  await f.addKey(kid, key);
+  if (data.retireBefore !== undefined) f.retireBefore(BigInt(data.retireBefore));
+  self.postMessage({ type: 'keyed', kid: data.kid });
+}
+
 self.onmessage = async ({ data }) => {
   if (data.type === 'wasm') wasmModule = data.module;
-  if (data.type === 'key') {
-    const f = await engine(data.suite);
-    const kid = BigInt(data.kid);
-    if (data.send) await f.setSender(kid, data.key);
-    await f.addKey(kid, data.key);
-    if (data.retireBefore !== undefined) f.retireBefore(BigInt(data.retireBefore));
-    self.postMessage({ type: 'keyed', kid: data.kid });
+  if (data.type === 'keypair') {
+    pair = pair ?? await pageKeyPair();
+    self.postMessage({ type: 'keypair', publicKey: pair.publicKey });
+  }
+  if (data.type === 'key') await install(data, data.key);
+  if (data.type === 'wrapped') {
+    try {
+      if (!pair) throw new Error('no key pair: ask for one first');
+      const key = await unwrapMediaKey(pair, new Uint8Array(data.blob), data.context);
+      await install(data, key);
+      key.fill(0);
+    } catch (e) {
+      self.postMessage({ type: 'keyed', kid: data.kid, error: String(e) });
+    }
   }
   if (data.type === 'stats') self.postMessage({ type: 'stats', stats: { ...stats, kids: stats.kids.map(String) } });
 };
