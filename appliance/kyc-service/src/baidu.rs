@@ -12,7 +12,7 @@ use vbank_kyc::vendor::{Decision, HttpRequest, Verdict};
 use zeroize::Zeroizing;
 
 use crate::KycServiceError;
-use crate::vendor::{Endpoint, Guard, Sent, load_secret};
+use crate::vendor::{Endpoint, Guard, load_secret};
 
 /// A token is fetched again this long before the vendor says it expires.
 const EARLY: Duration = Duration::from_secs(3600);
@@ -54,8 +54,8 @@ impl Baidu {
         let secret = Zeroizing::new(String::from_utf8_lossy(self.secret_key.expose()).into_owned());
         let r = baidu::token_request(&self.api_key, &secret);
         let t = match self.endpoint.send(&r).await {
-            Sent::Answered(status, body) => baidu::token(status, &body)?,
-            other => return Err(self.endpoint.unanswered(other)),
+            Ok((status, body)) => baidu::token(status, &body)?,
+            Err(d) => return Err(d),
         };
         let life = Duration::from_secs(t.expires_in).saturating_sub(EARLY).max(Duration::from_secs(60));
         let token = Zeroizing::new(t.access_token);
@@ -73,8 +73,8 @@ impl Baidu {
                 for fresh in [false, true] {
                     let token = self.token(fresh).await?;
                     let answer = match self.endpoint.send(&build(&token)).await {
-                        Sent::Answered(status, body) => parse(status, &body),
-                        other => Answer::Failed(self.endpoint.unanswered(other)),
+                        Ok((status, body)) => parse(status, &body),
+                        Err(d) => Answer::Failed(d),
                     };
                     match answer {
                         Answer::Done(t, log_id) => return Ok((t, log_id)),

@@ -9,7 +9,7 @@ use vbank_kyc::vendor::{Card, Decision, Verdict, tencent_cards};
 
 use crate::KycServiceError;
 use crate::baidu::Baidu;
-use crate::vendor::{Endpoint, Guard, Sent, load_secret};
+use crate::vendor::{Endpoint, Guard, load_secret};
 
 /// Tencent's OCR and face check: two hosts, one account.
 pub struct TencentCards {
@@ -92,10 +92,8 @@ impl CardVendor {
             CardVendor::Tencent(t) => {
                 t.guard
                     .run(|| async {
-                        match t.ocr.send(&t.protocol.ocr_request(image, side, now_s())).await {
-                            Sent::Answered(status, body) => tencent_cards::ocr(status, &body),
-                            other => Err(t.ocr.unanswered(other)),
-                        }
+                        let (status, body) = t.ocr.send(&t.protocol.ocr_request(image, side, now_s())).await?;
+                        tencent_cards::ocr(status, &body)
                     })
                     .await
             }
@@ -115,10 +113,8 @@ impl CardVendor {
                 t.guard
                     .run(|| async {
                         let r = t.protocol.face_request(image, name, id_number, now_s());
-                        match t.faceid.send(&r).await {
-                            Sent::Answered(status, body) => tencent_cards::face(status, &body),
-                            other => Err(t.faceid.unanswered(other)),
-                        }
+                        let (status, body) = t.faceid.send(&r).await?;
+                        tencent_cards::face(status, &body)
                     })
                     .await
             }

@@ -77,9 +77,18 @@ struct Person {
 }
 
 async fn add_people(State(sim): State<Shared>, Json(people): Json<Vec<Person>>) -> Response {
-    let mut s = lock(&sim);
+    let mut decoded = Vec::with_capacity(people.len());
     for p in &people {
-        let photo = p.photo.as_deref().and_then(|b| B64.decode(b).ok());
+        match p.photo.as_deref().map(|b| B64.decode(b)).transpose() {
+            Ok(photo) => decoded.push(photo),
+            Err(_) => {
+                let why = format!("the photo of {:?} is not base64 (send a JPEG, base64-encoded)", p.id_number);
+                return (StatusCode::BAD_REQUEST, Json(json!({"error": why}))).into_response();
+            }
+        }
+    }
+    let mut s = lock(&sim);
+    for (p, photo) in people.iter().zip(decoded) {
         s.add_person(&p.id_number, &p.name, photo);
     }
     Json(json!({"added": people.len()})).into_response()

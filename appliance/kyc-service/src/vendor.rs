@@ -23,16 +23,6 @@ const ATTEMPTS: u32 = 2;
 /// Idle connections kept per vendor.
 const IDLE: usize = 4;
 
-/// What became of one request.
-pub enum Sent {
-    /// The vendor answered: status and body.
-    Answered(u16, Bytes),
-    /// It never reached the vendor (refused, TLS failed): nothing was billed.
-    NotSent(String),
-    /// No answer before the deadline: the vendor may still answer, and bill.
-    NoAnswer,
-}
-
 /// One vendor's HTTPS endpoint.
 pub struct Endpoint {
     host: String,
@@ -90,8 +80,10 @@ impl Endpoint {
         None
     }
 
-    /// Send `r` (POST) within the deadline, on a kept connection when one is open.
-    pub async fn send(&self, r: &HttpRequest) -> Sent {
+    /// Send `r` (POST) within the deadline, on a kept connection when one is open: the vendor's status and body, or
+    /// what its silence means — unbilled and retryable when nothing reached it (refused, TLS failed), possibly billed
+    /// and never retried when it did not answer in time (it may still answer, and bill).
+    pub async fn send(&self, r: &HttpRequest) -> Result<(u16, Bytes), Decision> {
         let headers: Vec<(&str, &str)> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let fut = async {
             let mut c = match self.kept() {
@@ -106,25 +98,15 @@ impl Endpoint {
             Ok::<_, vbank_service::client::CallError>(answer)
         };
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok((status, _, body))) => Sent::Answered(status.as_u16(), body),
-            Ok(Err(e)) => Sent::NotSent(e.to_string()),
-            Err(_) => Sent::NoAnswer,
-        }
-    }
-
-    /// What a request that got no vendor answer means.
-    pub fn unanswered(&self, sent: Sent) -> Decision {
-        match sent {
-            Sent::Answered(..) => Decision::local(Verdict::Unavailable("answered".into())),
-            Sent::NotSent(e) => Decision {
+            Ok(Ok((status, _, body))) => Ok((status.as_u16(), body)),
+            Ok(Err(e)) => Err(Decision {
                 retryable: true,
                 ..Decision::local(Verdict::Unavailable(format!("cannot reach the vendor: {e}")))
-            },
-            // The request may have been answered (and billed) after we gave up: never retried.
-            Sent::NoAnswer => Decision {
+            }),
+            Err(_) => Err(Decision {
                 billed: true,
                 ..Decision::local(Verdict::Unavailable(format!("no answer within {} s", self.timeout.as_secs())))
-            },
+            }),
         }
     }
 }
@@ -254,8 +236,8 @@ impl IdentityVendor {
                         Decision::local(Verdict::Misconfigured(format!("the request cannot be made: {e}")))
                     })?;
                     let d = match self.endpoint.send(&r).await {
-                        Sent::Answered(status, body) => self.protocol.decide(status, &body),
-                        other => self.endpoint.unanswered(other),
+                        Ok((status, body)) => self.protocol.decide(status, &body),
+                        Err(d) => d,
                     };
                     match d.verdict {
                         Verdict::Unavailable(_) | Verdict::Misconfigured(_) => Err(d),
