@@ -22,8 +22,8 @@ window.key = (w, suite, kid, bytes, send, retireBefore) =>
   ask(w, { type: 'key', suite, kid, key: new Uint8Array(bytes), send, retireBefore }, 'keyed');
 window.stats = async (w) => (await ask(w, { type: 'stats' }, 'stats')).stats;
 window.keypair = async (w) => Array.from((await ask(w, { type: 'keypair' }, 'keypair')).publicKey);
-window.wrapped = (w, suite, kid, blob, context, send) =>
-  ask(w, { type: 'wrapped', suite, kid, blob: new Uint8Array(blob), context, send }, 'keyed');
+window.wrapped = (w, suite, epoch, slot, senders, blob, context) =>
+  ask(w, { type: 'wrapped', suite, epoch, slot, senders, blob: new Uint8Array(blob), context }, 'keyed');
 window.call = async (txWorker, rxWorker) => {
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 } });
   const a = new RTCPeerConnection();

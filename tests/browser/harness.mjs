@@ -2,7 +2,8 @@
 // through playwright-core (never a downloaded browser), and saves a screenshot of every page a test leaves open when
 // it fails (tests/artifacts/).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -45,13 +46,15 @@ async function freePorts() {
 
 /** Start `vbank up --json`; resolves with the URLs once every service is ready. With `{ relay: true }` browsers
  * reach the gateway's media port through a UDP relay the test can cut (`vbank.relay.cut(ms)`), and no ICE-TCP
- * candidate is offered (it would bypass the relay) unless `{ tcp: true }`. */
-export async function startVbank({ relay = false, tcp = false } = {}) {
+ * candidate is offered (it would bypass the relay) unless `{ tcp: true }`. With `{ e2ee: 'aes-256-gcm' }` (or
+ * 'sm4-gcm') calls joined by link are end-to-end encrypted with that frame cipher. */
+export async function startVbank({ relay = false, tcp = false, e2ee = null } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vbank-browser-'));
   const { port, base } = await freePorts();
   const mediaRelay = relay ? await udpRelay(base + 4) : null;
   const extra = mediaRelay ? ['--media-advertise', `127.0.0.1:${mediaRelay.port}`] : [];
   if (mediaRelay && !tcp) extra.push('--no-media-tcp');
+  if (e2ee) extra.push('--e2ee-direct', '--e2ee-suite', e2ee);
   const proc = spawn(VBANK, ['up', '--json', '--data-dir', join(dir, 'data'), '--port', String(port),
     '--internal-port-base', String(base), '--ready-timeout', '60', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
@@ -151,8 +154,8 @@ export async function supervisorConsole(browser, vbank, name, password) {
 }
 
 /** `vbank up` with the key ceremony held: every call is recorded. */
-export async function startRecordedVbank() {
-  const vbank = await startVbank();
+export async function startRecordedVbank(opts = {}) {
+  const vbank = await startVbank(opts);
   const officers = mkdtempSync(join(tmpdir(), 'vbank-officers-'));
   await ceremony(vbank, officers);
   rmSync(officers, { recursive: true, force: true });
@@ -191,4 +194,29 @@ export async function drawSignature(page) {
   await page.mouse.down();
   for (let i = 1; i <= 20; i++) await page.mouse.move(box.x + box.width * (0.05 + i * 0.04), box.y + box.height * (0.5 + 0.2 * Math.sin(i / 2)));
   await page.mouse.up();
+}
+
+/** POST `body` from one of the node's services to another (`to`: keyd, recorder or kyc) over mTLS, with the caller's
+ * certificate from the node's TLS directory: { status, body } (parsed JSON, or the bytes for anything else). */
+export function serviceAs(configPath, from, to, path, body) {
+  const config = readFileSync(configPath, 'utf8');
+  const tlsDir = config.match(/\[tls\][^[]*?\ndir = "([^"]+)"/)[1];
+  const [, host, port] = config.match(new RegExp(`\\[${to}\\]\\nlisten = "([^"]+):(\\d+)"`));
+  return new Promise((ok, fail) => {
+    const req = request({
+      host, port, path, method: 'POST', servername: `${to}.vbank.internal`,
+      ca: readFileSync(join(tlsDir, 'ca.crt')), cert: readFileSync(join(tlsDir, `${from}.crt`)), key: readFileSync(join(tlsDir, `${from}.key`)),
+      headers: { 'content-type': 'application/json' },
+    }, (res) => {
+      const parts = [];
+      res.on('data', (d) => parts.push(d));
+      res.on('end', () => {
+        const bytes = Buffer.concat(parts);
+        const json = /json/.test(res.headers['content-type'] ?? '');
+        ok({ status: res.statusCode, body: json ? JSON.parse(bytes.toString() || 'null') : bytes });
+      });
+    });
+    req.on('error', fail);
+    req.end(JSON.stringify(body));
+  });
 }

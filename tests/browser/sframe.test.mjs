@@ -51,7 +51,8 @@ test('WebCrypto and the Rust crate (WebAssembly) open each other\'s frames; alte
     rust.addKey(3n, key);
     const frame = vp8Keyframe();
     const fromJs = await js.encrypt(CODECS.vp8, frame);
-    assert.deepEqual(fromJs.subarray(0, 10), frame.subarray(0, 10), 'the keyframe header stays in clear');
+    assert.equal(fromJs[0], frame[0], 'the keyframe flag stays in clear');
+    assert.notDeepEqual(fromJs.subarray(1, 10), frame.subarray(1, 10), 'the start code and size do not');
     assert.deepEqual(rust.decrypt(CODECS.vp8, fromJs), frame, `${name}: Rust opens WebCrypto's frame`);
     const fromRust = rust.encrypt(CODECS.opus, Uint8Array.of(0xfc, 1, 2, 3));
     assert.deepEqual(await js.decrypt(CODECS.opus, fromRust), Uint8Array.of(0xfc, 1, 2, 3), `${name}: WebCrypto opens Rust's`);
@@ -60,7 +61,7 @@ test('WebCrypto and the Rust crate (WebAssembly) open each other\'s frames; alte
     assert.throws(() => rust.decrypt(CODECS.vp8, bad), /authenticate/);
     await assert.rejects(js.decrypt(CODECS.vp8, bad));
     const prefixChanged = fromJs.slice();
-    prefixChanged[4] ^= 1;
+    prefixChanged[0] ^= 0x10;
     await assert.rejects(js.decrypt(CODECS.vp8, prefixChanged), 'the clear prefix is authenticated');
     const stranger = await WasmFrames.load(module, suite);
     assert.throws(() => stranger.decrypt(CODECS.vp8, fromJs), /no such key/);
@@ -77,7 +78,7 @@ test('SM4-GCM (国密 suite 0xF001) in WebAssembly: round trip, key rotation by 
   a.setSender(1n, k1);
   b.addKey(1n, k1);
   const f1 = a.encrypt(CODECS.vp8, vp8Keyframe());
-  assert.equal(decodeHeader(f1.subarray(10)).kid, 1n);
+  assert.equal(decodeHeader(f1.subarray(1)).kid, 1n);
   assert.deepEqual(b.decrypt(CODECS.vp8, f1), vp8Keyframe());
   a.setSender(2n, k2); // someone left: a new key, a new key id
   const f2 = a.encrypt(CODECS.opus, Uint8Array.of(0xfc, 9));

@@ -4,6 +4,7 @@
 //! the PKCS#11 module, secret files) and is what `vbank config check` prints. Secrets are never in the file: see
 //! [`SecretRef`].
 
+mod e2ee;
 mod environment;
 mod kyc;
 mod reader;
@@ -12,6 +13,7 @@ mod secret;
 
 use std::path::{Path, PathBuf};
 
+pub use e2ee::E2eeConfig;
 pub use reader::{Diagnostic, Severity};
 pub use schema::{
     CertPair, Config, GatewayConfig, HsmConfig, KeydConfig, KycConfig, LogConfig, LogLevel, LogTarget, NodeConfig,

@@ -66,6 +66,8 @@ pub struct Config {
     pub recorder: RecorderConfig,
     /// The KYC proxy.
     pub kyc: KycConfig,
+    /// End-to-end media encryption.
+    pub e2ee: crate::E2eeConfig,
     /// Line of each key as written, for diagnostics found after parsing.
     pub(crate) lines: Vec<(String, usize)>,
 }
@@ -338,6 +340,7 @@ pub(crate) fn read_config(root: &Section<'_, '_>) -> Config {
         keyd: read_keyd(&root.section("keyd")),
         recorder: read_recorder(&root.section("recorder"), &node.data_dir),
         kyc: read_kyc(&root.section("kyc")),
+        e2ee: crate::e2ee::read_e2ee(&root.section("e2ee")),
         node,
         lines: Vec::new(),
     };

@@ -170,3 +170,14 @@ fn the_kyc_section_reads_its_vendor_masking_and_models_and_names_what_is_missing
     assert!(diags.iter().any(|d| d.key == "kyc.ocr" && d.hint.contains("api_key and secret_key")), "{diags:?}");
     assert!(diags.iter().any(|d| d.key == "kyc.identity" && d.message.contains("host and sbm")), "{diags:?}");
 }
+
+#[test]
+fn e2ee_is_off_unless_a_business_type_or_direct_calls_ask_for_it() {
+    let off = parse("").unwrap().0.e2ee;
+    assert!(!off.covers("wealth") && !off.direct && off.suite == "aes-256-gcm");
+    let on = parse("[e2ee]\nbusinesses = \"wealth, loan-signing\"\nsuite = \"sm4-gcm\"\n").unwrap().0.e2ee;
+    assert!(on.covers("wealth") && on.covers("loan-signing") && !on.covers("corporate-account"));
+    assert!(parse("[e2ee]\nbusinesses = \"*\"\n").unwrap().0.e2ee.covers("anything"));
+    let diags = parse("[e2ee]\nsuite = \"des\"\n").unwrap_err();
+    assert_eq!(diags[0].key, "e2ee.suite");
+}

@@ -136,14 +136,20 @@ fn vp8(frame: &mut Frame, payload: &[u8]) -> bool {
     }
     if start && let Some(&h) = data.first() {
         frame.keyframe = h & 0x01 == 0;
-        if frame.keyframe && data.len() >= 10 && data[3..6] == [0x9d, 0x01, 0x2a] {
-            let w = u16::from_le_bytes([data[6], data[7]]) & 0x3fff;
-            let h = u16::from_le_bytes([data[8], data[9]]) & 0x3fff;
-            frame.size = Some((w, h));
-        }
+        frame.size = vp8_size(data);
     }
     frame.data.extend_from_slice(data);
     true
+}
+
+/// The picture size a VP8 keyframe gives (none for other frames, or an end-to-end encrypted one).
+pub fn vp8_size(frame: &[u8]) -> Option<(u16, u16)> {
+    if frame.len() < 10 || frame[0] & 0x01 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
+    let h = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
+    Some((w, h))
 }
 
 const START_CODE: [u8; 4] = [0, 0, 0, 1];

@@ -16,7 +16,7 @@ use vbank_recorder::manifest::{Manifest, Track};
 
 use crate::FusionError;
 use crate::container::{IvfWriter, OggOpusWriter};
-use crate::depacketize::{Depacketizer, VideoCodec, opus_samples};
+use crate::depacketize::{Depacketizer, VideoCodec, opus_samples, vp8_size};
 use crate::plan::Plan;
 use crate::rtp;
 use crate::source::{for_each_packet, in_order};
@@ -37,6 +37,8 @@ pub struct Options {
     pub font: Option<PathBuf>,
     /// The x264 preset.
     pub preset: String,
+    /// An end-to-end encrypted call's epoch keys: its frames are opened with them before decoding.
+    pub e2ee: Option<vbank_sframe::EpochKeys>,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             ffmpeg: "ffmpeg".into(),
             font: None,
             preset: "veryfast".into(),
+            e2ee: None,
         }
     }
 }
@@ -108,7 +111,12 @@ fn chosen(track: &Track) -> Option<(u8, Kind, u32)> {
 }
 
 /// First pass: each readable track's clock and extent.
-fn survey(root: &Path, m: &Manifest, key: &DataKey) -> Result<Vec<Input>, FusionError> {
+fn survey(
+    root: &Path,
+    m: &Manifest,
+    key: &DataKey,
+    e2ee: Option<&vbank_sframe::EpochKeys>,
+) -> Result<Vec<Input>, FusionError> {
     let mut inputs = Vec::new();
     for t in &m.tracks {
         let Some((pt, mut kind, rate)) = chosen(t) else {
@@ -129,13 +137,20 @@ fn survey(root: &Path, m: &Manifest, key: &DataKey) -> Result<Vec<Input>, Fusion
             Kind::Audio => None,
         };
         let mut size = None;
+        let mut keys = e2ee.cloned();
         for_each_packet(root, m, t.track, key, |arrival, packet| {
             if let Some(p) = rtp::parse(packet).filter(|p| p.pt == pt) {
                 timeline.observe(p.ssrc, p.ts, arrival);
                 if size.is_none()
                     && let Some(f) = dep.as_mut().and_then(|d| d.push(&p))
                 {
-                    size = f.size;
+                    // An end-to-end encrypted keyframe gives its size once opened.
+                    size = match keys.as_mut() {
+                        Some(k) if f.keyframe => {
+                            k.open(vbank_sframe::Codec::Vp8, &f.data).ok().and_then(|(plain, _)| vp8_size(&plain))
+                        }
+                        _ => f.size,
+                    };
                 }
             }
             Ok(())
@@ -179,7 +194,8 @@ fn pipe_err(e: std::io::Error) -> FusionError {
     FusionError::Io(format!("writing to ffmpeg: {e}"))
 }
 
-/// Second pass for one track: its frames or packets, stamped from `t0_us`, into `fifo`; the frames dropped.
+/// Second pass for one track: its frames or packets, stamped from `t0_us`, opened with the call's epoch keys when it
+/// was end-to-end encrypted, into `fifo`; the frames dropped.
 fn feed(
     root: &Path,
     m: &Manifest,
@@ -187,10 +203,17 @@ fn feed(
     mut input: Input,
     t0_us: u64,
     fifo: std::fs::File,
+    e2ee: Option<vbank_sframe::EpochKeys>,
 ) -> Result<u64, FusionError> {
     let (pt, track, timeline) = (input.pt, input.track, &mut input.timeline);
+    let mut frames = Opener { keys: e2ee, unopened: 0, recording: &m.recording, track };
     match input.kind {
         Kind::Video(codec, (w, h)) => {
+            if frames.keys.is_some() && codec != VideoCodec::Vp8 {
+                return Err(FusionError::Recording(format!(
+                    "track {track} is {codec:?}: end-to-end encrypted calls carry VP8 video only"
+                )));
+            }
             let mut out = IvfWriter::new(std::io::BufWriter::new(fifo), codec.fourcc(), w, h).map_err(pipe_err)?;
             let mut dep = Depacketizer::new(codec);
             let mut last_ms = None;
@@ -199,28 +222,61 @@ fn feed(
                 let cap = timeline.capture_us(p.ssrc, p.ts);
                 if let (Some(f), Some(cap)) = (dep.push(&p), cap) {
                     let ms = cap.saturating_sub(t0_us) / 1000;
-                    if last_ms.is_none_or(|l| ms > l) {
+                    if last_ms.is_none_or(|l| ms > l)
+                        && let Some(data) = frames.open(vbank_sframe::Codec::Vp8, &f.data)
+                    {
                         last_ms = Some(ms);
-                        out.frame(ms, &f.data).map_err(pipe_err)?;
+                        out.frame(ms, &data).map_err(pipe_err)?;
                     }
                 }
                 Ok(())
             })?;
             out.finish().map_err(pipe_err)?;
-            Ok(dep.dropped)
+            Ok(dep.dropped + frames.unopened)
         }
         Kind::Audio => {
             let mut out = OggOpusWriter::new(std::io::BufWriter::new(fifo), track + 1, 2).map_err(pipe_err)?;
             in_order(root, m, track, key, |packet| {
                 let Some(p) = rtp::parse(packet).filter(|p| p.pt == pt) else { return Ok(()) };
-                if let (Some(cap), Some(samples)) = (timeline.capture_us(p.ssrc, p.ts), opus_samples(p.payload)) {
+                if let (Some(cap), Some(samples)) = (timeline.capture_us(p.ssrc, p.ts), opus_samples(p.payload))
+                    && let Some(data) = frames.open(vbank_sframe::Codec::Opus, p.payload)
+                {
                     let start = cap.saturating_sub(t0_us) * 48 / 1000;
-                    out.packet(p.payload, start + u64::from(samples)).map_err(pipe_err)?;
+                    out.packet(&data, start + u64::from(samples)).map_err(pipe_err)?;
                 }
                 Ok(())
             })?;
             out.finish().map_err(pipe_err)?;
             Ok(0)
+        }
+    }
+}
+
+/// Opens an end-to-end encrypted track's frames (or passes a plain track's through); a frame the keys do not open
+/// is left out like a lost one.
+struct Opener<'a> {
+    keys: Option<vbank_sframe::EpochKeys>,
+    unopened: u64,
+    recording: &'a str,
+    track: u32,
+}
+
+impl Opener<'_> {
+    fn open<'d>(&mut self, codec: vbank_sframe::Codec, data: &'d [u8]) -> Option<std::borrow::Cow<'d, [u8]>> {
+        let Some(keys) = self.keys.as_mut() else { return Some(data.into()) };
+        match keys.open(codec, data) {
+            Ok((plain, _)) => Some(plain.into()),
+            Err(e) => {
+                if self.unopened == 0 {
+                    log::warn!(
+                        "fusion of {}: track {}: an encrypted frame was left out: {e}",
+                        self.recording,
+                        self.track
+                    );
+                }
+                self.unopened += 1;
+                None
+            }
         }
     }
 }
@@ -302,7 +358,7 @@ pub fn fuse_verified(
             FusionError::Ffmpeg("no font for the overlay: install fonts-wqy-zenhei (or set a font)".into())
         })?,
     };
-    let inputs = survey(root, m, key)?;
+    let inputs = survey(root, m, key, opts.e2ee.as_ref())?;
     let spans: Vec<(u64, u64)> = inputs.iter().filter_map(|i| i.timeline.span_us()).collect();
     let start_us = spans.iter().map(|s| s.0).min().unwrap_or(0);
     let end_us = spans.iter().map(|s| s.1).max().unwrap_or(start_us);
@@ -377,7 +433,7 @@ pub fn fuse_verified(
             .map(|(n, input)| {
                 let (fifo, ended) = (&fifos[&n], &ended);
                 s.spawn(move || match open_fifo(fifo, ended)? {
-                    Some(f) => feed(root, m, key, input, start_us, f),
+                    Some(f) => feed(root, m, key, input, start_us, f, opts.e2ee.clone()),
                     None => Ok(0),
                 })
             })

@@ -12,6 +12,7 @@ use vbank_fusion::{Options, fuse};
 use vbank_recorder::format::DataKey;
 use vbank_recorder::recording::{Recording, RecordingHeader};
 use vbank_recorder::segmenter::Policy;
+use vbank_sframe::{Codec, EpochKeys, Sender, Suite, epochs};
 
 /// Flash and beep instants in the clip, seconds.
 const EVENTS: [f64; 3] = [2.0, 4.6, 7.2];
@@ -24,7 +25,10 @@ fn ffmpeg(args: &[&str]) -> String {
 
 /// The clip, sent as a browser would: the camera from the start with 45–85 ms delay, the microphone from 0.7 s with
 /// 20–40 ms; each on its own clock (the audio one wraps during the clip).
-fn sent(dir: &Path, wall0: u64) -> Vec<Sent> {
+/// Seals the `n`th frame or packet of a codec as a page's worker would (or leaves it as it is).
+type Seal<'a> = &'a mut dyn FnMut(Codec, usize, &[u8]) -> Vec<u8>;
+
+fn sent(dir: &Path, wall0: u64, seal: Seal<'_>) -> Vec<Sent> {
     let on: Vec<String> = EVENTS.iter().map(|t| format!("between(t,{t},{:.2})", t + 0.04)).collect();
     let beep: Vec<String> = EVENTS.iter().map(|t| format!("between(t,{t},{:.2})", t + 0.12)).collect();
     let video = format!(
@@ -34,8 +38,15 @@ fn sent(dir: &Path, wall0: u64) -> Vec<Sent> {
     let audio =
         format!("sine=frequency=1000:sample_rate=48000:duration=9,volume=volume=0:enable='not({})'", beep.join("+"));
     synthetic::clip(dir, "clip", &video, &audio).unwrap();
-    let frames = synthetic::ivf_frames(&std::fs::read(dir.join("clip.ivf")).unwrap());
-    let packets = synthetic::ogg_packets(&std::fs::read(dir.join("clip.ogg")).unwrap());
+    let mut frames = synthetic::ivf_frames(&std::fs::read(dir.join("clip.ivf")).unwrap());
+    let mut packets = synthetic::ogg_packets(&std::fs::read(dir.join("clip.ogg")).unwrap());
+    for (n, (_, f)) in frames.iter_mut().enumerate() {
+        *f = seal(Codec::Vp8, n, f);
+    }
+    // The first two are Opus's headers, not sent over RTP.
+    for (n, p) in packets.iter_mut().enumerate().skip(2) {
+        *p = seal(Codec::Opus, n, p);
+    }
     let camera = Route {
         track: 1,
         pt: 96,
@@ -91,6 +102,29 @@ fn metadata(log: &str, key: &str) -> Vec<(f64, f64)> {
 
 #[test]
 fn a_flash_and_a_beep_stay_within_80_ms() {
+    flash_and_beep(&mut |_, _, f| f.to_vec(), None);
+}
+
+/// An end-to-end encrypted call: every frame and packet was sealed in the pages' workers (the customer in slot 1),
+/// and the key rotated at frame 120 (someone joined). Fusion opens them with the two epochs' keys, in sync as above.
+#[test]
+fn an_end_to_end_encrypted_call_fuses_with_its_epoch_keys() {
+    let (k1, k2) = ([0x11u8; 32], [0x22u8; 32]);
+    let suite = Suite::Aes256GcmSha512;
+    let mut video = (Sender::new(suite, epochs::kid(1, 1), &k1), Sender::new(suite, epochs::kid(2, 1), &k2));
+    let mut audio = (Sender::new(suite, epochs::kid(1, 1), &k1), Sender::new(suite, epochs::kid(2, 1), &k2));
+    let mut seal = |codec: Codec, n: usize, f: &[u8]| {
+        let (first, second) = if codec == Codec::Vp8 { &mut video } else { &mut audio };
+        let s = if n < 120 { first } else { second };
+        s.encrypt(codec, f).unwrap()
+    };
+    let mut keys = EpochKeys::new();
+    keys.add_epoch(suite, 1, &k1);
+    keys.add_epoch(suite, 2, &k2);
+    flash_and_beep(&mut seal, Some(keys));
+}
+
+fn flash_and_beep(seal: Seal<'_>, e2ee: Option<EpochKeys>) {
     let tmp = tempfile::tempdir().unwrap();
     let wall0 = 1_795_766_400_000_000u64;
     let key = || DataKey { id: "dek-sync".into(), alg: AeadAlg::Sm4Gcm, key: SecretBytes::new(vec![7; 16]) };
@@ -112,12 +146,21 @@ fn a_flash_and_a_beep_stay_within_80_ms() {
     let cam = rec.add_track("customer/camera", "video").unwrap();
     rec.note_payload(mic, 111, "opus/48000/2").unwrap();
     rec.note_payload(cam, 96, "VP8/90000").unwrap();
-    synthetic::record(&mut rec, sent(tmp.path(), wall0), wall0).unwrap();
+    synthetic::record(&mut rec, sent(tmp.path(), wall0, seal), wall0).unwrap();
     rec.finish(wall0 + 10_000_000).unwrap();
 
     let mp4 = tmp.path().join("fused.mp4");
     let mut out = std::fs::File::create(&mp4).unwrap();
-    let opts = Options { location: Some("上海市浦东新区".into()), ..Options::default() };
+    if let Some(all) = &e2ee {
+        // With the first epoch's key alone, every frame after the rotation is left out.
+        let mut first = EpochKeys::new();
+        first.add_epoch(Suite::Aes256GcmSha512, 1, &[0x11; 32]);
+        assert_eq!(all.len(), 2);
+        let partial = Options { e2ee: Some(first), ..Options::default() };
+        let fused = fuse(&root, &key(), &partial, &mut std::io::sink()).unwrap();
+        assert_eq!(fused.dropped_frames, 225 - 120, "the clip has 225 frames, 120 before the rotation");
+    }
+    let opts = Options { location: Some("上海市浦东新区".into()), e2ee, ..Options::default() };
     let fused = fuse(&root, &key(), &opts, &mut out).unwrap();
     assert_eq!((fused.video_tracks, fused.audio_tracks, fused.dropped_frames), (1, 1, 0));
 

@@ -7,6 +7,7 @@
 mod accounts_api;
 pub mod consent;
 pub mod desk;
+pub mod e2ee;
 mod ice_tcp;
 pub mod media;
 pub mod recording;
@@ -84,6 +85,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/route", get(route))
         .merge(desk::routes())
         .route("/ws", get(signalling::ws))
+        .route("/assets/e2ee/sframe.wasm", get(e2ee::E2ee::wasm))
         .route("/whip/{room}", axum::routing::post(whip::whip))
         .route("/whep/{room}", axum::routing::post(whip::whep))
         .route("/whip/{room}/{id}", axum::routing::delete(whip::leave))

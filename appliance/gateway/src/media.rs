@@ -162,6 +162,8 @@ impl MediaMetrics {
 pub enum ToPeer {
     /// A renegotiation offer (SDP).
     Offer(String),
+    /// An end-to-end encrypted call's new epoch key, encrypted to this page (the signalling message, JSON).
+    MediaKey(String),
     /// The media session ended.
     Left,
 }

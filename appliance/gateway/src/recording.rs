@@ -89,6 +89,8 @@ pub struct Calls {
     calls: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<Call>>>>>,
     /// Events for calls whose recording is not open yet (the consent, given before anyone joined).
     pending: Arc<std::sync::Mutex<HashMap<String, Vec<Value>>>>,
+    /// Which calls are end-to-end encrypted, and their media keys' epochs.
+    pub e2ee: crate::e2ee::E2ee,
 }
 
 fn counts(role: Role) -> bool {
@@ -108,12 +110,14 @@ pub(crate) async fn post(cfg: &Config, to: Service, path: &str, body: Value) -> 
 impl Calls {
     /// Calls recorded as `cfg` says.
     pub fn new(cfg: Config) -> Calls {
-        Calls { cfg: Some(Arc::new(cfg)), calls: Arc::default(), pending: Arc::default() }
+        let cfg = Arc::new(cfg);
+        let e2ee = crate::e2ee::E2ee::new(Some(cfg.clone()));
+        Calls { cfg: Some(cfg), calls: Arc::default(), pending: Arc::default(), e2ee }
     }
 
     /// No recording (tests of the router alone).
     pub fn unrecorded() -> Calls {
-        Calls { cfg: None, calls: Arc::default(), pending: Arc::default() }
+        Calls { cfg: None, calls: Arc::default(), pending: Arc::default(), e2ee: crate::e2ee::E2ee::new(None) }
     }
 
     /// The call in `room`, locked; a call that ended while we waited for its lock is replaced by a fresh one.

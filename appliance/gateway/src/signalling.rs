@@ -6,7 +6,10 @@
 //! `{"type":"restart","sdp":OFFER}` restarts ICE within the session (answered like a join, with `"restart":true`).
 //! After joining, `{"type":"message","body":{"kind":…}}` sends a chat, link, document or whiteboard message to the
 //! room (see [`crate::room_messages`]); everyone, the sender too, receives it with its sequence number.
-//! Messages over 64 KiB are refused. A join carries a call token signed by keyd (`"token"`), checked against the
+//! Messages over 64 KiB are refused. In an end-to-end encrypted call (`[e2ee]`) the join must carry
+//! `"e2ee":{"public_key":HEX}` (the page's worker's P-256 key; a page without frame encryption is refused with
+//! `e2ee_required`), the answer names the suite (`"e2ee":"aes-256-gcm"`), and on every join and leave each page gets
+//! `{"type":"media-key","suite","epoch","slot","senders","key","context"}`: the epoch's key, encrypted to its worker. A join carries a call token signed by keyd (`"token"`), checked against the
 //! keys fetched from keyd; only development mode admits a join without one.
 
 use axum::extract::State;
@@ -33,6 +36,9 @@ enum In {
         sdp: String,
         #[serde(default)]
         token: Option<String>,
+        /// The page's frame-encryption worker: its key for the call's media keys.
+        #[serde(default)]
+        e2ee: Option<E2eeJoin>,
     },
     Answer {
         sdp: String,
@@ -43,6 +49,13 @@ enum In {
     Restart {
         sdp: String,
     },
+}
+
+/// What a page able to encrypt frames sends with its join.
+#[derive(Deserialize)]
+struct E2eeJoin {
+    /// Its worker's P-256 public key, SEC1 uncompressed, hex.
+    public_key: String,
 }
 
 /// The joined participant behind a connection.
@@ -124,8 +137,9 @@ async fn session(s: AppState, mut socket: WebSocket) {
                 let reply = match serde_json::from_str::<In>(&text) {
                     Err(e) => Some(error("bad_message", format!("not a signalling message: {e}"))),
                     Ok(In::Join { .. }) if me.is_some() => Some(error("already_joined", "this connection has joined already")),
-                    Ok(In::Join { room, role, sdp, token }) => {
-                        Some(join(&s, &room, &role, sdp, token.as_deref(), &events_tx, &mut me).await)
+                    Ok(In::Join { room, role, sdp, token, e2ee }) => {
+                        let e2ee = e2ee.map(|e| e.public_key);
+                        Some(join(&s, Asked { room: &room, role: &role, sdp, token: token.as_deref(), e2ee }, &events_tx, &mut me).await)
                     }
                     Ok(In::Answer { sdp }) => match &me {
                         Some(j) => {
@@ -171,11 +185,17 @@ async fn session(s: AppState, mut socket: WebSocket) {
                         break;
                     }
                 }
+                Some(ToPeer::MediaKey(msg)) => {
+                    if socket.send(Message::Text(msg.into())).await.is_err() {
+                        break;
+                    }
+                }
                 Some(ToPeer::Left) | None => {
                     let _ = socket.send(Message::Text(json!({"type": "left"}).to_string().into())).await;
                     if let Some(j) = me.take() {
                         drop(j.messages);
                         s.rooms.release(&j.room);
+                        s.calls.e2ee.left(&s.calls, &j.room, j.id.0).await;
                     }
                     break;
                 }
@@ -186,7 +206,18 @@ async fn session(s: AppState, mut socket: WebSocket) {
         s.media.send(Command::Leave(j.id));
         drop(j.messages);
         s.rooms.release(&j.room);
+        s.calls.e2ee.left(&s.calls, &j.room, j.id.0).await;
     }
+}
+
+/// A join as the page asked for it.
+struct Asked<'a> {
+    room: &'a str,
+    role: &'a str,
+    sdp: String,
+    token: Option<&'a str>,
+    /// The worker's public key, when the page can encrypt frames.
+    e2ee: Option<String>,
 }
 
 async fn restart(s: &AppState, id: ParticipantId, sdp: String) -> Message {
@@ -203,13 +234,11 @@ async fn restart(s: &AppState, id: ParticipantId, sdp: String) -> Message {
 
 async fn join(
     s: &AppState,
-    room: &str,
-    role: &str,
-    sdp: String,
-    token: Option<&str>,
+    asked: Asked<'_>,
     events: &mpsc::UnboundedSender<ToPeer>,
     me: &mut Option<Joined>,
 ) -> Message {
+    let Asked { room, role, sdp, token, e2ee } = asked;
     if let Err(e) = authorize(s, token, room, role) {
         return error("unauthorized", e);
     }
@@ -219,6 +248,21 @@ async fn join(
     if room.is_empty() || room.len() > 64 || !room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return error("bad_room", "room: 1-64 letters, digits, - or _");
     }
+    let suite = s.calls.e2ee.suite_of(room).map(str::to_string);
+    let public_key = match (&suite, e2ee) {
+        (None, _) => None,
+        (Some(_), None) => {
+            return error(
+                "e2ee_required",
+                "this call is end-to-end encrypted, and this browser cannot encrypt video frames (it lacks \
+                 RTCRtpScriptTransform): join from a current Chrome, Edge, Firefox or Safari, or from the bank's app",
+            );
+        }
+        (Some(_), Some(k)) if !crate::e2ee::valid_public_key(&k) => {
+            return error("bad_message", "e2ee.public_key: the worker's P-256 public key, uncompressed, in hex");
+        }
+        (Some(_), Some(k)) => Some(k),
+    };
     if let Err(why) = s.calls.admit(room, role).await {
         return error("recording_unavailable", why);
     }
@@ -244,8 +288,17 @@ async fn join(
     }
     match reply_rx.await {
         Ok(Ok((id, answer))) => {
+            if let Some(k) = public_key
+                && let Err(e) = s.calls.e2ee.joined(&s.calls, room, id.0, k, events.clone()).await
+            {
+                s.media.send(Command::Leave(id));
+                drop(messages);
+                log::error!(room = room; "join refused: {e}");
+                return refused(error("e2ee_unavailable", format!("{e}: try again in a minute"))).await;
+            }
             *me = Some(Joined { id, room: room.to_string(), role, messages });
-            Message::Text(json!({"type": "answer", "sdp": answer, "participant": id.0}).to_string().into())
+            let answer = json!({"type": "answer", "sdp": answer, "participant": id.0, "e2ee": suite});
+            Message::Text(answer.to_string().into())
         }
         Ok(Err(e)) => {
             drop(messages);

@@ -9,6 +9,7 @@ use axum::routing::get;
 const CUSTOMER: &str = include_str!("../../web/customer/index.html");
 const TELLER: &str = include_str!("../../web/teller/index.html");
 const SUPERVISOR: &str = include_str!("../../web/supervisor/index.html");
+const E2EE_BENCH: &str = include_str!("../../web/e2ee-bench/index.html");
 
 /// Static assets by file name: (bytes, content type).
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -23,13 +24,24 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("supervisor.js", include_str!("../../web/assets/supervisor.js"), "text/javascript; charset=utf-8"),
 ];
 
+/// The frame-encryption worker and its modules (`/assets/e2ee/…`).
+const E2EE_ASSETS: &[(&str, &str, &str)] = &[
+    ("call-e2ee.js", include_str!("../../web/assets/e2ee/call-e2ee.js"), "text/javascript; charset=utf-8"),
+    ("worker.js", include_str!("../../web/assets/e2ee/worker.js"), "text/javascript; charset=utf-8"),
+    ("sframe.js", include_str!("../../web/assets/e2ee/sframe.js"), "text/javascript; charset=utf-8"),
+    ("keys.js", include_str!("../../web/assets/e2ee/keys.js"), "text/javascript; charset=utf-8"),
+    ("bench.js", include_str!("../../web/assets/e2ee/bench.js"), "text/javascript; charset=utf-8"),
+];
+
 /// Routes for the pages and their assets.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/", get(|| async { html(CUSTOMER) }))
         .route("/teller", get(|| async { html(TELLER) }))
         .route("/supervisor", get(|| async { html(SUPERVISOR) }))
+        .route("/e2ee-bench", get(|| async { html(E2EE_BENCH) }))
         .route("/assets/{file}", get(asset))
+        .route("/assets/e2ee/{file}", get(e2ee_asset))
 }
 
 fn html(body: &'static str) -> Response {
@@ -37,7 +49,15 @@ fn html(body: &'static str) -> Response {
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
-    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+    serve(ASSETS, &file)
+}
+
+async fn e2ee_asset(Path(file): Path<String>) -> Response {
+    serve(E2EE_ASSETS, &file)
+}
+
+fn serve(assets: &'static [(&str, &str, &str)], file: &str) -> Response {
+    match assets.iter().find(|(name, _, _)| *name == file) {
         Some((_, body, ctype)) => (
             [
                 (header::CONTENT_TYPE, HeaderValue::from_static(ctype)),
@@ -57,7 +77,7 @@ pub async fn security_headers(req: axum::extract::Request, next: axum::middlewar
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; \
              frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
         ),
     );

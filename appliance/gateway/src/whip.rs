@@ -1,7 +1,8 @@
 //! WHIP (RFC 9725) and WHEP: `POST /whip/{room}` publishes, `POST /whep/{room}` plays, each with an SDP offer
 //! (`Content-Type: application/sdp`) and `Authorization: Bearer <call token>`; `201 Created` carries the SDP answer
 //! and a `Location`; `DELETE` on it leaves. These clients cannot renegotiate: WHIP publishes what it offered, WHEP
-//! receives the room's tracks on the receiving m-lines of its offer, by kind.
+//! receives the room's tracks on the receiving m-lines of its offer, by kind. An end-to-end encrypted call takes no
+//! WHIP publisher (it could not encrypt); a WHEP player of one receives frames it cannot open.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -57,6 +58,12 @@ async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: B
     };
     if kind == "whip" && !role.publishes() {
         return problem(StatusCode::FORBIDDEN, format!("a {role_name} token cannot publish"));
+    }
+    if kind == "whip" && s.calls.e2ee.suite_of(&room).is_some() {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "this call is end-to-end encrypted and a WHIP publisher cannot encrypt frames: join from the call page",
+        );
     }
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return problem(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8");

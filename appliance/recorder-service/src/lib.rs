@@ -5,6 +5,7 @@
 //! of opening fails, the answer is an error and the gateway must refuse the call: no banking call goes unrecorded.
 
 pub mod capture;
+pub mod media_keys;
 pub mod playback;
 pub mod still;
 
@@ -76,6 +77,8 @@ pub struct ApiState {
     /// Recordings whose capture stopped by itself and that could not be closed yet (full disk), with the reason the
     /// gap will carry when the sweep closes them.
     stopped: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// The media keys of end-to-end encrypted calls being recorded (for stills).
+    live_keys: media_keys::LiveKeys,
 }
 
 impl ApiState {
@@ -258,8 +261,13 @@ async fn events(State(s): State<ApiState>, Path(id): Path<String>, Json(r): Json
         return problem(StatusCode::NOT_FOUND, format!("no recording {id} in progress"));
     };
     let n = r.events.len();
+    let keys: Vec<Value> = r.events.iter().filter(|e| e["kind"] == "media_key").cloned().collect();
     if !r.events.into_iter().all(|e| capture.event(e)) {
         return problem(StatusCode::CONFLICT, format!("recording {id} has stopped"));
+    }
+    drop(live);
+    for k in &keys {
+        s.live_keys.note(&s.cfg, &id, k).await;
     }
     Json(json!({"recorded": n})).into_response()
 }
@@ -281,7 +289,10 @@ async fn still(State(s): State<ApiState>, Path(id): Path<String>, Json(r): Json<
         return problem(StatusCode::CONFLICT, format!("recording {id} has stopped"));
     }
     let keyframe = match tokio::time::timeout(still::WAIT + Duration::from_secs(1), rx).await {
-        Ok(Ok(Ok(k))) => k,
+        Ok(Ok(Ok(mut k))) => match s.live_keys.open_still(&id, &mut k) {
+            Ok(()) => k,
+            Err(why) => return problem(StatusCode::CONFLICT, why),
+        },
         Ok(Ok(Err(why))) => return problem(StatusCode::CONFLICT, why),
         _ => return problem(StatusCode::GATEWAY_TIMEOUT, format!("recording {id}: no picture of {}", r.track)),
     };
@@ -312,6 +323,7 @@ async fn finish(State(s): State<ApiState>, Path(id): Path<String>) -> Response {
 /// like after a crash: every track cut back to its last whole record and the gap listed with the reason. Then seal.
 /// A close the disk refuses is left to the sweep, which tries again until there is space.
 async fn finish_recording(s: &ApiState, id: &str, capture: Capture) -> Result<Value, RecorderServiceError> {
+    s.live_keys.forget(id);
     let result = close_and_seal(s, id, capture).await;
     s.busy.lock().expect("not poisoned").remove(id);
     result
@@ -457,6 +469,7 @@ pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
         live: Arc::default(),
         busy: Arc::default(),
         stopped: Arc::default(),
+        live_keys: Default::default(),
     };
     tokio::spawn(watch(state.clone()));
     let api_task =

@@ -304,6 +304,25 @@ async fn open_key(
     Ok(DataKey { id: h.key_id.clone(), alg, key: SecretBytes::new(key) })
 }
 
+/// The epoch keys of an end-to-end encrypted call, from the media_key events its recording holds (each opened by
+/// keyd for `viewer`, audited like the recording's own key); `None` for a call that was not encrypted.
+async fn media_keys(
+    cfg: &Config,
+    dir: &std::path::Path,
+    manifest: &Manifest,
+    key: &std::sync::Arc<DataKey>,
+    viewer: &str,
+    reason: &str,
+) -> Result<Option<vbank_sframe::EpochKeys>, RecorderServiceError> {
+    let (dir, m, k) = (dir.to_path_buf(), manifest.clone(), key.clone());
+    let events = tokio::task::spawn_blocking(move || vbank_recorder::recording::read_events(&dir, &m, &k))
+        .await
+        .map_err(|e| RecorderServiceError::Recording(e.to_string()))?
+        .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    let events: Vec<Value> = events.into_iter().filter_map(|(_, b)| serde_json::from_slice(&b).ok()).collect();
+    crate::media_keys::open_all(cfg, &events, viewer, reason).await
+}
+
 /// `POST /v1/recordings/{id}/export`: the fused, watermarked MP4.
 pub async fn export(
     State(s): State<ApiState>,
@@ -333,7 +352,18 @@ pub async fn export(
             return problem(StatusCode::SERVICE_UNAVAILABLE, format!("the recording's key cannot be opened: {e}"));
         }
     };
+    let key = std::sync::Arc::new(key);
+    let e2ee = match media_keys(&s.cfg, &dir, &manifest, &key, &r.viewer, &r.reason).await {
+        Ok(k) => k,
+        Err(e) => {
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the end-to-end encrypted call's media keys cannot be opened: {e}"),
+            );
+        }
+    };
     let opts = vbank_fusion::Options {
+        e2ee,
         location: r.location.clone(),
         watermark: Some(format!(
             "{} · {} · 仅限行内 in-bank only",

@@ -66,6 +66,13 @@ enum Cmd {
         /// For a fresh configuration: offer no ICE-TCP candidate (media over UDP only).
         #[arg(long)]
         no_media_tcp: bool,
+        /// For a fresh configuration: end-to-end encrypt calls joined by link too (the front desk's `wealth`
+        /// calls always are).
+        #[arg(long)]
+        e2ee_direct: bool,
+        /// For a fresh configuration: the frame cipher of end-to-end encrypted calls.
+        #[arg(long, default_value = "aes-256-gcm", value_parser = ["aes-256-gcm", "sm4-gcm"])]
+        e2ee_suite: String,
         /// Extra DNS names or IPs for the public certificate (localhost and 127.0.0.1 are always included).
         #[arg(long = "name")]
         names: Vec<String>,
@@ -193,7 +200,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Up { data_dir, port, internal_port_base, media_advertise, no_media_tcp, mut names, ready_timeout } => {
+        Cmd::Up {
+            data_dir,
+            port,
+            internal_port_base,
+            media_advertise,
+            no_media_tcp,
+            e2ee_direct,
+            e2ee_suite,
+            mut names,
+            ready_timeout,
+        } => {
             let _ = vbank_log::init(
                 vbank_log::Identity { service: "up".into(), node: "dev".into(), dev: true },
                 log::LevelFilter::Info,
@@ -208,6 +225,8 @@ fn main() -> ExitCode {
                     internal_base: internal_port_base,
                     media_advertise,
                     media_tcp: !no_media_tcp,
+                    e2ee_direct,
+                    e2ee_sm4: e2ee_suite == "sm4-gcm",
                 },
                 public_names: names,
                 json: cli.json,

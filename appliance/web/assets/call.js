@@ -2,7 +2,9 @@
 // SDP travels over /ws (same origin, TLS): we offer once when joining; the gateway offers again whenever someone's
 // tracks appear or go, and we answer. Chat, link, document and whiteboard messages travel on the same socket
 // (`send(body)`); each arrives back, with its place in the call's record, through `onMessage`. A call the front desk
-// set up carries its call token (`token`).
+// set up carries its call token (`token`). In an end-to-end encrypted call every frame goes through the page's
+// frame-encryption worker (e2ee/call-e2ee.js); the gateway relays only what it cannot read.
+import { frameEncryption } from '/assets/e2ee/call-e2ee.js';
 
 export async function joinCall({ room, role, token, localVideo, remotes, onState, onMessage = () => {} }) {
   const media = await navigator.mediaDevices.getUserMedia({
@@ -10,11 +12,14 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
     video: { width: { ideal: 640 }, height: { ideal: 480 } },
   });
   localVideo.srcObject = media;
+  const e2ee = await frameEncryption();
   const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
   for (const track of media.getTracks()) {
     pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
   }
+  e2ee?.send(pc.getSenders());
   pc.ontrack = (e) => {
+    if (e2ee?.suite) e2ee.receive(e.receiver);
     const id = e.streams[0]?.id ?? e.track.id;
     let video = remotes.querySelector(`video[data-stream="${CSS.escape(id)}"]`);
     if (!video) {
@@ -56,10 +61,20 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
 
   const ws = new WebSocket(`wss://${location.host}/ws`);
   await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error('signalling unavailable')); });
-  ws.onmessage = async (m) => {
+  // One message at a time, in order: a media key must not overtake the answer that says the call is encrypted.
+  let inbox = Promise.resolve();
+  ws.onmessage = (m) => { inbox = inbox.then(() => handle(m)).catch((e) => onState(`error: ${e.message}`)); };
+  const handle = async (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === 'answer') {
+      if (e2ee && !msg.restart) await (msg.e2ee ? e2ee.start(msg.e2ee) : e2ee.clear());
       await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+    } else if (msg.type === 'media-key') {
+      try {
+        await e2ee.key(msg);
+      } catch (e) {
+        onState(`error: ${e.message}`);
+      }
     } else if (msg.type === 'offer') {
       // Our ICE-restart offer crossed this one: the gateway drops its offer and sends it again after answering ours.
       if (pc.signalingState === 'have-local-offer') return;
@@ -78,16 +93,22 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
   };
   ws.onclose = () => onState('ended');
   await pc.setLocalDescription(await pc.createOffer());
-  ws.send(JSON.stringify({ type: 'join', room, role, sdp: pc.localDescription.sdp, ...(token ? { token } : {}) }));
+  ws.send(JSON.stringify({
+    type: 'join', room, role, sdp: pc.localDescription.sdp, ...(token ? { token } : {}),
+    ...(e2ee ? { e2ee: { public_key: e2ee.publicKey } } : {}),
+  }));
 
   const call = {
     pc,
     ws,
     send(body) { ws.send(JSON.stringify({ type: 'message', body })); },
     get restarts() { return restarts; },
+    /** End-to-end encryption: null when this browser has none; its `suite` is null when the call is not encrypted. */
+    e2ee,
     hangup() {
       ws.close();
       pc.close();
+      e2ee?.close();
       media.getTracks().forEach((t) => t.stop());
     },
   };

@@ -2,15 +2,16 @@
 //! encoded frames, with the codec's own header left in clear so the SFU can still tell keyframes and layers apart.
 //!
 //! A protected frame is `prefix ‖ SFrame header ‖ ciphertext ‖ tag`:
-//! - `prefix`: the first bytes of the codec payload, in clear ([`clear_prefix`]: VP8 10 bytes on a keyframe, 3
-//!   otherwise; Opus 1 byte, its TOC). They are the SFrame *metadata*: authenticated, not encrypted.
-//! - the SFrame header ([`header`]): the key id (the call key's epoch: a new key on every join and leave) and the
-//!   sender's counter, which never repeats under one key.
+//! - `prefix`: the first byte of the codec payload, in clear ([`clear_prefix`]: VP8's keyframe flag, Opus's TOC). It
+//!   is the SFrame *metadata*: authenticated, not encrypted.
+//! - the SFrame header ([`header`]): the key id (the call key's epoch — a new key on every join and leave — and the
+//!   sender's slot in it, [`epochs::kid`]) and the sender's counter, which never repeats under one key.
 //! - ciphertext and tag: AEAD over the rest, with `header ‖ prefix` as associated data, key and nonce derived as the
 //!   RFC says ([`suite`]).
 //!
 //! Suites: AES-256-GCM (SHA-512 KDF, the default), AES-128-GCM, and the 国密 private-use suite SM4-GCM with HKDF-SM3.
 
+pub mod epochs;
 pub mod header;
 pub mod suite;
 
@@ -18,6 +19,7 @@ use std::collections::HashMap;
 
 use zeroize::Zeroizing;
 
+pub use epochs::EpochKeys;
 pub use header::Header;
 pub use suite::Suite;
 
@@ -50,18 +52,19 @@ pub enum Codec {
     Opus,
 }
 
-/// How many leading bytes of `frame` stay in clear for `codec`: VP8's frame tag (3 bytes) and, on a keyframe, its
-/// start code and size (10 in all), so the SFU still sees keyframes; Opus's TOC byte.
+/// How many leading bytes of `frame` stay in clear for `codec`: one. For VP8 it is the first byte of the frame tag
+/// (keyframe flag, version, show-frame): all the SFU reads to tell keyframes. The rest of the tag, the keyframe start
+/// code and the picture size are encrypted too, so a decoder without the key rejects every frame instead of turning
+/// a keyframe into noise. For Opus it is the TOC byte.
 pub fn clear_prefix(codec: Codec, frame: &[u8]) -> usize {
     let n = match codec {
-        Codec::Vp8 if frame.first().is_some_and(|b| b & 1 == 0) => 10,
-        Codec::Vp8 => 3,
-        Codec::Opus => 1,
+        Codec::Vp8 | Codec::Opus => 1,
     };
     n.min(frame.len())
 }
 
 /// One key's derived material.
+#[derive(Clone)]
 struct Keyed {
     suite: Suite,
     key: Zeroizing<Vec<u8>>,
@@ -100,7 +103,7 @@ fn open_with(k: &Keyed, h: Header, header_len: usize, metadata: &[u8], sealed: &
     k.suite.open(&k.key, &suite::nonce(&k.salt, h.ctr), &aad, &sealed[header_len..])
 }
 
-/// A sender: one call key (its epoch is the key id) and the counter.
+/// A sender: its key id in the call (epoch and slot, [`epochs::kid`]), the derived key and the counter.
 pub struct Sender {
     kid: u64,
     keyed: Keyed,
@@ -108,7 +111,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Send under `base_key`, epoch `kid`, with `suite`.
+    /// Send as key id `kid` under `base_key` (the epoch's call key), with `suite`.
     pub fn new(suite: Suite, kid: u64, base_key: &[u8]) -> Sender {
         Sender { kid, keyed: Keyed::new(suite, base_key, kid), ctr: 0 }
     }
@@ -131,7 +134,7 @@ impl Sender {
 }
 
 /// A receiver: the call keys it holds, by key id (the current one and, across a rotation, the one before).
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Receiver {
     keys: HashMap<u64, Keyed>,
 }
@@ -145,6 +148,11 @@ impl Receiver {
     /// Hold `base_key` as key `kid`.
     pub fn add_key(&mut self, suite: Suite, kid: u64, base_key: &[u8]) {
         self.keys.insert(kid, Keyed::new(suite, base_key, kid));
+    }
+
+    /// Whether key `kid` is held.
+    pub fn holds(&self, kid: u64) -> bool {
+        self.keys.contains_key(&kid)
     }
 
     /// Drop every key older than `kid` (after a rotation has settled).

@@ -279,6 +279,9 @@ impl Desk {
                 let existing = inner.rooms.get(&customer).cloned();
                 let room = existing.clone().unwrap_or_else(|| format!("call-{}", random_hex(8)));
                 inner.rooms.insert(customer.clone(), room.clone());
+                if existing.is_none() {
+                    self.calls.e2ee.mark(&room, &business);
+                }
                 log::info!(room = room.as_str(); "{business} call: a teller answered");
                 let mut joins = vec![Join {
                     to: Target::Teller(teller),

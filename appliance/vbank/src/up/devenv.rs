@@ -38,6 +38,10 @@ pub struct Ports {
     pub media_advertise: Option<std::net::SocketAddr>,
     /// Offer ICE-TCP on the media port (for networks that block UDP).
     pub media_tcp: bool,
+    /// End-to-end encrypt calls joined by link too (not only the front desk's `wealth` calls).
+    pub e2ee_direct: bool,
+    /// The 国密 frame cipher (SM4-GCM) instead of AES-256-GCM.
+    pub e2ee_sm4: bool,
 }
 
 const DEV_TOKEN: &str = "vbank-dev";
@@ -126,6 +130,12 @@ listen = "127.0.0.1:{rec}"
 admin_listen = "127.0.0.1:{rec_admin}"
 dir = "{d}/recordings"
 min_free_mb = 256     # new recordings (and so calls that need them) are refused below this much free space
+
+[e2ee]
+businesses = "wealth"    # the front desk's business types whose calls are end-to-end encrypted ("*": all)
+direct = {e2ee_direct}           # calls joined by link (these development pages, `vbank token`) too
+suite = "{e2ee_suite}"   # the frame cipher: aes-256-gcm (WebCrypto) or sm4-gcm (国密, WebAssembly)
+wasm = "{e2ee_wasm}"
 {kyc}"#,
         public = ports.public,
         gw_admin = b + 1,
@@ -136,6 +146,13 @@ min_free_mb = 256     # new recordings (and so calls that need them) are refused
         rec_admin = b + 6,
         advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4))),
         media_tcp = ports.media_tcp,
+        e2ee_direct = ports.e2ee_direct,
+        e2ee_suite = if ports.e2ee_sm4 { "sm4-gcm" } else { "aes-256-gcm" },
+        // Built by tests/run.sh (cargo build -p vbank-sframe-wasm --target wasm32-unknown-unknown --release).
+        e2ee_wasm = std::env::var("VBANK_SFRAME_WASM")
+            .ok()
+            .filter(|p| Path::new(p).is_absolute())
+            .unwrap_or_else(|| "/usr/lib/vbank/vbank_sframe_wasm.wasm".into()),
         kyc = super::kyc_dev::config_text(dir, ports),
     )
 }
@@ -244,7 +261,14 @@ mod tests {
     fn prepares_once_and_reuses() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
-        let ports = Ports { public: 18443, internal_base: 19100, media_advertise: None, media_tcp: true };
+        let ports = Ports {
+            public: 18443,
+            internal_base: 19100,
+            media_advertise: None,
+            media_tcp: true,
+            e2ee_direct: false,
+            e2ee_sm4: false,
+        };
         let names = vec!["localhost".to_string()];
         let env = prepare(&dir, ports, &names).unwrap();
         assert_eq!(env.config.gateway.listen.port(), 18443);
@@ -264,7 +288,14 @@ mod tests {
     fn an_unwritable_data_dir_names_the_fix() {
         let e = prepare(
             Path::new("/proc/vbank-data"),
-            Ports { public: 1, internal_base: 2, media_advertise: None, media_tcp: true },
+            Ports {
+                public: 1,
+                internal_base: 2,
+                media_advertise: None,
+                media_tcp: true,
+                e2ee_direct: false,
+                e2ee_sm4: false,
+            },
             &[],
         )
         .unwrap_err();

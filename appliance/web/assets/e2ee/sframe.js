@@ -11,10 +11,11 @@ export const CODECS = { vp8: 0, opus: 1 };
 const TAG = 16;
 const enc = new TextEncoder();
 
-/** How many leading bytes of `frame` stay in clear for `codec`. */
+/** How many leading bytes of `frame` stay in clear for `codec` (`clear_prefix` in hsm/sframe): one — VP8's first
+ * frame-tag byte (the keyframe flag the SFU reads; start code and size are encrypted, so a keyless decoder rejects
+ * every frame), Opus's TOC byte. */
 export function clearPrefix(codec, frame) {
-  const n = codec === CODECS.vp8 ? ((frame[0] & 1) === 0 ? 10 : 3) : 1;
-  return Math.min(n, frame.length);
+  return Math.min(codec === CODECS.vp8 || codec === CODECS.opus ? 1 : 0, frame.length);
 }
 
 function beBytes(v, n) {
