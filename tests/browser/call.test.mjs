@@ -64,3 +64,28 @@ test('customer and teller see and hear each other through the SFU', async () => 
     await customer.locator('#remotes video').waitFor({ state: 'detached', timeout: 15_000 });
   });
 });
+
+test('a call that is not end-to-end encrypted: pages with and without RTCRtpScriptTransform pass frames in clear', async () => {
+  await withBrowser('call-clear-streams', async (context) => {
+    // The teller's browser has only insertable streams (an older Chromium): its frames still go through the worker,
+    // which passes them in clear once the answer says the call is not encrypted; its receivers pipe straight through.
+    const customer = await context.newPage();
+    const teller = await context.newPage();
+    await teller.addInitScript(() => { delete window.RTCRtpScriptTransform; });
+    await customer.goto(`${vbank.urls.customer}?room=call-clear`);
+    await teller.goto(`${vbank.urls.teller}?room=call-clear`);
+    await customer.click('#join');
+    await teller.click('#join');
+    const deadline = Date.now() + 30_000;
+    let c;
+    let t;
+    for (;;) {
+      [c, t] = [await inbound(customer), await inbound(teller)];
+      if (c.video > 15 && t.video > 15) break;
+      assert.ok(Date.now() < deadline, `no video both ways: customer ${JSON.stringify(c)}, teller ${JSON.stringify(t)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(await teller.evaluate(() => window.vbankCall.e2ee.mode), 'insertable-streams');
+    assert.equal(await customer.evaluate(() => window.vbankCall.e2ee.suite), null, 'not end-to-end encrypted');
+  });
+});

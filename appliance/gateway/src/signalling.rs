@@ -6,11 +6,13 @@
 //! `{"type":"restart","sdp":OFFER}` restarts ICE within the session (answered like a join, with `"restart":true`).
 //! After joining, `{"type":"message","body":{"kind":…}}` sends a chat, link, document or whiteboard message to the
 //! room (see [`crate::room_messages`]); everyone, the sender too, receives it with its sequence number.
-//! Messages over 64 KiB are refused. In an end-to-end encrypted call (`[e2ee]`) the join must carry
-//! `"e2ee":{"public_key":HEX}` (the page's worker's P-256 key; a page without frame encryption is refused with
-//! `e2ee_required`), the answer names the suite (`"e2ee":"aes-256-gcm"`), and on every join and leave each page gets
-//! `{"type":"media-key","suite","epoch","slot","senders","key","context"}`: the epoch's key, encrypted to its worker. A join carries a call token signed by keyd (`"token"`), checked against the
+//! Messages over 64 KiB are refused. A join carries a call token signed by keyd (`"token"`), checked against the
 //! keys fetched from keyd; only development mode admits a join without one.
+//!
+//! In an end-to-end encrypted call (`[e2ee]`, [`crate::e2ee`]) the join must carry `"e2ee":{"public_key":HEX}` (the
+//! page's worker's P-256 key; a page without frame encryption is refused with `e2ee_required`), the answer names the
+//! suite (`"e2ee":"aes-256-gcm"`), and on every join and leave each page gets
+//! `{"type":"media-key","suite","epoch","slot","senders","key","context"}`: the epoch's key, encrypted to its worker.
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -139,7 +141,8 @@ async fn session(s: AppState, mut socket: WebSocket) {
                     Ok(In::Join { .. }) if me.is_some() => Some(error("already_joined", "this connection has joined already")),
                     Ok(In::Join { room, role, sdp, token, e2ee }) => {
                         let e2ee = e2ee.map(|e| e.public_key);
-                        Some(join(&s, Asked { room: &room, role: &role, sdp, token: token.as_deref(), e2ee }, &events_tx, &mut me).await)
+                        let asked = Asked { room: &room, role: &role, sdp, token: token.as_deref(), e2ee };
+                        Some(join(&s, asked, &events_tx, &mut me).await)
                     }
                     Ok(In::Answer { sdp }) => match &me {
                         Some(j) => {

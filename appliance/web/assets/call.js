@@ -13,13 +13,13 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
   });
   localVideo.srcObject = media;
   const e2ee = await frameEncryption();
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', ...e2ee?.peerConfig });
   for (const track of media.getTracks()) {
     pc.addTransceiver(track, { direction: 'sendonly', streams: [media] });
   }
   e2ee?.send(pc.getSenders());
   pc.ontrack = (e) => {
-    if (e2ee?.suite) e2ee.receive(e.receiver);
+    e2ee?.receive(e.receiver);
     const id = e.streams[0]?.id ?? e.track.id;
     let video = remotes.querySelector(`video[data-stream="${CSS.escape(id)}"]`);
     if (!video) {

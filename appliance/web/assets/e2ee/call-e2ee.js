@@ -1,8 +1,9 @@
 // End-to-end encryption for a call page. The page's frame-encryption worker (worker.js) makes its P-256 key pair;
 // the join carries the public half; when the gateway answers that the call is end-to-end encrypted, every frame the
 // page sends and receives goes through the worker, which holds the call's media key (relayed by the gateway on
-// every join and leave, encrypted to the worker by keyd). A browser without RTCRtpScriptTransform joins without a
-// key, and the gateway refuses it a place in an encrypted call rather than let it downgrade the call.
+// every join and leave, encrypted to the worker by keyd). Frames reach the worker through RTCRtpScriptTransform or,
+// where only that exists, insertable streams (createEncodedStreams). A browser with neither joins without a key, and
+// the gateway refuses it a place in an encrypted call rather than let it downgrade the call.
 
 const SUITES = { 'aes-256-gcm': 0x0005, 'sm4-gcm': 0xf001 };
 const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
@@ -11,7 +12,9 @@ const codecOf = (track) => (track?.kind === 'audio' ? 'opus' : 'vp8');
 
 /** The page's frame encryption, or null when this browser has none. */
 export async function frameEncryption() {
-  if (!('RTCRtpScriptTransform' in window)) return null;
+  const script = 'RTCRtpScriptTransform' in window;
+  const streams = !script && 'createEncodedStreams' in RTCRtpSender.prototype;
+  if (!script && !streams) return null;
   const worker = new Worker('/assets/e2ee/worker.js', { type: 'module' });
   const ask = (msg, type) => new Promise((ok) => {
     const on = ({ data }) => { if (data.type === type) { worker.removeEventListener('message', on); ok(data); } };
@@ -22,7 +25,21 @@ export async function frameEncryption() {
   let suite = null;
   let epoch = 0;
   let slot = 0;
+  const piped = new WeakSet(); // a sender or receiver hands over its streams once
+  const through = (end, direction, codec) => {
+    if (script) {
+      end.transform = new RTCRtpScriptTransform(worker, { direction, codec });
+    } else if (!piped.has(end)) {
+      piped.add(end);
+      const { readable, writable } = end.createEncodedStreams();
+      worker.postMessage({ type: 'streams', direction, codec, readable, writable }, [readable, writable]);
+    }
+  };
   return {
+    /** What the peer connection must be made with. */
+    peerConfig: streams ? { encodedInsertableStreams: true } : {},
+    /** How frames reach the worker: 'script-transform' or 'insertable-streams'. */
+    mode: script ? 'script-transform' : 'insertable-streams',
     /** The worker's public key, for the join. */
     publicKey: hex(publicKey),
     /** The suite the gateway named, once the call is known to be encrypted. */
@@ -34,7 +51,7 @@ export async function frameEncryption() {
     /** Route every frame of `senders` through the worker, before the offer (Chromium applies a sender's transform
      * only from the start): it drops them until the call turns out encrypted (a key) or not (`clear`). */
     send(senders) {
-      for (const s of senders) s.transform = new RTCRtpScriptTransform(worker, { direction: 'send', codec: codecOf(s.track) });
+      for (const s of senders) through(s, 'send', codecOf(s.track));
     },
     /** The call is end-to-end encrypted with `name`: load what the suite needs. */
     async start(name) {
@@ -46,9 +63,15 @@ export async function frameEncryption() {
     },
     /** The call is not end-to-end encrypted: frames pass through. */
     clear() { worker.postMessage({ type: 'clear' }); },
-    /** Open every frame `receiver` gets. */
+    /** Open every frame `receiver` gets (in a call that is not encrypted, insertable streams still need piping). */
     receive(receiver) {
-      receiver.transform = new RTCRtpScriptTransform(worker, { direction: 'recv', codec: codecOf(receiver.track) });
+      if (suite) {
+        through(receiver, 'recv', codecOf(receiver.track));
+      } else if (streams && !piped.has(receiver)) {
+        piped.add(receiver);
+        const { readable, writable } = receiver.createEncodedStreams();
+        readable.pipeTo(writable);
+      }
     },
     /** A `media-key` signalling message: the epoch's key, encrypted to this worker. */
     async key(msg) {

@@ -1,4 +1,5 @@
-// The pages' frame-encryption worker (RTCRtpScriptTransform): every encoded frame a page sends is encrypted with the
+// The pages' frame-encryption worker (RTCRtpScriptTransform, or insertable streams handed over with {type: 'streams'}):
+// every encoded frame a page sends is encrypted with the
 // call's current media key, every frame it receives is opened with the key its header names (sframe.js).
 // - {type: 'keypair'} answers with the public half of the worker's P-256 key pair (made once; the private half is
 //   non-extractable and never leaves the worker), for the page to send with its join.
@@ -66,6 +67,9 @@ let clear = false; // the call is not end-to-end encrypted: frames pass as they 
 self.onmessage = async ({ data }) => {
   if (data.type === 'wasm') wasmModule = data.module;
   if (data.type === 'clear') clear = true;
+  // Insertable streams (browsers with createEncodedStreams but no RTCRtpScriptTransform): the page hands over the
+  // sender's or receiver's streams.
+  if (data.type === 'streams') pipe(data.readable, data.writable, data.direction, data.codec);
   if (data.type === 'keypair') {
     pair = pair ?? await pageKeyPair();
     self.postMessage({ type: 'keypair', publicKey: pair.publicKey });
@@ -88,10 +92,10 @@ function note(kid) {
   if (!stats.kids.includes(k)) stats.kids.push(k);
 }
 
-self.onrtctransform = ({ transformer }) => {
-  const { direction, codec } = transformer.options;
+// Every encoded frame of one sender or receiver, from `readable` to `writable`.
+function pipe(readable, writable, direction, codec) {
   const c = codec === 'opus' ? CODECS.opus : CODECS.vp8;
-  transformer.readable.pipeThrough(new TransformStream({
+  readable.pipeThrough(new TransformStream({
     async transform(frame, out) {
       const data = new Uint8Array(frame.data);
       const started = performance.now();
@@ -120,5 +124,10 @@ self.onrtctransform = ({ transformer }) => {
         if (h) note(h.kid);
       }
     },
-  })).pipeTo(transformer.writable);
+  })).pipeTo(writable);
+}
+
+self.onrtctransform = ({ transformer }) => {
+  const { direction, codec } = transformer.options;
+  pipe(transformer.readable, transformer.writable, direction, codec);
 };
