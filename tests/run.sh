@@ -3,6 +3,7 @@
 # end-to-end `vbank up`), and the browser tests in headless Chromium.
 #   tests/run.sh          the default suite (what CI runs)
 #   tests/run.sh --long   adds the heavy suites (none yet beyond the default: later issues add Ceph RGW, QEMU, drills)
+# The systemd units' security gate and the release bundle's checks are Rust tests (appliance/vbank/tests/release.rs).
 # Ends with one line "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,14 @@ set -e
 p=$(grep -E '^# pass [0-9]+' "$LOG" | awk '{print $3}'); f=$(grep -E '^# fail [0-9]+' "$LOG" | awk '{print $3}')
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 if ((node_status != 0 && ${f:-0} == 0)); then failed=$((failed + 1)); fi
+
+# The Ansible roles: ansible-lint, then Molecule on a chroot (converge, idempotence, verify).
+step "ansible: lint and Molecule (chroot)"
+set +e
+bash tests/ansible.sh 2>&1 | tee "$LOGS/ansible.log" | grep -E '^--- |Executed|PLAY RECAP|changed=|Passed|Failed|ERROR|fatal'
+ansible_status=${PIPESTATUS[0]}
+set -e
+if ((ansible_status == 0)); then passed=$((passed + 1)); else failed=$((failed + 1)); echo "ansible failed: $LOGS/ansible.log"; fi
 
 # Personal data must not reach a log: no resident ID number (18 characters standing alone) and none of the simulated
 # people's names (appliance/vbank/src/up/kyc_dev.rs) in anything the suite printed or any service wrote. A hit is

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # taskset), curl. Recording fusion and export: ffmpeg (the CLI composes the MP4). Benchmarks: janus (the peer SFU
 # of `vbank bench gateway`). Documents shown in calls: poppler-utils (pdftoppm) and LibreOffice headless (PowerPoint).
 # KYC face comparison: dlib with BLAS/LAPACK (its example photos serve the tests as other people's faces).
+# Install: systemd (systemd-analyze gates the units), debootstrap (the Molecule chroot's rootfs), binutils (strip).
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
           fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg poppler-utils libreoffice-impress-nogui
-          libdlib-dev liblapack-dev libblas-dev)
+          libdlib-dev liblapack-dev libblas-dev systemd debootstrap binutils)
 # The machine image may ship Node.js outside Debian's packages: use it when present.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 

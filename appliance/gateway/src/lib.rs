@@ -218,6 +218,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     }
     let admin_app = ctx.observed(admin_routes, "admin");
     let admin_task = tokio::spawn(serve_tls(admin_l, admin_tls, admin_app, ctx.shutdown()));
+    ctx.notify_systemd();
     log::info!(url = cfg.gateway.public_url.as_str(); "gateway started");
     let _ = public_task.await;
     let _ = admin_task.await;

@@ -476,6 +476,7 @@ pub async fn run(cfg: Config) -> Result<(), RecorderServiceError> {
         tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(router(state.clone()), "api"), ctx.shutdown()));
     let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
     let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
+    ctx.notify_systemd();
     log::info!(listen = cfg.recorder.listen.to_string().as_str(); "recorder started");
     let _ = api_task.await;
     let _ = admin_task.await;

@@ -11,10 +11,12 @@ pub mod admin;
 pub mod client;
 mod health;
 mod metrics;
+pub mod notify;
 mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -117,6 +119,41 @@ impl Context {
                 _ = tokio::signal::ctrl_c() => log::info!("SIGINT: stopping"),
             }
             ctx.stop();
+        });
+    }
+
+    /// Tell systemd (when it started this process) that the service serves, keep its watchdog fed and its status
+    /// line current with the readiness checks, and say when it stops. Call once the listeners are bound.
+    pub fn notify_systemd(&self) {
+        if !notify::notify("READY=1\nSTATUS=starting") {
+            return;
+        }
+        let ctx = self.clone();
+        tokio::spawn(async move {
+            let every = notify::watchdog_interval().unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
+            let mut shutdown = ctx.shutdown();
+            let mut last = String::new();
+            loop {
+                let status = notify::status(&ctx.health.report());
+                let mut msg = String::new();
+                if notify::watchdog_interval().is_some() {
+                    msg.push_str("WATCHDOG=1\n");
+                }
+                if status != last {
+                    msg.push_str(&format!("STATUS={status}\n"));
+                    last = status;
+                }
+                if !msg.is_empty() {
+                    notify::notify(msg.trim_end());
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => {
+                        notify::notify("STOPPING=1");
+                        return;
+                    }
+                }
+            }
         });
     }
 

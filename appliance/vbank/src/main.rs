@@ -8,6 +8,7 @@ mod bench;
 mod config_cmd;
 mod hsm_cmd;
 mod recordings_cmd;
+mod release_cmd;
 mod up;
 
 use std::path::PathBuf;
@@ -122,6 +123,20 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: hsm_cmd::AuditCmd,
+    },
+    /// The signed release bundle: the release key and building a bundle.
+    Release {
+        #[command(subcommand)]
+        cmd: release_cmd::ReleaseCmd,
+    },
+    /// Check a release bundle against the pinned release key; refuse it when its signature or any file's SHA-256
+    /// fails, or it holds anything unlisted.
+    VerifyBundle {
+        /// The bundle (vbank-<version>.tar.gz).
+        bundle: PathBuf,
+        /// The release public key bank IT pinned (release.pem).
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -279,6 +294,20 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json, cli.tls == "sm"),
+        Cmd::Release { cmd } => match release_cmd::run(cmd, cli.json) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vbank release: {e:#}");
+                1
+            }
+        },
+        Cmd::VerifyBundle { bundle, key } => match release_cmd::verify(&bundle, &key, cli.json) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("vbank verify-bundle: {e:#}");
+                1
+            }
+        },
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }
