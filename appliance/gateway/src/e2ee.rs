@@ -128,11 +128,13 @@ impl E2ee {
         marked.insert(room.to_string(), (on, now));
     }
 
-    /// The frame suite of `room`'s call, if it is end-to-end encrypted.
-    pub fn suite_of(&self, room: &str) -> Option<&str> {
+    /// The frame suite of `room`'s call, if it is end-to-end encrypted: the joiner's call token says so
+    /// (`token_says`, signed, so it holds across a gateway restart), or the front desk marked it, or `[e2ee] direct`
+    /// covers calls it did not make.
+    pub fn suite_of(&self, room: &str, token_says: bool) -> Option<&str> {
         let cfg = self.cfg.as_ref()?;
         let marked = self.marked.lock().unwrap_or_else(|p| p.into_inner()).get(room).map(|m| m.0);
-        marked.unwrap_or(cfg.e2ee.direct).then_some(cfg.e2ee.suite.as_str())
+        (token_says || marked.unwrap_or(cfg.e2ee.direct)).then_some(cfg.e2ee.suite.as_str())
     }
 
     /// The call in `room`, locked; one that ended while we waited for its lock is replaced by a fresh one.

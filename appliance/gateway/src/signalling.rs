@@ -100,12 +100,22 @@ pub fn verify_token(s: &AppState, token: &str) -> Result<vbank_token::Claims, St
     vbank_token::verify(token, &keys, now).map_err(|e| format!("{e}: ask for a new call token"))
 }
 
-/// Check a call token for `room` and `role`; development mode alone admits a request without one.
-pub fn authorize(s: &AppState, token: Option<&str>, room: &str, role: &str) -> Result<(), String> {
+/// Check a call token for `room` and `role`; development mode alone admits a request without one. The token's
+/// claims, when there is one.
+pub fn authorize(
+    s: &AppState,
+    token: Option<&str>,
+    room: &str,
+    role: &str,
+) -> Result<Option<vbank_token::Claims>, String> {
     match token {
-        Some(t) => verify_token(s, t)?.require(room, role).map_err(|e| format!("{e}: ask for a new call token")),
+        Some(t) => {
+            let claims = verify_token(s, t)?;
+            claims.require(room, role).map_err(|e| format!("{e}: ask for a new call token"))?;
+            Ok(Some(claims))
+        }
         // Development mode (vbank up) lets its pages join without a token; no production node does.
-        None if s.dev => Ok(()),
+        None if s.dev => Ok(None),
         None => Err("joining needs a call token (from `vbank token` or the call service)".into()),
     }
 }
@@ -242,16 +252,17 @@ async fn join(
     me: &mut Option<Joined>,
 ) -> Message {
     let Asked { room, role, sdp, token, e2ee } = asked;
-    if let Err(e) = authorize(s, token, room, role) {
-        return error("unauthorized", e);
-    }
+    let claims = match authorize(s, token, room, role) {
+        Ok(c) => c,
+        Err(e) => return error("unauthorized", e),
+    };
     let Some(role) = Role::from_name(role).filter(|r| *r != Role::Recorder) else {
         return error("bad_role", "role must be customer, teller, specialist or observer");
     };
     if room.is_empty() || room.len() > 64 || !room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return error("bad_room", "room: 1-64 letters, digits, - or _");
     }
-    let suite = s.calls.e2ee.suite_of(room).map(str::to_string);
+    let suite = s.calls.e2ee.suite_of(room, claims.is_some_and(|c| c.e2ee)).map(str::to_string);
     let public_key = match (&suite, e2ee) {
         (None, _) => None,
         (Some(_), None) => {

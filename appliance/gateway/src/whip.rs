@@ -23,17 +23,22 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into() + "\n").into_response()
 }
 
-/// The role a token grants, or the development default.
-fn role_of(s: &AppState, token: Option<&str>, room: &str, default: &str) -> Result<String, (StatusCode, String)> {
+/// The role a token grants (or the development default), and whether it says the call is end-to-end encrypted.
+fn role_of(
+    s: &AppState,
+    token: Option<&str>,
+    room: &str,
+    default: &str,
+) -> Result<(String, bool), (StatusCode, String)> {
     let unauthorized = |e: String| (StatusCode::UNAUTHORIZED, e);
     match token {
         // The role is whatever the token names; the token must be for this room.
         Some(t) => {
             let claims = verify_token(s, t).map_err(unauthorized)?;
             claims.require(room, &claims.role).map_err(|e| unauthorized(format!("{e}: ask for a new call token")))?;
-            Ok(claims.role)
+            Ok((claims.role, claims.e2ee))
         }
-        None => authorize(s, None, room, default).map(|_| default.to_string()).map_err(unauthorized),
+        None => authorize(s, None, room, default).map(|_| (default.to_string(), false)).map_err(unauthorized),
     }
 }
 
@@ -49,7 +54,7 @@ async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: B
         return problem(StatusCode::BAD_REQUEST, "room: 1-64 letters, digits, - or _");
     }
     let default = if kind == "whip" { "customer" } else { "observer" };
-    let role_name = match role_of(&s, bearer(&headers), &room, default) {
+    let (role_name, e2ee) = match role_of(&s, bearer(&headers), &room, default) {
         Ok(r) => r,
         Err((status, why)) => return problem(status, why),
     };
@@ -59,7 +64,7 @@ async fn join(s: AppState, kind: &str, room: String, headers: HeaderMap, body: B
     if kind == "whip" && !role.publishes() {
         return problem(StatusCode::FORBIDDEN, format!("a {role_name} token cannot publish"));
     }
-    if kind == "whip" && s.calls.e2ee.suite_of(&room).is_some() {
+    if kind == "whip" && s.calls.e2ee.suite_of(&room, e2ee).is_some() {
         return problem(
             StatusCode::FORBIDDEN,
             "this call is end-to-end encrypted and a WHIP publisher cannot encrypt frames: join from the call page",

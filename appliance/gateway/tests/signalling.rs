@@ -12,6 +12,10 @@ async fn server(dev: bool) -> String {
 }
 
 async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
+    serve(dev, token_keys, vbank_gateway::recording::Calls::unrecorded()).await
+}
+
+async fn serve(dev: bool, token_keys: TokenKeys, calls: vbank_gateway::recording::Calls) -> String {
     let media = media::start(
         media::MediaOptions::udp("127.0.0.1:0".parse().unwrap(), "127.0.0.1:9".parse().unwrap()),
         media::MediaMetrics::default(),
@@ -26,7 +30,7 @@ async fn server_with_keys(dev: bool, token_keys: TokenKeys) -> String {
         token_keys,
         store: None,
         rooms: Default::default(),
-        calls: vbank_gateway::recording::Calls::unrecorded(),
+        calls,
         desk: vbank_gateway::desk::Desk::without_store(),
     };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -92,6 +96,10 @@ async fn outside_development_mode_joining_needs_a_token() {
 
 /// A token as keyd would make it, signed here with a software P-256 key standing in for the HSM's.
 fn token(key: &p256::ecdsa::SigningKey, room: &str, role: &str, iat: u64, exp: u64) -> String {
+    signed(key, room, role, iat, exp, false)
+}
+
+fn signed(key: &p256::ecdsa::SigningKey, room: &str, role: &str, iat: u64, exp: u64, e2ee: bool) -> String {
     use p256::ecdsa::signature::hazmat::PrehashSigner;
     let claims = vbank_token::Claims {
         v: 1,
@@ -101,6 +109,7 @@ fn token(key: &p256::ecdsa::SigningKey, room: &str, role: &str, iat: u64, exp: u
         exp,
         jti: "00".into(),
         kid: "vbank/call-token/v1".into(),
+        e2ee,
     };
     let input = vbank_token::signing_input(&claims);
     let sig: p256::ecdsa::Signature = key.sign_prehash(&vbank_token::digest(&input)).unwrap();
@@ -138,4 +147,35 @@ async fn joins_need_a_valid_token_for_that_room_and_role() {
     let v = ask(&mut ws, &join("v1.e30.AAAA")).await;
     assert_eq!(v["code"], "unauthorized");
     assert!(!v["message"].as_str().unwrap().contains("v1.e30"), "a token is never echoed");
+}
+
+/// A call token that says the call is end-to-end encrypted binds the gateway, whatever it remembers of the call: a
+/// page that cannot encrypt frames is refused (`e2ee_required`), a malformed worker key too.
+#[tokio::test]
+async fn a_token_for_an_encrypted_call_refuses_a_page_without_frame_encryption() {
+    let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+    let public = key.verifying_key().to_sec1_point(false);
+    let keys = TokenKeys::default();
+    keys.write().unwrap().push((
+        "vbank/call-token/v1".into(),
+        vbank_crypto::p256sig::P256PublicKey::from_sec1(public.as_bytes()).unwrap(),
+    ));
+    let (cfg, _) = vbank_config::parse("[gateway]\nrecording = \"off\"\n").unwrap();
+    let url = serve(false, keys, vbank_gateway::recording::Calls::new(cfg)).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let t = signed(&key, "r1", "customer", now, now + 600, true);
+    let v =
+        ask(&mut ws, &format!(r#"{{"type":"join","room":"r1","role":"customer","sdp":"v=0","token":"{t}"}}"#)).await;
+    assert_eq!(v["code"], "e2ee_required", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("RTCRtpScriptTransform"), "{v}");
+    let bad = format!(
+        r#"{{"type":"join","room":"r1","role":"customer","sdp":"v=0","token":"{t}","e2ee":{{"public_key":"04zz"}}}}"#
+    );
+    assert_eq!(ask(&mut ws, &bad).await["code"], "bad_message");
+    // The same call without the claim, on a node whose [e2ee] covers no direct calls: admitted to the SDP check.
+    let plain = token(&key, "r1", "customer", now, now + 600);
+    let v = ask(&mut ws, &format!(r#"{{"type":"join","room":"r1","role":"customer","sdp":"v=0","token":"{plain}"}}"#))
+        .await;
+    assert_eq!(v["code"], "join_refused", "{v}");
 }

@@ -30,6 +30,10 @@ pub struct Claims {
     pub jti: String,
     /// The signing key's label.
     pub kid: String,
+    /// The call is end-to-end encrypted: the gateway admits only pages that encrypt frames, whatever it remembers
+    /// of the call (a restart forgets), since the signed token says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub e2ee: bool,
 }
 
 /// Why a token was refused. The message never repeats the token.

@@ -313,11 +313,14 @@ struct TokenIn {
     room: String,
     role: String,
     ttl_s: u64,
+    /// The call is end-to-end encrypted.
+    #[serde(default)]
+    e2ee: bool,
 }
 
 async fn token_sign(State(s): State<ApiState>, Extension(peer): Extension<Peer>, Json(r): Json<TokenIn>) -> ApiResult {
     let svc = caller(&peer)?;
-    let (token, claims) = s.keys.sign_token(&r.room, &r.role, r.ttl_s, svc.name()).await?;
+    let (token, claims) = s.keys.sign_token(&r.room, &r.role, r.ttl_s, r.e2ee, svc.name()).await?;
     Ok(Json(json!({"token": token, "claims": claims})).into_response())
 }
 

@@ -449,6 +449,7 @@ impl KeyService {
         room: &str,
         role: &str,
         ttl_s: u64,
+        e2ee: bool,
         actor: &str,
     ) -> Result<(String, vbank_token::Claims), KeydError> {
         if room.is_empty()
@@ -478,11 +479,12 @@ impl KeyService {
             exp: iat + ttl_s,
             jti,
             kid: rec.label.to_string(),
+            e2ee,
         };
         let input = vbank_token::signing_input(&claims);
         let (b, label, digest) = (self.backend.clone(), rec.label, vbank_token::digest(&input));
         let sig = blocking(move || b.sign_p256(label, &digest)).await?;
-        let detail = format!("room={room} role={role} ttl={ttl_s}s jti={}", claims.jti);
+        let detail = format!("room={room} role={role} ttl={ttl_s}s e2ee={e2ee} jti={}", claims.jti);
         self.audit.append(self, actor, "token.sign", &rec.label.to_string(), "ok", &detail).await?;
         Ok((vbank_token::assemble(&input, &sig), claims))
     }

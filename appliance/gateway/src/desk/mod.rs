@@ -305,7 +305,8 @@ impl Desk {
     async fn connect(&self, j: Join) {
         let token = match &self.cfg {
             Some(cfg) => {
-                let body = json!({"room": j.room, "role": j.role, "ttl_s": 600});
+                let e2ee = self.calls.e2ee.suite_of(&j.room, false).is_some();
+                let body = json!({"room": j.room, "role": j.role, "ttl_s": 600, "e2ee": e2ee});
                 match crate::recording::post(cfg, Service::Keyd, "/v1/token/sign", body).await {
                     Ok(v) => v["token"].as_str().map(str::to_string),
                     Err(e) => {
