@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every vbank test: formatting, lints, unit and integration tests (both store backends, SoftHSM2, journald,
-# end-to-end `vbank up`), and the browser tests in headless Chromium.
+# end-to-end `vbank up`), the browser tests in headless Chromium, and the Ansible roles (lint, Molecule on a chroot).
 #   tests/run.sh          the default suite (what CI runs)
 #   tests/run.sh --long   adds the heavy suites (none yet beyond the default: later issues add Ceph RGW, QEMU, drills)
 # The systemd units' security gate and the release bundle's checks are Rust tests (appliance/vbank/tests/release.rs).

@@ -1,6 +1,6 @@
-// The pages' frame-encryption worker (RTCRtpScriptTransform, or insertable streams handed over with {type: 'streams'}):
-// every encoded frame a page sends is encrypted with the
-// call's current media key, every frame it receives is opened with the key its header names (sframe.js).
+// The pages' frame-encryption worker (RTCRtpScriptTransform, or insertable streams handed over with
+// {type: 'streams'}): every encoded frame a page sends is encrypted with the call's current media key, every frame it
+// receives is opened with the key its header names (sframe.js).
 // - {type: 'keypair'} answers with the public half of the worker's P-256 key pair (made once; the private half is
 //   non-extractable and never leaves the worker), for the page to send with its join.
 // - {type: 'wrapped', suite, epoch, slot, senders, blob, context} installs an epoch's media key keyd encrypted to that
