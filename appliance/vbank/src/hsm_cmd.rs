@@ -465,27 +465,32 @@ async fn ceremony(k: &Keyd, cfg: &Config, officers: &[String], witnesses: &[Stri
 }
 
 fn officer_keygen(name: &str, out: &Path, json: bool) -> Result<()> {
-    let key = Sm2PrivateKey::generate()?;
     std::fs::create_dir_all(out)?;
     let key_path = out.join(format!("{name}.key"));
     let pub_path = out.join(format!("{name}.pub.pem"));
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&key_path)
-            .with_context(|| format!("creating {} (it must not exist yet)", key_path.display()))?;
-        f.write_all(key.to_pkcs8_pem()?.expose())?;
-    }
-    std::fs::write(&pub_path, key.public_key().to_pem())?;
+    write_key_pair(&key_path, &pub_path)?;
     if json {
         println!("{}", json!({"key": key_path, "public": pub_path}));
     } else {
         println!("wrote {} (keep it secret) and {}", key_path.display(), pub_path.display());
     }
+    Ok(())
+}
+
+/// Make an SM2 key pair: the private key as PKCS#8 PEM at `key_path` (0600, refusing to overwrite) and the public
+/// key as PEM at `pub_path`. Officers' keys and the release key.
+pub(crate) fn write_key_pair(key_path: &Path, pub_path: &Path) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = Sm2PrivateKey::generate()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(key_path)
+        .with_context(|| format!("creating {} (it must not exist yet)", key_path.display()))?;
+    f.write_all(key.to_pkcs8_pem()?.expose())?;
+    std::fs::write(pub_path, key.public_key().to_pem()).with_context(|| format!("writing {}", pub_path.display()))?;
     Ok(())
 }
 

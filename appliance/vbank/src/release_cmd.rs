@@ -69,19 +69,8 @@ pub fn run(cmd: ReleaseCmd, json: bool) -> Result<()> {
 }
 
 fn keygen(out: &Path, json: bool) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let key = Sm2PrivateKey::generate()?;
     let (private, public) = (out.join("release.key"), out.join("release.pem"));
-    let pem = key.to_pkcs8_pem()?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&private)
-        .and_then(|mut f| f.write_all(pem.expose()))
-        .with_context(|| format!("cannot create {} (it must not exist yet)", private.display()))?;
-    std::fs::write(&public, key.public_key().to_pem()).with_context(|| format!("cannot write {}", public.display()))?;
+    crate::hsm_cmd::write_key_pair(&private, &public)?;
     if json {
         println!("{}", json!({"key": private, "public_key": public}));
     } else {
