@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The Ansible roles: ansible-lint (production profile), then the Molecule scenario (ansible/molecule/default) on a
 # chroot of a cached Debian 12 rootfs inside `unshare -m`: converge, idempotence (a second run changes nothing),
-# verify. The fixtures are made here: a release key, a bundle signed with it from this build's vbank (debug, its
-# symbols stripped) and the frame-cipher module, and certificates from a throw-away CA.
+# verify. The fixtures (a signed bundle, the release key, certificates) come from tests/install-fixtures.sh.
 #   VBANK_BIN=… VBANK_SFRAME_WASM=… tests/ansible.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,19 +17,7 @@ echo "--- ansible-lint"
 
 FIX=$(mktemp -d)
 trap 'rm -rf "$FIX"' EXIT
-strip -o "$FIX/vbank" "$VBANK_BIN"
-"$FIX/vbank" --json release keygen --out "$FIX" >/dev/null
-"$FIX/vbank" --json release build --version 0.0.0-test --key "$FIX/release.key" --binary "$FIX/vbank" \
-  --wasm "$VBANK_SFRAME_WASM" --out "$FIX" >/dev/null
-mkdir -p "$FIX/tls"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=test CA" \
-  -keyout "$FIX/tls/ca.key" -out "$FIX/tls/ca.crt" 2>/dev/null
-for name in public gateway keyd recorder kyc cli; do
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name.vbank.internal" \
-    -keyout "$FIX/tls/$name.key" -out "$FIX/tls/$name.csr" 2>/dev/null
-  openssl x509 -req -in "$FIX/tls/$name.csr" -CA "$FIX/tls/ca.crt" -CAkey "$FIX/tls/ca.key" -days 2 \
-    -out "$FIX/tls/$name.crt" 2>/dev/null
-done
+bash tests/install-fixtures.sh "$FIX"
 
 echo "--- molecule test (chroot)"
 export MOLECULE_CHROOTS="$FIX/chroots" MOLECULE_FIXTURES="$FIX"

@@ -2,7 +2,7 @@
 # Every vbank test: formatting, lints, unit and integration tests (both store backends, SoftHSM2, journald,
 # end-to-end `vbank up`), the browser tests in headless Chromium, and the Ansible roles (lint, Molecule on a chroot).
 #   tests/run.sh          the default suite (what CI runs)
-#   tests/run.sh --long   adds the heavy suites (none yet beyond the default: later issues add Ceph RGW, QEMU, drills)
+#   tests/run.sh --long   adds the heavy suites: the hardened image (build, lynis, QEMU boot: tests/image.sh)
 # The systemd units' security gate and the release bundle's checks are Rust tests (appliance/vbank/tests/release.rs).
 # Ends with one line "N passed, N failed".
 set -euo pipefail
@@ -18,7 +18,7 @@ done
 # Reuse a warm build across clones (CI clones afresh; the cache lives outside the checkout).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vbank/target}"
 export CARGO_TERM_COLOR=never
-bash tests/setup.sh
+if ((LONG)); then bash tests/setup.sh --long; else bash tests/setup.sh; fi
 
 LOGS=$(mktemp -d)
 LOG=$LOGS/cargo-test.log
@@ -77,8 +77,12 @@ else
 fi
 
 if ((LONG)); then
-  step "long suites"
-  echo "(no long suites yet)"
+  step "long: the hardened image (build, lynis, boot under QEMU)"
+  set +e
+  bash tests/image.sh 2>&1 | tee "$LOGS/image.log"
+  image_status=${PIPESTATUS[0]}
+  set -e
+  if ((image_status == 0)); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 fi
 
 echo

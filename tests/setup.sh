@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what vbank needs on Debian 12 to build, run (`vbank up`) and test: Debian packages, the Rust
-# components, and the browser-test npm package. Idempotent; installs only what is missing. Run as root (or with sudo).
+# components, and the browser-test npm package (`--long`: also what the long suites need). Idempotent; installs only
+# what is missing. Run as root (or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
           fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg poppler-utils libreoffice-impress-nogui
           libdlib-dev liblapack-dev libblas-dev systemd debootstrap binutils)
+# The long suites (tests/run.sh --long): the image build (mmdebstrap, lynis, qemu-img) and its boot test (QEMU).
+[[ "${1:-}" == "--long" ]] && PACKAGES+=(mmdebstrap lynis qemu-system-x86 qemu-utils)
 # The machine image may ship Node.js outside Debian's packages: use it when present.
 command -v node >/dev/null && command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 

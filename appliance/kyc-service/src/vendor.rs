@@ -4,7 +4,7 @@
 //! protocols in `vbank_kyc::vendor`.
 
 use std::future::Future;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,7 +26,9 @@ const IDLE: usize = 4;
 /// One vendor's HTTPS endpoint.
 pub struct Endpoint {
     host: String,
-    addr: SocketAddr,
+    /// `connect` from the configuration; without it the host is resolved for each new connection, so a DNS outage
+    /// at boot makes calls retryable failures rather than stopping the service.
+    addr: Option<SocketAddr>,
     tls: Arc<ClientConfig>,
     timeout: Duration,
     idle: Mutex<Vec<Connection>>,
@@ -49,14 +51,14 @@ impl Endpoint {
         vendor: &str,
         timeout: Duration,
     ) -> Result<Endpoint, KycServiceError> {
-        let addr = match cfg.connect {
-            Some(a) => a,
-            None => (host, 443)
-                .to_socket_addrs()
-                .map_err(|e| bad(vendor, "host", &e))?
-                .next()
-                .ok_or_else(|| bad(vendor, "host", &"no address"))?,
-        };
+        if host.is_empty() || host.contains(['/', ':', ' ']) {
+            return Err(bad(
+                vendor,
+                "host",
+                &format!("{host:?} is not a host name (write only the name, e.g. api.vendor.cn)"),
+            ));
+        }
+        let addr = cfg.connect;
         let certs = vbank_tls::load_certs(&cfg.ca).map_err(|e| bad(vendor, "ca", &e))?;
         let mut roots = rustls::RootCertStore::empty();
         for c in certs {
@@ -88,14 +90,25 @@ impl Endpoint {
         let fut = async {
             let mut c = match self.kept() {
                 Some(c) => c,
-                None => Connection::open(self.tls.clone(), self.addr, &self.host, self.timeout).await?,
+                None => {
+                    let addr = match self.addr {
+                        Some(a) => a,
+                        None => resolve(&self.host).await?,
+                    };
+                    Connection::open(self.tls.clone(), addr, &self.host, self.timeout)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
             };
-            let answer = c.request_with(Method::POST, &r.path, &headers, Some(r.body.clone().into())).await?;
+            let answer = c
+                .request_with(Method::POST, &r.path, &headers, Some(r.body.clone().into()))
+                .await
+                .map_err(|e| e.to_string())?;
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < IDLE {
                 idle.push(c);
             }
-            Ok::<_, vbank_service::client::CallError>(answer)
+            Ok::<_, String>(answer)
         };
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(Ok((status, _, body))) => Ok((status.as_u16(), body)),
@@ -109,6 +122,18 @@ impl Endpoint {
             }),
         }
     }
+}
+
+/// The vendor's address now, from the node's resolver.
+async fn resolve(host: &str) -> Result<SocketAddr, String> {
+    let unresolved = |why: String| {
+        format!("cannot resolve {host}: {why} (check the node's DNS resolver, or set connect = \"IP:443\")")
+    };
+    tokio::net::lookup_host((host, 443))
+        .await
+        .map_err(|e| unresolved(e.to_string()))?
+        .next()
+        .ok_or_else(|| unresolved("no address".into()))
 }
 
 /// The rule every vendor call follows, with its breaker.
@@ -270,4 +295,42 @@ pub async fn ask_in_turn(
         }
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(host: &str) -> VendorConfig {
+        VendorConfig {
+            host: host.into(),
+            connect: None,
+            ca: "/etc/ssl/certs/ca-certificates.crt".into(),
+            key_id: None,
+            secret: None,
+            encrypt_to: None,
+            ocr_host: String::new(),
+            sbm: String::new(),
+            business: String::new(),
+            place: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_that_does_not_resolve_fails_the_call_not_the_start() {
+        // `.invalid` never resolves (RFC 6761): as with a DNS server down at boot, the service starts and each call
+        // is an unbilled, retryable failure that names the host.
+        let e = Endpoint::new(&config("vendor.invalid"), "nciic", Duration::from_secs(5)).expect("starts");
+        let r = HttpRequest { path: "/".into(), headers: vec![], body: b"{}".to_vec() };
+        let d = e.send(&r).await.expect_err("cannot be reached");
+        assert!(d.retryable && !d.billed, "{d:?}");
+        assert!(format!("{d:?}").contains("cannot resolve vendor.invalid"), "{d:?}");
+    }
+
+    #[test]
+    fn a_url_where_a_host_name_belongs_is_refused() {
+        let e =
+            Endpoint::new(&config("https://api.vendor.cn/"), "nciic", Duration::from_secs(5)).err().expect("refused");
+        assert!(e.to_string().contains("is not a host name"), "{e}");
+    }
 }

@@ -43,7 +43,10 @@ pub enum TlsError {
         what: String,
     },
     /// rustls refused the material (e.g. key does not match certificate).
-    #[error("TLS configuration refused: {0} (hint: check that each key belongs to its certificate)")]
+    #[error(
+        "TLS configuration refused: {0} (hint: each certificate must be X.509 v3 with its DNS names as subjectAltName, \
+         and each key must belong to its certificate)"
+    )]
     Rustls(#[from] rustls::Error),
     /// The client verifier could not be built from the internal CA.
     #[error("cannot use the internal CA for client verification: {0}")]

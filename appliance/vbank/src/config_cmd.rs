@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use vbank_config::{ConfigError, Severity};
+use vbank_config::{ConfigError, Diagnostic, Service, Severity};
+use vbank_tls::ClientAuth;
 
 /// Print every finding; exit 0 when there is no error, 1 otherwise (78 when the file cannot be read).
 pub fn check(path: &Path, json: bool) -> i32 {
-    let diags = match vbank_config::check(path) {
+    let mut diags = match vbank_config::check(path) {
         Ok(d) => d,
         Err(e @ ConfigError::Read { .. }) => {
             if json {
@@ -21,6 +22,9 @@ pub fn check(path: &Path, json: bool) -> i32 {
             return 1;
         }
     };
+    if !diags.iter().any(|d| d.severity == Severity::Error) {
+        diags.extend(tls_findings(path));
+    }
     let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = diags.len() - errors;
     if json {
@@ -39,4 +43,38 @@ pub fn check(path: &Path, json: bool) -> i32 {
         }
     }
     i32::from(errors > 0)
+}
+
+/// Build every TLS configuration the services and the CLI will build, so a certificate rustls refuses (an X.509 v1
+/// certificate, a key of another certificate) is found here and not at the first start.
+fn tls_findings(path: &Path) -> Vec<Diagnostic> {
+    let Ok((cfg, _)) = vbank_config::load(path) else { return Vec::new() };
+    if cfg.node.dev_mode {
+        return Vec::new(); // `vbank up` makes its development certificates at start
+    }
+    let mut out = Vec::new();
+    let mut finding = |key: &str, r: Result<(), vbank_tls::TlsError>| {
+        let (message, hint) = match r {
+            Ok(()) => return,
+            Err(vbank_tls::TlsError::Rustls(e)) => (
+                format!("rustls refuses the certificate or key: {e}"),
+                "issue X.509 v3 certificates from the bank's CA with subjectAltName DNS:<service>.vbank.internal (the \
+                 public one: its host name), each with its own key"
+                    .to_string(),
+            ),
+            Err(e) => (e.to_string(), "see the message".to_string()),
+        };
+        out.push(Diagnostic { severity: Severity::Error, key: key.into(), line: None, message, hint });
+    };
+    finding("tls.public", vbank_tls::public_server_tls(&cfg.tls).map(drop));
+    for (key, svc) in [
+        ("tls.gateway", Service::Gateway),
+        ("tls.keyd", Service::Keyd),
+        ("tls.recorder", Service::Recorder),
+        ("tls.kyc", Service::Kyc),
+    ] {
+        finding(key, vbank_tls::service_server_tls(&cfg.tls, svc, ClientAuth::Required).map(drop));
+    }
+    finding("tls.cli", vbank_tls::internal_client_config(&cfg.tls, Service::Cli).map(drop));
+    out
 }

@@ -9,6 +9,7 @@ mod config_cmd;
 mod hsm_cmd;
 mod recordings_cmd;
 mod release_cmd;
+mod status_cmd;
 mod up;
 
 use std::path::PathBuf;
@@ -123,6 +124,12 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: hsm_cmd::AuditCmd,
+    },
+    /// Every local service's readiness (its /readyz, through the admin listener); exit 0 when all are ready.
+    Status {
+        /// Keep asking for up to this many seconds until all are ready.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
     },
     /// The signed release bundle: the release key and building a bundle.
     Release {
@@ -294,6 +301,13 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json, cli.tls == "sm"),
+        Cmd::Status { wait } => match status_cmd::run(&cli.config, Duration::from_secs(wait), cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vbank status: {e:#}");
+                exit::CONFIG
+            }
+        },
         Cmd::Release { cmd } => match release_cmd::run(cmd, cli.json) {
             Ok(()) => 0,
             Err(e) => {

@@ -51,3 +51,62 @@ fn a_missing_file_names_the_fix() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
+
+/// Certificates from `openssl x509 -req` without extensions are X.509 v1, which rustls refuses: the check says so
+/// before a service fails to start, and passes once they are v3 with their names.
+#[test]
+fn certificates_the_services_would_refuse_are_found_by_the_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let tls = dir.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(&tls).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[&["req", "-x509"][..], &ec, &["-days", "2", "-subj", "/CN=CA", "-keyout", "ca.key", "-out", "ca.crt"]]
+            .concat(),
+    );
+    let issue = |v3: bool| {
+        for name in ["public", "gateway", "keyd", "recorder", "kyc", "cli"] {
+            let (key, csr, crt) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.crt"));
+            let cn = format!("/CN={name}.vbank.internal");
+            openssl(&[&["req", "-new"][..], &ec, &["-subj", &cn, "-keyout", &key, "-out", &csr]].concat());
+            let ext = format!("subjectAltName=DNS:{name}.vbank.internal");
+            std::fs::write(tls.join("ext.cnf"), &ext).unwrap();
+            let mut args =
+                vec!["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-days", "2", "-out", &crt];
+            if v3 {
+                args.extend(["-extfile", "ext.cnf"]);
+            }
+            openssl(&args);
+        }
+    };
+    let pin = dir.join("pin");
+    std::fs::write(&pin, "1234").unwrap();
+    std::fs::set_permissions(&pin, std::os::unix::fs::PermissionsExt::from_mode(0o400)).unwrap();
+    let path = dir.join("vbank.toml");
+    let config = format!(
+        "[node]\nname = \"a\"\ndata_dir = \"{}\"\n\n[tls]\ndir = \"{}\"\n\n[hsm]\nmodule = \"/usr/lib/softhsm/libsofthsm2.so\"\npin = \"file:{}\"\n",
+        dir.join("data").display(),
+        tls.display(),
+        pin.display()
+    );
+    std::fs::write(&path, config).unwrap();
+
+    issue(false);
+    let out = Command::new(VBANK).args(["config", "check"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("6 error(s)"), "{text}");
+    assert!(text.contains("error: tls.gateway: rustls refuses the certificate or key"), "{text}");
+    assert!(text.contains("UnsupportedCertVersion"), "{text}");
+    assert!(text.contains("hint: issue X.509 v3 certificates"), "{text}");
+
+    issue(true);
+    let out = Command::new(VBANK).args(["config", "check"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+}

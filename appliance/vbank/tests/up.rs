@@ -52,6 +52,19 @@ async fn up_serves_every_url_over_https_and_stops_cleanly() {
         assert!(metrics.contains(&format!("vbank_build_info{{service=\"{svc}\"")), "{metrics}");
     }
 
+    // The operator's view of the same: `vbank status` asks every admin listener with the operator certificate.
+    let out = std::process::Command::new(common::VBANK)
+        .args(["--json", "status", "--wait", "30", "--config"])
+        .arg(data.join("vbank.toml"))
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{status}");
+    let services: Vec<&str> =
+        status["services"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap()).collect();
+    assert_eq!(services, ["gateway", "keyd", "recorder", "kyc"]);
+    assert_eq!(status["ready"], true, "{status}");
+
     // keyd's internal API: mTLS, and only permitted services.
     let keyd_name = vbank_tls::service_dns_name(Service::Keyd);
     let as_cli = vbank_tls::service_client_config(&cfg.tls, Service::Cli).unwrap();
