@@ -34,7 +34,7 @@ pub fn run(config: &Path, wait: Duration, json_out: bool) -> Result<i32> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let deadline = Instant::now() + wait;
     let probes = loop {
-        let probes: Vec<Probe> = rt.block_on(probe_all(&tls, &services)).into_iter().collect();
+        let probes = rt.block_on(probe_all(&tls, &services));
         if probes.iter().all(|p| p.ready) || Instant::now() >= deadline {
             break probes;
         }
