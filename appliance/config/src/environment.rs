@@ -36,6 +36,7 @@ pub(crate) fn check(cfg: &Config) -> Vec<Diagnostic> {
     if let StoreConfig::Postgres(pg) = &cfg.store {
         secrets.push(("store.postgres.password", pg.password.as_ref()));
     }
+    secrets.push(("backup.password", cfg.backup.password.as_ref()));
     if cfg.hsm.pin.is_none() {
         out.push(Diagnostic {
             severity: Severity::Error,

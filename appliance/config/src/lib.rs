@@ -4,6 +4,7 @@
 //! the PKCS#11 module, secret files) and is what `vbank config check` prints. Secrets are never in the file: see
 //! [`SecretRef`].
 
+mod backup;
 mod e2ee;
 mod environment;
 mod kyc;
@@ -13,6 +14,7 @@ mod secret;
 
 use std::path::{Path, PathBuf};
 
+pub use backup::BackupConfig;
 pub use e2ee::E2eeConfig;
 pub use reader::{Diagnostic, Severity};
 pub use schema::{

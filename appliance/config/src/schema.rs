@@ -68,6 +68,8 @@ pub struct Config {
     pub kyc: KycConfig,
     /// End-to-end media encryption.
     pub e2ee: crate::E2eeConfig,
+    /// `vbank backup`: the restic repository and retention.
+    pub backup: crate::BackupConfig,
     /// Line of each key as written, for diagnostics found after parsing.
     pub(crate) lines: Vec<(String, usize)>,
 }
@@ -341,6 +343,7 @@ pub(crate) fn read_config(root: &Section<'_, '_>) -> Config {
         recorder: read_recorder(&root.section("recorder"), &node.data_dir),
         kyc: read_kyc(&root.section("kyc")),
         e2ee: crate::e2ee::read_e2ee(&root.section("e2ee")),
+        backup: crate::backup::read_backup(&root.section("backup"), &node.data_dir),
         node,
         lines: Vec::new(),
     };

@@ -210,9 +210,10 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         calls,
         desk: desk.clone(),
     };
-    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store, ctx.clone(), load_source.clone()));
+    let heartbeat = tokio::spawn(heartbeat(cfg.clone(), store.clone(), ctx.clone(), load_source.clone()));
     let public_task = tokio::spawn(serve_tls(public, public_tls, ctx.observed(app(state), "public"), ctx.shutdown()));
-    let mut admin_routes = admin::router(ctx.health.clone(), ctx.metrics.clone());
+    let mut admin_routes =
+        admin::router(ctx.health.clone(), ctx.metrics.clone()).merge(vbank_service::backup::router(store));
     if let Some(a) = desk.accounts() {
         admin_routes = admin_routes.merge(accounts_api::router(a.clone()));
     }

@@ -36,6 +36,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics_text(State(s): State<AdminState>) -> Response {
+    s.metrics.set_readiness(&s.health.report());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
         .into_response()
 }

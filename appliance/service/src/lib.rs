@@ -8,6 +8,7 @@
 //! [`vbank_tls::AccessPolicy`] for the requested path.
 
 pub mod admin;
+pub mod backup;
 pub mod client;
 mod health;
 mod metrics;

@@ -21,6 +21,8 @@ pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     requests: Family<Labels, Counter>,
     latency: Family<Labels, Histogram>,
+    ready: Gauge,
+    checks: Family<Labels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -50,7 +52,20 @@ impl Metrics {
         ])
         .set(1);
         registry.register("build_info", "Service, node and version of this process", info);
-        Metrics { registry: Arc::new(Mutex::new(registry)), requests, latency }
+        let ready = Gauge::default();
+        registry.register("ready", "1 when every readiness check passes (as /readyz)", ready.clone());
+        let checks = Family::<Labels, Gauge>::default();
+        registry.register("check_ok", "Each readiness check: 1 ok, 0 failing or pending", checks.clone());
+        Metrics { registry: Arc::new(Mutex::new(registry)), requests, latency, ready, checks }
+    }
+
+    /// Mirror a readiness report into `vbank_ready` and `vbank_check_ok{check}`, so alerts see what `/readyz` says.
+    pub fn set_readiness(&self, report: &crate::Report) {
+        self.ready.set(i64::from(report.ready));
+        for (name, check) in &report.checks {
+            let ok = i64::from(*check == crate::Check::Ok);
+            self.checks.get_or_create(&vec![("check".to_string(), name.clone())]).set(ok);
+        }
     }
 
     /// Add service-specific metrics.

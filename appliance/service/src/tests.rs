@@ -54,6 +54,10 @@ async fn admin_routes_report_health_readiness_and_metrics() {
         text.contains("vbank_http_requests_total{listener=\"admin\",route=\"/readyz\",status=\"503\"} 1"),
         "{text}"
     );
+    assert!(text.contains("vbank_ready 1\n") && text.contains("vbank_check_ok{check=\"hsm\"} 1\n"), "{text}");
+    ctx.health.set("hsm", Check::Failing("token gone".into()));
+    let text = String::from_utf8_lossy(&get("/metrics").await.unwrap().1).into_owned();
+    assert!(text.contains("vbank_ready 0\n") && text.contains("vbank_check_ok{check=\"hsm\"} 0\n"), "{text}");
 
     ctx.stop();
     tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();

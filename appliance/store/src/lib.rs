@@ -14,6 +14,7 @@
 mod migrations;
 mod pg;
 mod redb_store;
+mod snapshot;
 
 pub mod conformance;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 pub use migrations::{MIGRATIONS, Migration, SCHEMA_VERSION};
 pub use pg::PgStore;
 pub use redb_store::RedbStore;
+pub use snapshot::{KvEntry, Snapshot, StreamEntry};
 
 /// The tables of the appliance. Adding one needs no migration (tables are namespaces of one keyspace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -155,8 +157,37 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn schema_version(&self) -> Result<u32, StoreError>;
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Everything, as of one instant: one read transaction (redb) or one repeatable-read snapshot (PostgreSQL), so
+    /// a backup taken while the service writes is consistent. In canonical order.
+    async fn export(&self) -> Result<Snapshot, StoreError>;
+    /// Load a snapshot into this store in one transaction, keeping versions and sequence numbers. Refused unless the
+    /// store is empty and on the snapshot's schema version: a restore never merges into live data.
+    async fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
     /// `redb` or `postgres`.
     fn backend(&self) -> &'static str;
+}
+
+pub(crate) fn check_importable(snapshot: &Snapshot, found_entries: u64) -> Result<(), StoreError> {
+    if snapshot.schema_version != SCHEMA_VERSION {
+        return Err(StoreError::Invalid {
+            what: "store export",
+            why: format!(
+                "it has schema version {}, this vbank writes {SCHEMA_VERSION} (hint: restore with the vbank version \
+                 that made the backup, then upgrade)",
+                snapshot.schema_version
+            ),
+        });
+    }
+    if found_entries > 0 {
+        return Err(StoreError::Invalid {
+            what: "restore target",
+            why: format!(
+                "the store already holds {found_entries} entries (hint: a restore goes into an empty store: move the \
+                 old one aside or use an empty database)"
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_key(what: &'static str, key: &str) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use tokio_postgres::NoTls;
 use vbank_config::PostgresConfig;
 
 use crate::migrations::{MIGRATIONS, SCHEMA_VERSION};
-use crate::{Expect, Store, StoreError, Table, Versioned, check_key};
+use crate::{Expect, KvEntry, Snapshot, Store, StoreError, StreamEntry, Table, Versioned, check_importable, check_key};
 
 /// The PostgreSQL backend.
 pub struct PgStore {
@@ -259,6 +259,72 @@ impl Store for PgStore {
         let c = self.client().await?;
         c.simple_query("SELECT 1").await.map_err(backend)?;
         Ok(())
+    }
+
+    async fn export(&self) -> Result<Snapshot, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(backend)?;
+        let row = tx.query_one("SELECT COALESCE(MAX(version), 0) FROM vbank_schema", &[]).await.map_err(backend)?;
+        let mut snap = Snapshot { schema_version: row.get::<_, i32>(0) as u32, ..Snapshot::default() };
+        // COLLATE "C": byte order, the order redb keeps, so both backends export identical files.
+        let rows = tx
+            .query("SELECT tbl, key, version, value FROM vbank_kv ORDER BY tbl COLLATE \"C\", key COLLATE \"C\"", &[])
+            .await
+            .map_err(backend)?;
+        snap.kv = rows
+            .into_iter()
+            .map(|r| KvEntry { table: r.get(0), key: r.get(1), version: r.get::<_, i64>(2) as u64, value: r.get(3) })
+            .collect();
+        let rows = tx
+            .query("SELECT stream, seq, value FROM vbank_stream ORDER BY stream COLLATE \"C\", seq", &[])
+            .await
+            .map_err(backend)?;
+        snap.streams = rows
+            .into_iter()
+            .map(|r| StreamEntry { stream: r.get(0), seq: r.get::<_, i64>(1) as u64, value: r.get(2) })
+            .collect();
+        tx.commit().await.map_err(backend)?;
+        snap.canonicalize();
+        Ok(snap)
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        // Nothing else may write while the restore checks emptiness and loads.
+        tx.batch_execute("LOCK TABLE vbank_kv, vbank_stream, vbank_stream_head IN EXCLUSIVE MODE")
+            .await
+            .map_err(backend)?;
+        let row = tx
+            .query_one("SELECT (SELECT count(*) FROM vbank_kv) + (SELECT count(*) FROM vbank_stream)", &[])
+            .await
+            .map_err(backend)?;
+        check_importable(snapshot, row.get::<_, i64>(0) as u64)?;
+        let kv = tx
+            .prepare("INSERT INTO vbank_kv (tbl, key, value, version) VALUES ($1, $2, $3, $4)")
+            .await
+            .map_err(backend)?;
+        for e in &snapshot.kv {
+            tx.execute(&kv, &[&e.table, &e.key, &e.value, &(e.version as i64)]).await.map_err(backend)?;
+        }
+        let st =
+            tx.prepare("INSERT INTO vbank_stream (stream, seq, value) VALUES ($1, $2, $3)").await.map_err(backend)?;
+        for e in &snapshot.streams {
+            tx.execute(&st, &[&e.stream, &(e.seq as i64), &e.value]).await.map_err(backend)?;
+        }
+        tx.execute("DELETE FROM vbank_stream_head", &[]).await.map_err(backend)?;
+        for (name, seq) in snapshot.stream_heads() {
+            tx.execute("INSERT INTO vbank_stream_head (stream, seq) VALUES ($1, $2)", &[&name, &(seq as i64)])
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
     }
 
     fn backend(&self) -> &'static str {

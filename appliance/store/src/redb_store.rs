@@ -11,9 +11,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::{Expect, SCHEMA_VERSION, Store, StoreError, Table, Versioned, check_key};
+use crate::{
+    Expect, KvEntry, SCHEMA_VERSION, Snapshot, Store, StoreError, StreamEntry, Table, Versioned, check_importable,
+    check_key,
+};
 
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 const KV: TableDefinition<&str, (u64, &[u8])> = TableDefinition::new("kv");
@@ -233,6 +236,56 @@ impl Store for RedbStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.schema_version().await.map(|_| ())
+    }
+
+    async fn export(&self) -> Result<Snapshot, StoreError> {
+        self.blocking(|db| {
+            let tx = db.begin_read().map_err(backend)?;
+            let meta = tx.open_table(META).map_err(backend)?;
+            let schema_version = meta.get("schema_version").map_err(backend)?.map(|v| v.value()).unwrap_or(0);
+            let mut snap = Snapshot { schema_version, ..Snapshot::default() };
+            for entry in tx.open_table(KV).map_err(backend)?.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let Some((table, key)) = k.value().split_once('\0') else {
+                    return Err(backend(format!("a table entry without a table name: {:?}", k.value())));
+                };
+                let (version, value) = v.value();
+                snap.kv.push(KvEntry { table: table.into(), key: key.into(), version, value: value.to_vec() });
+            }
+            for entry in tx.open_table(STREAM).map_err(backend)?.iter().map_err(backend)? {
+                let (k, v) = entry.map_err(backend)?;
+                let (stream, seq) = k.value();
+                snap.streams.push(StreamEntry { stream: stream.into(), seq, value: v.value().to_vec() });
+            }
+            snap.canonicalize();
+            Ok(snap)
+        })
+        .await
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let snapshot = snapshot.clone();
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut kv = tx.open_table(KV).map_err(backend)?;
+                let mut stream = tx.open_table(STREAM).map_err(backend)?;
+                let mut head = tx.open_table(STREAM_HEAD).map_err(backend)?;
+                check_importable(&snapshot, kv.len().map_err(backend)? + stream.len().map_err(backend)?)?;
+                for e in &snapshot.kv {
+                    let k = format!("{}\0{}", e.table, e.key);
+                    kv.insert(k.as_str(), (e.version, e.value.as_slice())).map_err(backend)?;
+                }
+                for e in &snapshot.streams {
+                    stream.insert((e.stream.as_str(), e.seq), e.value.as_slice()).map_err(backend)?;
+                }
+                for (name, seq) in snapshot.stream_heads() {
+                    head.insert(name, seq).map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)
+        })
+        .await
     }
 
     fn backend(&self) -> &'static str {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use support::pg::PgServer;
 use vbank_config::PostgresConfig;
-use vbank_store::{PgStore, SCHEMA_VERSION, Store, StoreError, Table, conformance};
+use vbank_store::{PgStore, RedbStore, SCHEMA_VERSION, Store, StoreError, Table, conformance};
 
 fn cfg(server: &PgServer) -> PostgresConfig {
     PostgresConfig {
@@ -30,6 +30,23 @@ async fn postgres_passes_the_conformance_suite_and_migrates_once() {
     let again = PgStore::connect(&cfg(&server), None).await.unwrap();
     assert_eq!(again.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert!(again.get(Table::Calls, "c1").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_restore_across_backends_byte_identical() {
+    let server = PgServer::start();
+    let pg: Arc<dyn Store> = Arc::new(PgStore::connect(&cfg(&server), None).await.unwrap());
+    conformance::run_all(pg.clone()).await;
+    // PostgreSQL → an empty redb file: a cluster's state restored on a single node.
+    let dir = tempfile::tempdir().unwrap();
+    let redb: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("s.redb")).unwrap());
+    conformance::snapshot_round_trip(pg, redb.clone()).await;
+    // redb → an empty PostgreSQL database: a single node's state moved into a cluster.
+    server.create_db("restored");
+    let mut c = cfg(&server);
+    c.dbname = "restored".into();
+    let fresh: Arc<dyn Store> = Arc::new(PgStore::connect(&c, None).await.unwrap());
+    conformance::snapshot_round_trip(redb, fresh).await;
 }
 
 #[tokio::test]

@@ -8,8 +8,10 @@ use vbank_store::{Expect, RedbStore, Store, StoreError, Table, conformance};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_passes_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = RedbStore::open(&dir.path().join("s.redb")).unwrap();
-    conformance::run_all(Arc::new(store)).await;
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("s.redb")).unwrap());
+    conformance::run_all(store.clone()).await;
+    let copy = RedbStore::open(&dir.path().join("copy.redb")).unwrap();
+    conformance::snapshot_round_trip(store, Arc::new(copy)).await;
 }
 
 #[tokio::test]

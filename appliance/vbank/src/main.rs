@@ -4,8 +4,10 @@
 //! error (do not restart) from a failure worth retrying.
 
 mod accounts_cmd;
+mod backup;
 mod bench;
 mod config_cmd;
+mod drill;
 mod hsm_cmd;
 mod recordings_cmd;
 mod release_cmd;
@@ -124,6 +126,17 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: hsm_cmd::AuditCmd,
+    },
+    /// Backups into restic: create, list, verify (restore into scratch and compare), restore.
+    Backup {
+        #[command(subcommand)]
+        cmd: backup::BackupCmd,
+    },
+    /// Disaster-recovery drills: run one in a network namespace of its own and write a sealed report; verify a
+    /// report's seal.
+    Drill {
+        #[command(subcommand)]
+        cmd: drill::DrillCmd,
     },
     /// Every local service's readiness (its /readyz, through the admin listener); exit 0 when all are ready.
     Status {
@@ -301,6 +314,20 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Audit { cmd } => console(&cli.config, hsm_cmd::HsmCmd::Audit { cmd }, cli.json, cli.tls == "sm"),
+        Cmd::Backup { cmd } => match backup::run(cmd, &cli.config, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vbank backup: {e:#}");
+                1
+            }
+        },
+        Cmd::Drill { cmd } => match drill::run(cmd, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vbank drill: {e:#}");
+                1
+            }
+        },
         Cmd::Status { wait } => match status_cmd::run(&cli.config, Duration::from_secs(wait), cli.json) {
             Ok(code) => code,
             Err(e) => {

@@ -10,15 +10,32 @@ use serde_json::json;
 use vbank_crypto::sm2sig::{Sm2PrivateKey, Sm2PublicKey};
 use vbank_release::File;
 
-/// The systemd units, one per service, as the bundle and the Ansible role install them.
-pub const UNITS: [(&str, &str); 4] = [
+/// The systemd units, one per service plus the backup jobs and their timers, as the bundle and the Ansible role
+/// install them.
+pub const UNITS: [(&str, &str); 8] = [
     ("vbank-gateway.service", include_str!("../dist/units/vbank-gateway.service")),
     ("vbank-keyd.service", include_str!("../dist/units/vbank-keyd.service")),
     ("vbank-recorder.service", include_str!("../dist/units/vbank-recorder.service")),
     ("vbank-kyc.service", include_str!("../dist/units/vbank-kyc.service")),
+    ("vbank-backup.service", include_str!("../dist/units/vbank-backup.service")),
+    ("vbank-backup.timer", include_str!("../dist/units/vbank-backup.timer")),
+    ("vbank-backup-verify.service", include_str!("../dist/units/vbank-backup-verify.service")),
+    ("vbank-backup-verify.timer", include_str!("../dist/units/vbank-backup-verify.timer")),
 ];
+/// Prometheus alert rules for the conditions the runbooks handle.
+const ALERTS: &str = include_str!("../dist/prometheus/vbank-alerts.yml");
 const EXAMPLE_CONFIG: &str = include_str!("../dist/vbank.toml.example");
-const RUNBOOKS: [(&str, &str); 1] = [("README.md", include_str!("../../../runbooks/README.md"))];
+const RUNBOOKS: [(&str, &str); 9] = [
+    ("README.md", include_str!("../../../runbooks/README.md")),
+    ("gateway-node-loss.md", include_str!("../../../runbooks/gateway-node-loss.md")),
+    ("recorder-crash.md", include_str!("../../../runbooks/recorder-crash.md")),
+    ("hsm-outage.md", include_str!("../../../runbooks/hsm-outage.md")),
+    ("storage-full.md", include_str!("../../../runbooks/storage-full.md")),
+    ("database-failover.md", include_str!("../../../runbooks/database-failover.md")),
+    ("restore-from-backup.md", include_str!("../../../runbooks/restore-from-backup.md")),
+    ("key-compromise.md", include_str!("../../../runbooks/key-compromise.md")),
+    ("data-leak.md", include_str!("../../../runbooks/data-leak.md")),
+];
 const README: &str = include_str!("../../../README.md");
 
 /// `vbank release …`
@@ -104,6 +121,7 @@ fn build(
         file("lib/vbank_sframe_wasm.wasm", read(wasm)?, false),
         file("etc/vbank.toml.example", EXAMPLE_CONFIG.into(), false),
         file("doc/README.md", README.into(), false),
+        file("prometheus/vbank-alerts.yml", ALERTS.into(), false),
     ];
     files.extend(UNITS.iter().map(|(n, t)| file(&format!("units/{n}"), t.as_bytes().to_vec(), false)));
     files.extend(RUNBOOKS.iter().map(|(n, t)| file(&format!("runbooks/{n}"), t.as_bytes().to_vec(), false)));

@@ -1,7 +1,8 @@
 //! The release bundle through the CLI, checked with the tools an auditor has: `vbank release keygen` and `build`,
 //! `vbank verify-bundle` accepting it and refusing it under another key or altered; `tar`, `sha256sum -c` and
 //! OpenSSL (`pkeyutl -verify`, SM2 with the `vbank-release` ID) agreeing with vbank on the same files. The systemd
-//! units the bundle carries pass `systemd-analyze security --offline` at exposure ≤ 2.0.
+//! units the bundle carries pass `systemd-analyze security --offline` at exposure ≤ 2.0, and its alert rules pass
+//! `promtool` (syntax and their unit tests) and point at runbooks that exist.
 
 mod common;
 
@@ -59,7 +60,16 @@ fn a_bundle_verifies_with_vbank_sha256sum_and_openssl_and_an_altered_one_is_refu
     let pinned = keys.join("release.pem");
     let v = ok(&vbank(&["--json", "verify-bundle", path(&bundle), "--key", path(&pinned)]));
     assert_eq!(v["top"], "vbank-1.0.0");
-    for f in ["bin/vbank", "lib/vbank_sframe_wasm.wasm", "units/vbank-gateway.service", "etc/vbank.toml.example"] {
+    for f in [
+        "bin/vbank",
+        "lib/vbank_sframe_wasm.wasm",
+        "units/vbank-gateway.service",
+        "units/vbank-backup.timer",
+        "etc/vbank.toml.example",
+        "prometheus/vbank-alerts.yml",
+        "runbooks/restore-from-backup.md",
+        "runbooks/key-compromise.md",
+    ] {
         assert!(v["files"][f].is_string(), "{f} in {v}");
     }
 
@@ -99,6 +109,9 @@ fn every_unit_passes_the_systemd_analyze_security_gate() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&units).unwrap() {
         let unit = entry.unwrap().path();
+        if unit.extension().is_some_and(|e| e == "timer") {
+            continue;
+        }
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--threshold=20", "--no-pager"])
             .arg(&unit)
@@ -115,5 +128,32 @@ fn every_unit_passes_the_systemd_analyze_security_gate() {
         );
         seen += 1;
     }
-    assert_eq!(seen, 4, "a unit per service");
+    assert_eq!(seen, 6, "a unit per service, and the backup and its check");
+}
+
+#[test]
+fn alert_rules_pass_promtool_and_name_runbooks_that_exist() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/prometheus");
+    for args in [&["check", "rules", "vbank-alerts.yml"][..], &["test", "rules", "vbank-alerts.test.yml"][..]] {
+        let out = Command::new("promtool").args(args).current_dir(&dir).output().expect("promtool (Debian prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let rules = std::fs::read_to_string(dir.join("vbank-alerts.yml")).unwrap();
+    let mut named = 0;
+    for line in rules.lines().filter_map(|l| l.trim().strip_prefix("runbook: ")) {
+        assert!(repo.join(line).is_file(), "an alert names {line}, which does not exist");
+        named += 1;
+    }
+    assert!(named >= 10, "every alert names its runbook ({named})");
+    // Every alert the runbooks index names exists in the rules.
+    let index = std::fs::read_to_string(repo.join("runbooks/README.md")).unwrap();
+    for word in index.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| w.starts_with("Vbank")) {
+        assert!(rules.contains(&format!("alert: {word}\n")), "runbooks/README.md names {word}, not in the rules");
+    }
 }

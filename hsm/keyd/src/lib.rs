@@ -106,7 +106,7 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
     };
     let store = vbank_store::open(&cfg, "keyd").await?;
     ctx.health.set("store", Check::Ok);
-    let keys = Arc::new(keys::KeyService::new(backend.clone(), store).await?);
+    let keys = Arc::new(keys::KeyService::new(backend.clone(), store.clone()).await?);
     let (sealer, due) = (keys.clone(), keys.audit.seal_due());
     tokio::spawn(async move {
         loop {
@@ -134,7 +134,9 @@ pub async fn run(cfg: Config) -> Result<(), KeydError> {
     let watcher = tokio::spawn(watch_hsm(backend, ctx.clone()));
     let api_task =
         tokio::spawn(serve_tls(api_listener, api_tls, ctx.observed(api::router(state), "api"), ctx.shutdown()));
-    let admin_app = ctx.observed(admin::router(ctx.health.clone(), ctx.metrics.clone()), "admin");
+    let admin_routes =
+        admin::router(ctx.health.clone(), ctx.metrics.clone()).merge(vbank_service::backup::router(store.clone()));
+    let admin_app = ctx.observed(admin_routes, "admin");
     let admin_task = tokio::spawn(serve_tls(admin_listener, admin_tls, admin_app, ctx.shutdown()));
     ctx.notify_systemd();
     log::info!(listen = cfg.keyd.listen.to_string().as_str(); "keyd started");

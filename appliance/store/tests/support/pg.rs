@@ -49,6 +49,12 @@ impl PgServer {
         server
     }
 
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn create_db(&self, name: &str) {
+        let (dir, port) = (self.dir.to_str().unwrap(), self.port.to_string());
+        self.run("createdb", &["-h", dir, "-p", &port, "-U", "vbank", name]);
+    }
+
     fn run(&self, tool: &str, args: &[&str]) {
         let exe = self.bin.join(tool);
         let out = if self.as_postgres {
