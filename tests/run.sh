@@ -76,13 +76,18 @@ else
   echo "no ID numbers or fixture names in $(find "$LOGS" tests/artifacts/logs -type f 2>/dev/null | wc -l) logs"; passed=$((passed + 1))
 fi
 
-if ((LONG)); then
-  step "long: the hardened image (build, lynis, boot under QEMU)"
+# One long suite: its script's output to the screen and $LOGS/<log>, one pass or failure.
+long_suite() {
+  step "long: $1"
   set +e
-  bash tests/image.sh 2>&1 | tee "$LOGS/image.log"
-  image_status=${PIPESTATUS[0]}
+  bash "$2" 2>&1 | tee "$LOGS/$3"
+  local status=${PIPESTATUS[0]}
   set -e
-  if ((image_status == 0)); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  if ((status == 0)); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+if ((LONG)); then
+  long_suite "the hardened image (build, lynis, boot under QEMU)" tests/image.sh image.log
+  long_suite "every disaster-recovery drill, as an operator runs it" tests/drills.sh drills.log
 fi
 
 echo

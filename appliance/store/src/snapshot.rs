@@ -63,6 +63,28 @@ impl Snapshot {
         self.streams.sort_by(|a, b| (a.stream.as_bytes(), a.seq).cmp(&(b.stream.as_bytes(), b.seq)));
     }
 
+    /// Several stores' exports as one (a single node's per-service files going into a cluster's one database).
+    /// Refused when they disagree on the schema or hold the same entry twice.
+    pub fn merge(parts: Vec<Snapshot>) -> Result<Snapshot, StoreError> {
+        let mut out = Snapshot::default();
+        for (i, p) in parts.into_iter().enumerate() {
+            if i > 0 && p.schema_version != out.schema_version {
+                return Err(invalid("the exports have different schema versions"));
+            }
+            out.schema_version = p.schema_version;
+            out.kv.extend(p.kv);
+            out.streams.extend(p.streams);
+        }
+        out.canonicalize();
+        if let Some(w) = out.kv.windows(2).find(|w| w[0].table == w[1].table && w[0].key == w[1].key) {
+            return Err(invalid(format!("{}/{} is in more than one export", w[0].table, w[0].key)));
+        }
+        if let Some(w) = out.streams.windows(2).find(|w| w[0].stream == w[1].stream && w[0].seq == w[1].seq) {
+            return Err(invalid(format!("stream {} entry {} is in more than one export", w[0].stream, w[0].seq)));
+        }
+        Ok(out)
+    }
+
     /// The last sequence number of each stream, for restoring stream heads.
     pub fn stream_heads(&self) -> Vec<(&str, u64)> {
         let mut heads: Vec<(&str, u64)> = Vec::new();
@@ -208,6 +230,20 @@ mod tests {
         assert_eq!(Snapshot::decode(&bytes).unwrap(), s);
         assert_eq!(Snapshot::decode(&bytes).unwrap().encode(), bytes);
         assert_eq!(s.stream_heads(), vec![("audit", 2), ("call-events/r", 1)]);
+    }
+
+    #[test]
+    fn merges_disjoint_exports_and_refuses_overlaps() {
+        let s = sample();
+        let (mut a, mut b) = (s.clone(), s.clone());
+        a.streams.clear();
+        b.kv.clear();
+        assert_eq!(Snapshot::merge(vec![b, a]).unwrap(), s);
+        let e = Snapshot::merge(vec![s.clone(), s.clone()]).unwrap_err().to_string();
+        assert!(e.contains("accounts/柜员 is in more than one export"), "{e}");
+        let mut newer = s.clone();
+        newer.schema_version = 2;
+        assert!(Snapshot::merge(vec![s, newer]).is_err());
     }
 
     #[test]

@@ -159,13 +159,13 @@ pub enum AuditCmd {
     },
 }
 
-struct Keyd {
+pub(crate) struct Keyd {
     tls: Arc<ClientConfig>,
     addr: std::net::SocketAddr,
 }
 
 impl Keyd {
-    fn new(cfg: &Config, sm: bool) -> Result<Keyd> {
+    pub(crate) fn new(cfg: &Config, sm: bool) -> Result<Keyd> {
         let tls = if sm {
             if !cfg.tls.sm.enabled {
                 bail!("--tls sm needs [tls] sm = true and SM2 certificates (sm-cli.crt/.key, sm-ca.crt)");
@@ -178,7 +178,7 @@ impl Keyd {
         Ok(Keyd { tls, addr: cfg.keyd.listen })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
         let name = vbank_tls::service_dns_name(Service::Keyd);
         let body = body.map(|b| b.to_string().into());
         let (status, bytes) =
@@ -223,7 +223,7 @@ fn parse_ttl(s: &str) -> Result<u64> {
     Ok(n * mult)
 }
 
-fn read_key(path: &Path) -> Result<Sm2PrivateKey> {
+pub(crate) fn read_key(path: &Path) -> Result<Sm2PrivateKey> {
     let pem = std::fs::read_to_string(path).with_context(|| format!("reading officer key {}", path.display()))?;
     Sm2PrivateKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("{}: not an SM2 private key: {e}", path.display()))
 }
@@ -356,16 +356,21 @@ fn label_of(v: &Value) -> String {
 }
 
 async fn request(k: &Keyd, action: &str, target: &str, o: &OfficerArgs, json: bool) -> Result<()> {
-    let key = read_key(&o.key)?;
+    let v = file_request(k, action, target, &o.officer, &o.key).await?;
+    show(json, &v, print_request);
+    Ok(())
+}
+
+/// File a dual-control request signed by `officer` (their approval counts); returns keyd's record of it.
+pub(crate) async fn file_request(k: &Keyd, action: &str, target: &str, officer: &str, key: &Path) -> Result<Value> {
+    let key = read_key(key)?;
     let mut idb = [0u8; 8];
     vbank_crypto::random(&mut idb)?;
     let id = to_hex(&idb);
     let expires = vbank_keyd::approvals::unix_now() + 24 * 3600;
-    let sig = sign_hex(&key, &o.officer, &message(&id, action, target, expires))?;
-    let body = json!({"id": id, "action": action, "target": target, "expires_unix": expires, "officer": o.officer, "signature": sig});
-    let v = k.call(Method::POST, "/v1/admin/approvals", Some(body)).await?;
-    show(json, &v, print_request);
-    Ok(())
+    let sig = sign_hex(&key, officer, &message(&id, action, target, expires))?;
+    let body = json!({"id": id, "action": action, "target": target, "expires_unix": expires, "officer": officer, "signature": sig});
+    k.call(Method::POST, "/v1/admin/approvals", Some(body)).await
 }
 
 fn print_request(v: &Value) {

@@ -7,6 +7,7 @@ mod accounts_cmd;
 mod backup;
 mod bench;
 mod config_cmd;
+mod decommission;
 mod drill;
 mod hsm_cmd;
 mod recordings_cmd;
@@ -131,6 +132,12 @@ enum Cmd {
     Backup {
         #[command(subcommand)]
         cmd: backup::BackupCmd,
+    },
+    /// Take this node out of service for good (退出机制): erase the recordings (legal holds respected), destroy every
+    /// key in the HSM under dual control, wipe state, and write a signed certificate.
+    Decommission {
+        #[command(subcommand)]
+        cmd: decommission::DecommissionCmd,
     },
     /// Disaster-recovery drills: run one in a network namespace of its own and write a sealed report; verify a
     /// report's seal.
@@ -318,6 +325,13 @@ fn main() -> ExitCode {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vbank backup: {e:#}");
+                1
+            }
+        },
+        Cmd::Decommission { cmd } => match decommission::run(cmd, &cli.config, cli.json) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vbank decommission: {e:#}");
                 1
             }
         },

@@ -88,6 +88,21 @@ pub enum RecordingsCmd {
         #[arg(long, default_value = "the recorder stopped without closing the recording")]
         reason: String,
     },
+    /// Put a recording under legal hold (`legal-hold.json` in its directory): decommissioning refuses to erase it
+    /// until the hold is released; `--release` lifts it.
+    Hold {
+        /// The recording's directory.
+        dir: PathBuf,
+        /// Why (a case number, the authority that asked).
+        #[arg(long, required_unless_present = "release")]
+        reason: Option<String>,
+        /// Who decided.
+        #[arg(long, required_unless_present = "release")]
+        by: Option<String>,
+        /// Lift the hold instead.
+        #[arg(long)]
+        release: bool,
+    },
 }
 
 /// Run a recordings command; the process exit code. Online commands read the configuration at `config`.
@@ -186,6 +201,7 @@ pub fn run(cmd: RecordingsCmd, config: &Path, json_out: bool) -> Result<i32> {
             Ok(0)
         }
         RecordingsCmd::Verify { dir, public_key } => verify(dir, public_key, json_out),
+        RecordingsCmd::Hold { dir, reason, by, release } => hold(&dir, reason, by, release, json_out),
         RecordingsCmd::Recover { dir, reason } => {
             let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
             let m = vbank_recorder::recording::close_after_crash(&dir, now_us, &reason)?;
@@ -287,4 +303,31 @@ fn verify(dir: PathBuf, public_key: Option<PathBuf>, json_out: bool) -> Result<i
         }
     }
     if problems.is_empty() { Ok(0) } else { bail!("{} problem(s)", problems.len()) }
+}
+
+fn hold(dir: &Path, reason: Option<String>, by: Option<String>, release: bool, json_out: bool) -> Result<i32> {
+    if !dir.join("recording.json").exists() {
+        bail!("{} is not a recording's directory (no recording.json)", dir.display());
+    }
+    let path = dir.join(crate::decommission::LEGAL_HOLD);
+    let state = if release {
+        match std::fs::remove_file(&path) {
+            Ok(()) => "released",
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "not held",
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    } else {
+        let since = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let record = json!({"reason": reason, "by": by, "since_unix": since});
+        std::fs::write(&path, serde_json::to_vec_pretty(&record)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        "held"
+    };
+    log::info!(recording = dir.display().to_string().as_str(); "legal hold {state}");
+    if json_out {
+        println!("{}", json!({"recording": dir, "hold": state}));
+    } else {
+        println!("{}: {state}", dir.display());
+    }
+    Ok(0)
 }

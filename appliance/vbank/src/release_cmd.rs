@@ -25,7 +25,7 @@ pub const UNITS: [(&str, &str); 8] = [
 /// Prometheus alert rules for the conditions the runbooks handle.
 const ALERTS: &str = include_str!("../dist/prometheus/vbank-alerts.yml");
 const EXAMPLE_CONFIG: &str = include_str!("../dist/vbank.toml.example");
-const RUNBOOKS: [(&str, &str); 9] = [
+const RUNBOOKS: [(&str, &str); 10] = [
     ("README.md", include_str!("../../../runbooks/README.md")),
     ("gateway-node-loss.md", include_str!("../../../runbooks/gateway-node-loss.md")),
     ("recorder-crash.md", include_str!("../../../runbooks/recorder-crash.md")),
@@ -35,6 +35,7 @@ const RUNBOOKS: [(&str, &str); 9] = [
     ("restore-from-backup.md", include_str!("../../../runbooks/restore-from-backup.md")),
     ("key-compromise.md", include_str!("../../../runbooks/key-compromise.md")),
     ("data-leak.md", include_str!("../../../runbooks/data-leak.md")),
+    ("decommission.md", include_str!("../../../runbooks/decommission.md")),
 ];
 const README: &str = include_str!("../../../README.md");
 

@@ -3,21 +3,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{VBANK, free_ports};
+use common::{StopOnDrop, VBANK, free_ports, ok_json_at as ok_json, vbank_at as vbank};
 use serde_json::Value;
-
-fn vbank(config: &Path, args: &[&str]) -> Output {
-    Command::new(VBANK).arg("--config").arg(config).args(args).stdin(Stdio::null()).output().unwrap()
-}
-
-fn ok_json(config: &Path, args: &[&str]) -> Value {
-    let out = vbank(config, &[&["--json"], args].concat());
-    assert!(out.status.success(), "vbank {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -28,7 +17,7 @@ fn backup_create_verify_restore_and_what_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (public, base) = free_ports();
-    let (mut up, _) = common::spawn_up(&data, public, base, Stdio::null());
+    let _up = StopOnDrop(common::spawn_up(&data, public, base, Stdio::null()).0);
     let config = data.join("vbank.toml");
 
     let out = vbank(&config, &["backup", "list"]);
@@ -125,9 +114,6 @@ fn backup_create_verify_restore_and_what_is_refused() {
     let figures = std::fs::read_to_string(&prom).unwrap();
     assert!(figures.contains("vbank_backup_last_verify_failure_timestamp_seconds{node="), "{figures}");
     assert!(figures.contains("vbank_backup_last_verify_success_timestamp_seconds{node="), "{figures}");
-
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    let _ = up.wait();
 }
 
 #[test]

@@ -202,7 +202,11 @@ impl KeyService {
             "retire" | "destroy" => KeyLabel::parse(target).map(|_| ()).ok_or_else(|| {
                 KeydError::Refused(format!("{action} takes a key label such as vbank/recording/v1, not {target:?}"))
             }),
-            other => Err(KeydError::Refused(format!("unknown action {other:?}: rotate, retire or destroy"))),
+            "decommission" if !target.is_empty() && target.len() <= 64 => Ok(()),
+            "decommission" => Err(KeydError::Refused("decommission takes the node's name".into())),
+            other => {
+                Err(KeydError::Refused(format!("unknown action {other:?}: rotate, retire, destroy or decommission")))
+            }
         }
     }
 
@@ -297,6 +301,10 @@ impl KeyService {
                 .set_state(KeyLabel::parse(&req.target).expect("validated"), KeyState::Destroyed, &actor)
                 .await
                 .map(|r| format!("destroyed {}", r.label)),
+            "decommission" => self.decommission(&actor).await.map(|labels| {
+                let names: Vec<String> = labels.iter().map(ToString::to_string).collect();
+                format!("decommissioned {}: destroyed {} keys ({})", req.target, names.len(), names.join(", "))
+            }),
             _ => unreachable!("validated at request"),
         };
         let (_, version) = self.load(&req.id).await?;

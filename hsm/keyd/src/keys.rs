@@ -6,6 +6,8 @@
 //! with its current envelope, so [`KeyService::rewrap`] can move all of a purpose's data keys to the newest version
 //! inside the HSM, after which the old version can be retired and destroyed without losing any recording.
 
+mod decommission;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -7,7 +7,7 @@
 //! protected by their own storage. The tree is assembled in `[backup] staging_dir`, described by `MANIFEST.json`, and
 //! handed to restic, which encrypts it under the repository password (a credential).
 
-mod manifest;
+pub(crate) mod manifest;
 mod metrics;
 pub(crate) mod restic;
 mod restore;
@@ -212,7 +212,7 @@ async fn export_store(
 }
 
 /// Where the service's redb file lives.
-pub fn redb_path(cfg: &Config, name: &str) -> PathBuf {
+fn redb_path(cfg: &Config, name: &str) -> PathBuf {
     match &cfg.store {
         StoreConfig::Redb { dir } => dir.join(format!("{name}.redb")),
         StoreConfig::Postgres(_) => PathBuf::new(),

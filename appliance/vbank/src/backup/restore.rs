@@ -94,59 +94,59 @@ fn same_owner(path: &Path, like: &Path) {
     }
 }
 
-async fn restore_store(cfg: &Config, root: &Path, s: &manifest::StoreEntry) -> Result<Value> {
+/// Restore one export into `<dir>/<name>.redb`, keeping a file already there aside.
+async fn restore_redb(dir: &Path, root: &Path, s: &manifest::StoreEntry) -> Result<Value> {
     let decoded = Snapshot::decode(&std::fs::read(root.join(&s.path))?)?;
-    match &cfg.store {
-        StoreConfig::Postgres(_) => {
-            let store = vbank_store::open(cfg, "restore").await.context("connecting to the database")?;
-            store.import(&decoded).await?;
-            Ok(json!({"name": s.name, "into": "postgres", "kv": s.kv, "stream_entries": s.stream_entries}))
+    let path = dir.join(format!("{}.redb", s.name));
+    let mut aside = None;
+    if path.exists() {
+        // Opening it fails while its service runs: the restore must not pull the file from under it.
+        let p = path.clone();
+        let held = tokio::task::spawn_blocking(move || RedbStore::open(&p).map(drop)).await?;
+        if held.is_err() {
+            bail!(
+                "{} is in use: vbank-{} is running (hint: stop the services before restoring: systemctl stop \
+                 vbank.target)",
+                path.display(),
+                s.name
+            );
         }
-        StoreConfig::Redb { dir } => {
-            let path = super::redb_path(cfg, &s.name);
-            let mut aside = None;
-            if path.exists() {
-                // Opening it fails while its service runs: the restore must not pull the file from under it.
-                let p = path.clone();
-                let held = tokio::task::spawn_blocking(move || RedbStore::open(&p).map(drop)).await?;
-                if held.is_err() {
-                    bail!(
-                        "{} is in use: vbank-{} is running (hint: stop the services before restoring: systemctl stop \
-                         vbank.target)",
-                        path.display(),
-                        s.name
-                    );
-                }
-                aside = Some(move_aside(&path)?);
-            }
-            let p = path.clone();
-            let store = tokio::task::spawn_blocking(move || RedbStore::open(&p)).await??;
-            store.import(&decoded).await?;
-            drop(store);
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-            same_owner(&path, aside.as_deref().unwrap_or(dir));
-            Ok(json!({"name": s.name, "into": path, "kv": s.kv, "stream_entries": s.stream_entries,
-                      "previous_kept_at": aside}))
-        }
+        aside = Some(move_aside(&path)?);
     }
+    let p = path.clone();
+    let store = tokio::task::spawn_blocking(move || RedbStore::open(&p)).await??;
+    store.import(&decoded).await?;
+    drop(store);
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    same_owner(&path, aside.as_deref().unwrap_or(dir));
+    Ok(json!({"name": s.name, "into": path, "kv": s.kv, "stream_entries": s.stream_entries,
+              "previous_kept_at": aside}))
 }
 
 /// Restore a snapshot onto this node.
 pub async fn restore(cfg: &Config, restic: &Restic, id: &str, only: &str) -> Result<Value> {
     let started = Instant::now();
     let (snap, _tmp, root, m) = fetch(cfg, restic, id, "restore-")?;
-    let backend = match cfg.store {
-        StoreConfig::Redb { .. } => "redb",
-        StoreConfig::Postgres(_) => "postgres",
-    };
     let mut stores = Vec::new();
     if only != "files" {
-        if m.store_backend == "postgres" && backend == "redb" && m.stores.len() == 1 {
-            bail!("this backup is of a cluster's shared database; restore it on a node with [store] postgres");
-        }
-        for s in &m.stores {
-            stores.push(restore_store(cfg, &root, s).await?);
+        if let StoreConfig::Redb { dir } = &cfg.store {
+            if m.store_backend == "postgres" {
+                bail!("this backup is of a cluster's shared database; restore it on a node with [store] postgres");
+            }
+            for s in &m.stores {
+                stores.push(restore_redb(dir, &root, s).await?);
+            }
+        } else {
+            // One database takes every export at once: a single node's per-service stores merged.
+            let parts = m.stores.iter().map(|s| Ok(Snapshot::decode(&std::fs::read(root.join(&s.path))?)?));
+            let merged = Snapshot::merge(parts.collect::<Result<Vec<_>>>()?)?;
+            let store = vbank_store::open(cfg, "restore").await.context("connecting to the database")?;
+            store.import(&merged).await?;
+            for s in &m.stores {
+                stores
+                    .push(json!({"name": s.name, "into": "postgres", "kv": s.kv, "stream_entries": s.stream_entries}));
+            }
         }
     }
     let mut files = Vec::new();

@@ -5,6 +5,9 @@
 //! cleans up after itself.
 
 mod backup_restore;
+mod disk_full;
+mod hsm_outage;
+mod key_compromise;
 pub mod report;
 mod scratch;
 
@@ -16,11 +19,20 @@ use clap::Subcommand;
 use vbank_crypto::sm2sig::Sm2PrivateKey;
 
 /// The drills this version runs, with the runbook each belongs to.
-pub const DRILLS: &[(&str, &str, &str)] = &[(
-    "backup-restore",
-    "runbooks/restore-from-backup.md",
-    "take a backup of a working node, lose its state, restore it, and compare",
-)];
+pub const DRILLS: &[(&str, &str, &str)] = &[
+    (
+        "backup-restore",
+        "runbooks/restore-from-backup.md",
+        "take a backup of a working node, lose its state, restore it, and compare",
+    ),
+    (
+        "key-compromise",
+        "runbooks/key-compromise.md",
+        "rotate a suspected KEK, rewrap every data key, destroy the old version under dual control",
+    ),
+    ("hsm-outage", "runbooks/hsm-outage.md", "the HSM disappears under a working node for 8 s, then returns"),
+    ("disk-full", "runbooks/storage-full.md", "the recordings disk fills below its floor, then space is freed"),
+];
 
 /// Drill tools.
 #[derive(Debug, Subcommand)]
@@ -110,6 +122,9 @@ pub fn run(cmd: DrillCmd, json_out: bool) -> Result<i32> {
                 tempfile::Builder::new().prefix("vbank-drill-").tempdir().context("making the drill's directory")?;
             let report = match name {
                 "backup-restore" => backup_restore::run(work.path(), &signer)?,
+                "key-compromise" => key_compromise::run(work.path(), &signer)?,
+                "hsm-outage" => hsm_outage::run(work.path(), &signer)?,
+                "disk-full" => disk_full::run(work.path(), &signer)?,
                 _ => unreachable!("listed in DRILLS"),
             };
             let path = report.write_sealed(&report_dir, &key)?;
@@ -132,17 +147,34 @@ fn load_key(path: &Path) -> Result<Sm2PrivateKey> {
     Sm2PrivateKey::from_pkcs8_pem(&pem).context("the signer key is not an SM2 private key (PKCS#8 PEM)")
 }
 
-/// A network namespace of the drill's own, with loopback up: its appliance's ports cannot collide with, or be
-/// reached from, anything else on the machine.
+/// Network and mount namespaces of the drill's own, with loopback up: its appliance's ports cannot collide with, or
+/// be reached from, anything else on the machine, and what it mounts (a drill's own disk) is seen by it alone and
+/// goes away with it.
 fn enter_namespace() -> Result<()> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(|e| anyhow::anyhow!("cannot make the drill's network namespace ({e}) (hint: run drills as root)"))?;
+    use nix::sched::CloneFlags;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| anyhow::anyhow!("cannot make the drill's namespaces ({e}) (hint: run drills as root)"))?;
+    let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
+        .map_err(|e| anyhow::anyhow!("cannot make the drill's mounts private: {e}"))?;
     let out =
         std::process::Command::new("ip").args(["link", "set", "lo", "up"]).output().context("running ip (iproute2)")?;
     if !out.status.success() {
         bail!("ip link set lo up: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
+}
+
+/// The process id of the scratch appliance's `service` (its command line names the scratch configuration).
+pub fn service_pid(config: &Path, service: &str) -> Option<i32> {
+    let config = config.to_str()?;
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+        let found = args.contains(&service.as_bytes()) && args.contains(&config.as_bytes());
+        found.then_some(pid)
+    })
 }
 
 /// End the whole drill (and, through PR_SET_PDEATHSIG, its appliance) when it overruns.

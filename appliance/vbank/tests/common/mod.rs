@@ -211,3 +211,32 @@ pub fn drive(mut rtc: Rtc, sock: UdpSocket, publish: Option<Mid>, received: Arc<
         }
     }
 }
+
+/// A child process (`vbank up`, a lone service) stopped with SIGTERM when the test ends, passed or not.
+pub struct StopOnDrop(pub std::process::Child);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+/// `vbank --config <config> <args>`, its output.
+pub fn vbank_at(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(VBANK)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// The same with `--json`, required to succeed; its JSON.
+pub fn ok_json_at(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = vbank_at(config, &[&["--json"], args].concat());
+    assert!(out.status.success(), "vbank {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
