@@ -205,7 +205,8 @@ pub enum StoreConfig {
 /// `[store.postgres]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
-    /// Host name, IP, or a Unix socket directory (absolute path).
+    /// Host name, IP, or a Unix socket directory (absolute path); or a cluster's members, `host:port` comma-separated
+    /// (connections go to the one that accepts writes: the primary).
     pub host: String,
     /// TCP port (also names the socket file in a socket directory).
     pub port: u16,
@@ -427,7 +428,11 @@ fn read_store(s: &Section<'_, '_>, data_dir: &Path) -> StoreConfig {
     let redb_dir = path_in(s, "redb_dir", data_dir.join("store"));
     let pg = s.section("postgres");
     let pg_cfg = PostgresConfig {
-        host: pg.string("host", "/run/postgresql", "a host name, an IP, or a socket directory"),
+        host: pg.string(
+            "host",
+            "/run/postgresql",
+            "a host name, an IP, a socket directory, or the cluster's members as \"10.0.0.1:5432,10.0.0.2:5432\"",
+        ),
         port: pg.integer("port", 5432, 1, 65535) as u16,
         dbname: pg.string("dbname", "vbank", "a database name"),
         user: pg.string("user", "vbank", "a role name"),

@@ -18,6 +18,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     concurrent_increments_lose_nothing(store.clone()).await;
     concurrent_appends_are_gapless(store.clone()).await;
     bad_keys_are_refused(&*store).await;
+    unbounded_limits(&*store).await;
     store.ping().await.expect("ping");
 }
 
@@ -169,6 +170,13 @@ async fn bad_keys_are_refused(s: &dyn Store) {
     let long = "k".repeat(513);
     assert!(matches!(s.get(Table::Calls, &long).await, Err(StoreError::Invalid { .. })));
     assert!(matches!(s.append("", b"x").await, Err(StoreError::Invalid { .. })));
+}
+
+/// `usize::MAX` means "all of them", in every backend.
+async fn unbounded_limits(s: &dyn Store) {
+    s.append("unbounded", b"x").await.unwrap();
+    assert_eq!(s.read_stream("unbounded", 1, usize::MAX).await.expect("read_stream with usize::MAX").len(), 1);
+    assert!(!s.list(Table::Calls, "", usize::MAX).await.expect("list with usize::MAX").is_empty());
 }
 
 /// Export `full`, import into `empty` (another store, possibly the other backend), and require the copy to export

@@ -43,18 +43,43 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
 
 impl PgStore {
     /// Connect, check the server answers, and migrate the schema.
+    ///
+    /// `host` may name several servers, comma-separated, each optionally with `:port` (a Patroni cluster's members):
+    /// connections then go to whichever accepts writes, so after a failover new connections find the new primary.
     pub async fn connect(cfg: &PostgresConfig, password: Option<&str>) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::new();
-        pg.host(&cfg.host)
-            .port(cfg.port)
-            .dbname(&cfg.dbname)
+        let hosts: Vec<&str> = cfg.host.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
+        for h in &hosts {
+            // A socket directory starts with '/', and keeps any ':' it has.
+            match h.rsplit_once(':').filter(|_| !h.starts_with('/')) {
+                Some((name, port)) => {
+                    let port = port.parse().map_err(|_| StoreError::Unavailable {
+                        what: format!("[store.postgres] host {h:?}"),
+                        detail: "the port is not a number".into(),
+                        hint: "write host:port pairs such as \"10.0.0.1:5432,10.0.0.2:5432\"".into(),
+                    })?;
+                    pg.host(name).port(port);
+                }
+                None => {
+                    pg.host(*h).port(cfg.port);
+                }
+            }
+        }
+        if hosts.len() > 1 {
+            pg.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        }
+        pg.dbname(&cfg.dbname)
             .user(&cfg.user)
             .application_name("vbank")
             .connect_timeout(Duration::from_secs(u64::from(cfg.connect_timeout_s)));
         if let Some(p) = password {
             pg.password(p);
         }
-        let target = format!("{}@{}:{}/{}", cfg.user, cfg.host, cfg.port, cfg.dbname);
+        let target = if hosts.len() > 1 {
+            format!("{}@{}/{}", cfg.user, cfg.host, cfg.dbname)
+        } else {
+            format!("{}@{}:{}/{}", cfg.user, cfg.host, cfg.port, cfg.dbname)
+        };
         let mgr = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(mgr)
             .max_size(cfg.pool_size as usize)
@@ -206,7 +231,7 @@ impl Store for PgStore {
                 "SELECT key, value, version FROM vbank_kv
                  WHERE tbl = $1 AND starts_with(key, $2)
                  ORDER BY key COLLATE \"C\" LIMIT $3",
-                &[&table.as_str(), &prefix, &(limit as i64)],
+                &[&table.as_str(), &prefix, &(limit.min(i64::MAX as usize) as i64)],
             )
             .await
             .map_err(backend)?;
@@ -242,7 +267,7 @@ impl Store for PgStore {
         let rows = c
             .query(
                 "SELECT seq, value FROM vbank_stream WHERE stream = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
-                &[&stream, &(from.min(i64::MAX as u64) as i64), &(limit as i64)],
+                &[&stream, &(from.min(i64::MAX as u64) as i64), &(limit.min(i64::MAX as usize) as i64)],
             )
             .await
             .map_err(backend)?;

@@ -70,3 +70,18 @@ async fn losing_the_server_mid_flight_is_an_error_not_a_hang() {
     let r = tokio::time::timeout(std::time::Duration::from_secs(20), store.ping()).await;
     assert!(matches!(r, Ok(Err(_))), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_members_list_with_a_bad_port_names_the_fix() {
+    let c = PostgresConfig {
+        host: "127.0.0.1:5432,127.0.0.1:fifty".into(),
+        port: 5432,
+        dbname: "vbank".into(),
+        user: "vbank".into(),
+        password: None,
+        pool_size: 1,
+        connect_timeout_s: 1,
+    };
+    let e = PgStore::connect(&c, None).await.unwrap_err().to_string();
+    assert!(e.contains("127.0.0.1:fifty") && e.contains("host:port"), "{e}");
+}

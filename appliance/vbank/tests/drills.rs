@@ -32,7 +32,7 @@ fn objective<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn key_compromise_hsm_outage_and_disk_full_drills_pass() {
+fn key_compromise_hsm_outage_disk_full_and_db_failover_drills_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(VBANK)
         .args(["hsm", "officer-keygen", "--name", "duty-officer", "--out"])
@@ -73,8 +73,14 @@ fn key_compromise_hsm_outage_and_disk_full_drills_pass() {
     );
     assert!(objective(&r, "recovered by itself")["value"].as_f64().unwrap() >= 0.0);
 
+    let r = run_drill("db-failover", &key, &reports);
+    let rpo = objective(&r, "confirmed commits lost (RPO)");
+    assert_eq!(rpo["value"], 0.0, "{r}");
+    assert!(rpo["measured"].as_str().unwrap().starts_with("0 of "), "{rpo}");
+    assert_eq!(objective(&r, "the synchronous standby took over, one leader")["met"], true);
+
     let list = Command::new(VBANK).args(["--json", "drill", "list"]).output().unwrap();
     let names: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(names.as_array().unwrap().len(), 4, "{names}");
-    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 9, "a JSON, a markdown and a seal per drill");
+    assert_eq!(names.as_array().unwrap().len(), 5, "{names}");
+    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 12, "a JSON, a markdown and a seal per drill");
 }

@@ -5,6 +5,7 @@
 //! cleans up after itself.
 
 mod backup_restore;
+mod db_failover;
 mod disk_full;
 mod hsm_outage;
 mod key_compromise;
@@ -32,6 +33,11 @@ pub const DRILLS: &[(&str, &str, &str)] = &[
     ),
     ("hsm-outage", "runbooks/hsm-outage.md", "the HSM disappears under a working node for 8 s, then returns"),
     ("disk-full", "runbooks/storage-full.md", "the recordings disk fills below its floor, then space is freed"),
+    (
+        "db-failover",
+        "runbooks/database-failover.md",
+        "the Patroni primary of the shared database is killed under load; no confirmed commit may be lost",
+    ),
 ];
 
 /// Drill tools.
@@ -125,6 +131,7 @@ pub fn run(cmd: DrillCmd, json_out: bool) -> Result<i32> {
                 "key-compromise" => key_compromise::run(work.path(), &signer)?,
                 "hsm-outage" => hsm_outage::run(work.path(), &signer)?,
                 "disk-full" => disk_full::run(work.path(), &signer)?,
+                "db-failover" => db_failover::run(work.path(), &signer)?,
                 _ => unreachable!("listed in DRILLS"),
             };
             let path = report.write_sealed(&report_dir, &key)?;

@@ -122,7 +122,7 @@ impl Drop for Scratch {
 
 /// Have the kernel stop the appliance if the drill dies.
 #[allow(unsafe_code)]
-fn bind_to_parent(cmd: &mut Command) {
+pub(crate) fn bind_to_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt as _;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
     // async-signal-safe; it touches no memory shared with the parent.
