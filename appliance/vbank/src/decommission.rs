@@ -1,9 +1,9 @@
 //! `vbank decommission` (退出机制): taking a node out of service for good, in two steps an auditor can follow.
 //!
-//! 1. `start` (keyd running, every other service stopped): refuse while any recording is under legal hold; seal and
-//!    export the audit log; erase every recording and check each is gone; file the keyd request that destroys every
-//!    key of the node in the HSM, signed by the first officer. A second officer approves it in the HSM console
-//!    (`vbank hsm approvals approve`): dual control.
+//! 1. `start` (keyd running, every other service stopped): refuse while any recording is under legal hold; file the
+//!    keyd request that destroys every key of the node in the HSM, signed by the first officer; erase every
+//!    recording, check each is gone and record it in the audit log; seal and export the audit log. A second officer
+//!    approves the request in the HSM console (`vbank hsm approvals approve`): dual control.
 //! 2. `finish` (every service stopped): check from keyd's own store that every key is destroyed and that two
 //!    distinct officers approved; wipe the stores, the backup staging area, the secrets and the TLS private keys and
 //!    check each is gone; write the certificate, signed by the officer (SM2, user ID [`CERT_ID`]).
@@ -127,15 +127,13 @@ async fn start(cfg: &Config, confirm: &str, officer: &str, key: &Path, out: &Pat
             held.join(", ")
         );
     }
-    let signing_key = read_key(key)?;
-    drop(signing_key);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
 
+    // The request first: keyd checks the officer's signature before anything is erased, and nothing is destroyed
+    // until a second officer approves.
     let k = Keyd::new(cfg, false)?;
-    k.call(Method::POST, "/v1/admin/audit/seal", None).await?;
-    let v = k.call(Method::GET, "/v1/admin/audit/export", None).await?;
-    let audit = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-    std::fs::write(out.join("audit-final.jsonl"), &audit)?;
+    let request = file_request(&k, "decommission", &cfg.node.name, officer, key).await?;
+    let id = request["id"].as_str().context("keyd returned no request id")?.to_string();
 
     let mut erased = Vec::new();
     for r in &recordings {
@@ -144,13 +142,19 @@ async fn start(cfg: &Config, confirm: &str, officer: &str, key: &Path, out: &Pat
         if dir.exists() {
             bail!("{} is still there after erasure", dir.display());
         }
+        let detail = format!("manifest_sha256={}", r.manifest_sha256.as_deref().unwrap_or("none (open)"));
+        let entry =
+            json!({"action": "operator.recording.erase", "target": r.id, "detail": detail, "on_behalf": officer});
+        k.call(Method::POST, "/v1/audit/append", Some(entry)).await?;
         erased.push(json!({"id": r.id, "sealed": r.sealed, "bytes": r.bytes, "manifest_sha256": r.manifest_sha256}));
     }
-    let request = file_request(&k, "decommission", &cfg.node.name, officer, key).await?;
-    let id = request["id"].as_str().context("keyd returned no request id")?.to_string();
+    k.call(Method::POST, "/v1/admin/audit/seal", None).await?;
+    let v = k.call(Method::GET, "/v1/admin/audit/export", None).await?;
+    let audit = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+    std::fs::write(out.join("audit-final.jsonl"), &audit)?;
     let record = json!({
         "node": cfg.node.name,
-        "started": crate::drill::unix_now(),
+        "started": crate::unix_now(),
         "recordings_erased": erased,
         "audit_final": {"file": "audit-final.jsonl", "entries": audit.lines().count(), "sha256": sha256_hex(audit.as_bytes())},
         "request": id,
@@ -251,7 +255,7 @@ async fn finish(cfg: &Config, config: &Path, out: &Path, officer: &str, key: &Pa
         "node": cfg.node.name,
         "config": config,
         "started": started["started"],
-        "finished": crate::drill::unix_now(),
+        "finished": crate::unix_now(),
         "recordings_erased": started["recordings_erased"],
         "legal_holds": [],
         "audit_final": started["audit_final"],

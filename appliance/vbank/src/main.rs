@@ -393,6 +393,11 @@ fn console(config: &std::path::Path, cmd: hsm_cmd::HsmCmd, json: bool, sm: bool)
     }
 }
 
+/// Seconds since the epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

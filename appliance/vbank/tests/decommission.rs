@@ -111,7 +111,10 @@ fn decommission_respects_holds_needs_two_officers_and_leaves_a_signed_certificat
     let started = ok_json(&config, &start_here);
     let id = started["request"].as_str().unwrap().to_string();
     assert!(!cfg.recorder.dir.join("rec-0001").exists() && !held.exists(), "recordings erased");
-    assert!(out.join("audit-final.jsonl").exists());
+    let final_log = std::fs::read_to_string(out.join("audit-final.jsonl")).unwrap();
+    let erasures = final_log.lines().filter(|l| l.contains("\"action\":\"operator.recording.erase\"")).count();
+    assert_eq!(erasures, 2, "each erasure is in the sealed audit log");
+    assert!(final_log.contains("\"action\":\"approval.request\""), "the request precedes the erasure");
     assert!(token_labels(&data).contains("vbank/"), "nothing destroyed on one officer's word");
     refused(
         &config,

@@ -13,7 +13,7 @@ pub(crate) mod restic;
 mod restore;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
@@ -69,12 +69,12 @@ pub fn run(cmd: BackupCmd, config: &Path, json_out: bool) -> Result<i32> {
             let r = match rt.block_on(create(&cfg, config, &restic)) {
                 Ok(r) => r,
                 Err(e) => {
-                    metrics(&[("vbank_backup_last_failure_timestamp_seconds", now() as f64)]);
+                    metrics(&[("vbank_backup_last_failure_timestamp_seconds", crate::unix_now() as f64)]);
                     return Err(e);
                 }
             };
             metrics(&[
-                ("vbank_backup_last_success_timestamp_seconds", now() as f64),
+                ("vbank_backup_last_success_timestamp_seconds", crate::unix_now() as f64),
                 ("vbank_backup_last_duration_seconds", r["ms"].as_f64().unwrap_or(0.0) / 1000.0),
                 ("vbank_backup_last_bytes", r["bytes"].as_f64().unwrap_or(0.0)),
             ]);
@@ -126,7 +126,7 @@ pub fn run(cmd: BackupCmd, config: &Path, json_out: bool) -> Result<i32> {
             } else {
                 "vbank_backup_last_verify_failure_timestamp_seconds"
             };
-            metrics::update(&cfg.backup.metrics_file, &cfg.node.name, &[(name, now() as f64)]);
+            metrics::update(&cfg.backup.metrics_file, &cfg.node.name, &[(name, crate::unix_now() as f64)]);
             restore::print(&verified?, json_out);
             Ok(if ok { 0 } else { 1 })
         }
@@ -136,10 +136,6 @@ pub fn run(cmd: BackupCmd, config: &Path, json_out: bool) -> Result<i32> {
             Ok(0)
         }
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The staging directory, emptied, locked against a concurrent backup for as long as the lock lives.
@@ -250,7 +246,7 @@ async fn create(cfg: &Config, config: &Path, restic: &Restic) -> Result<serde_js
         .context("loading the operator certificate (tls.cli) to ask the services for their exports")?;
     let mut m = Manifest {
         format: manifest::FORMAT.into(),
-        created: now(),
+        created: crate::unix_now(),
         node: cfg.node.name.clone(),
         vbank_version: env!("CARGO_PKG_VERSION").into(),
         store_backend: match cfg.store {

@@ -81,7 +81,7 @@ pub async fn verify(cfg: &Config, restic: &Restic, id: &str, read_data: bool) ->
 
 /// Keep `path` aside as `<path>.before-restore-<unix seconds>`; returns the new name.
 fn move_aside(path: &Path) -> Result<PathBuf> {
-    let aside = PathBuf::from(format!("{}.before-restore-{}", path.display(), super::now()));
+    let aside = PathBuf::from(format!("{}.before-restore-{}", path.display(), crate::unix_now()));
     std::fs::rename(path, &aside).with_context(|| format!("moving {} aside", path.display()))?;
     Ok(aside)
 }

@@ -32,7 +32,7 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
 
     let password = work.join("backup-password");
     let mut secret = [0u8; 24];
-    getrandom(&mut secret)?;
+    vbank_crypto::random(&mut secret)?;
     write_private(&password, secret.iter().map(|b| format!("{b:02x}")).collect::<String>().as_bytes())?;
     let repo = work.join("repository");
     let mut cfg_text = std::fs::read_to_string(&node.config)?;
@@ -170,12 +170,6 @@ fn lost_entries(before: &[(String, Vec<u8>)], after: &[(String, Vec<u8>)]) -> Ve
         }
     }
     lost
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<()> {
-    use std::io::Read as _;
-    std::fs::File::open("/dev/urandom")?.read_exact(buf)?;
-    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

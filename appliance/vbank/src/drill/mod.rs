@@ -1,5 +1,6 @@
-//! `vbank drill <name>`: a disaster-recovery drill that proves itself. Each builds its scenario on this machine in a
-//! network namespace of its own (a scratch appliance, never the production node), drives it, injects the fault,
+//! `vbank drill <name>`: a disaster-recovery drill that proves itself. Each builds its scenario on this machine in
+//! network and mount namespaces of its own (a scratch appliance or cluster, never the production node), drives it,
+//! injects the fault,
 //! measures recovery against its objectives, and writes a sealed report (see [`report`]). Exit 0 when every
 //! objective is met, 2 when one is missed, 1 when the drill could not run. Every drill is bounded in time and
 //! cleans up after itself.
@@ -13,7 +14,7 @@ pub mod report;
 mod scratch;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
@@ -43,7 +44,7 @@ pub const DRILLS: &[(&str, &str, &str)] = &[
 /// Drill tools.
 #[derive(Debug, Subcommand)]
 pub enum DrillCmd {
-    /// Run a drill (as root: it makes a network namespace).
+    /// Run a drill (as root: it makes network and mount namespaces).
     Run {
         /// The drill (`vbank drill list`).
         name: String,
@@ -70,11 +71,6 @@ pub enum DrillCmd {
         #[arg(long)]
         public_key: PathBuf,
     },
-}
-
-/// Seconds since the epoch.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Run a drill command; returns the exit code. Called before any thread is started (a drill enters its own network

@@ -77,7 +77,7 @@ impl Recorder {
             start: Instant::now(),
             report: Report {
                 drill: drill.into(),
-                started: super::unix_now(),
+                started: crate::unix_now(),
                 duration_ms: 0,
                 host,
                 vbank_version: env!("CARGO_PKG_VERSION").into(),
