@@ -81,6 +81,15 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
         super::scratch::bind_to_parent(&mut c);
         procs.0.push(c.spawn().context("starting etcd")?);
     }
+    // Patroni starts against a formed etcd cluster: started together, both members can be left waiting for a
+    // bootstrap that never happens.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ETCD.iter().all(|(client, _)| http_get(*client, "/health").is_ok_and(|v| v["health"] == "true")) {
+        if Instant::now() > deadline {
+            bail!("etcd did not form a healthy cluster in 60 s\n{}", log_tails(work));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let hosts: Vec<String> = ETCD.iter().map(|(c, _)| format!("127.0.0.1:{c}")).collect();
     let mut nodes = Vec::new();
     for (i, (pg_port, rest)) in NODES.iter().enumerate() {
@@ -98,8 +107,12 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
         procs.0.push(c.spawn().context("starting patroni")?);
         nodes.push((format!("pg{}", i + 1), dir, *rest));
     }
-    let (leader, standby) = wait_healthy(NODES[0].1, Duration::from_secs(120))
-        .context("the Patroni cluster did not come up with a leader and a synchronous standby in 120 s")?;
+    let (leader, standby) = wait_healthy(NODES[0].1, Duration::from_secs(120)).map_err(|e| {
+        anyhow::anyhow!(
+            "the Patroni cluster did not come up with a leader and a synchronous standby in 120 s: {e}\n{}",
+            log_tails(work)
+        )
+    })?;
     r.step(format!("etcd (3 members) and Patroni up: leader {leader}, synchronous standby {standby}"));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -213,6 +226,17 @@ fn commit(
     }
 }
 
+/// The last lines of every member's log, to say why a cluster did not form.
+fn log_tails(work: &Path) -> String {
+    let mut out = String::new();
+    for name in ["etcd1", "etcd2", "etcd3", "patroni1", "patroni2"] {
+        let text = std::fs::read_to_string(work.join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("--- {name}.log (last lines)\n{}\n", lines[lines.len().saturating_sub(8)..].join("\n")));
+    }
+    out
+}
+
 fn which(tool: &str) -> Result<()> {
     let found =
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
@@ -237,9 +261,9 @@ fn patroni_config(i: usize, pg_port: u16, rest: u16, etcd: &[String], dir: &Path
     )
 }
 
-/// GET a Patroni REST path (plain HTTP on loopback).
-fn patroni_get(rest: u16, path: &str) -> Result<Value> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", rest))?;
+/// GET a JSON path from Patroni's REST API or etcd's (plain HTTP on the drill's loopback).
+fn http_get(port: u16, path: &str) -> Result<Value> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut text = String::new();
@@ -253,7 +277,7 @@ fn wait_healthy(rest: u16, within: Duration) -> Result<(String, String)> {
     let deadline = Instant::now() + within;
     let mut last = Value::Null;
     while Instant::now() < deadline {
-        if let Ok(c) = patroni_get(rest, "/cluster") {
+        if let Ok(c) = http_get(rest, "/cluster") {
             if let (Some(l), Some(s)) = (sole_role(&c, "leader"), sole_role(&c, "sync_standby")) {
                 return Ok((l, s));
             }
@@ -278,7 +302,7 @@ fn sole_role(cluster: &Value, role: &str) -> Option<String> {
 fn sole_leader(rest: u16) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let Some(l) = patroni_get(rest, "/cluster").ok().and_then(|c| sole_role(&c, "leader")) {
+        if let Some(l) = http_get(rest, "/cluster").ok().and_then(|c| sole_role(&c, "leader")) {
             return Some(l);
         }
         std::thread::sleep(Duration::from_millis(250));
