@@ -102,7 +102,13 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
         nix::unistd::chown(&yml, Some(pg_user.uid), Some(pg_user.gid))?;
         let log = std::fs::File::create(work.join(format!("patroni{}.log", i + 1)))?;
         let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", "patroni"]).arg(&yml).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // PostgreSQL's tools need a working directory they can enter: never inherit one postgres cannot read.
+        c.args(["-u", "postgres", "--", "patroni"])
+            .arg(&yml)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         super::scratch::bind_to_parent(&mut c);
         procs.0.push(c.spawn().context("starting patroni")?);
         nodes.push((format!("pg{}", i + 1), dir, *rest));
