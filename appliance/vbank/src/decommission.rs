@@ -169,14 +169,13 @@ async fn start(cfg: &Config, confirm: &str, officer: &str, key: &Path, out: &Pat
     }))
 }
 
-/// A secret reference's file, where this host keeps it.
+/// A secret reference's file, where this host keeps it: as the service sees it, or, outside a unit, where the
+/// Ansible role puts credentials.
 fn secret_path(r: &SecretRef) -> Option<PathBuf> {
-    match r {
+    r.path().ok().or_else(|| match r {
+        SecretRef::Credential(name) => Some(Path::new("/etc/vbank/credentials").join(name)),
         SecretRef::File(p) => Some(p.clone()),
-        SecretRef::Credential(name) => std::env::var_os("CREDENTIALS_DIRECTORY")
-            .map(|d| Path::new(&d).join(name))
-            .or_else(|| Some(Path::new("/etc/vbank/credentials").join(name))),
-    }
+    })
 }
 
 async fn finish(cfg: &Config, config: &Path, out: &Path, officer: &str, key: &Path) -> Result<Value> {

@@ -182,7 +182,8 @@ async fn export_store(
         let store = vbank_store::open(cfg, "backup").await.context("connecting to the shared database")?;
         return Ok(Some((store.export().await?, "postgres")));
     };
-    let path = redb_path(cfg, name);
+    let StoreConfig::Redb { dir } = &cfg.store else { unreachable!("only redb stores are asked by admin listener") };
+    let path = dir.join(format!("{name}.redb"));
     let path_str = vbank_service::backup::EXPORT_PATH;
     let dns = vbank_tls::service_dns_name(svc);
     let asked = client::call(tls.clone(), addr, &dns, Method::GET, path_str, None, Duration::from_secs(120)).await;
@@ -204,14 +205,6 @@ async fn export_store(
             })?;
             Ok(Some((store.export().await?, "file")))
         }
-    }
-}
-
-/// Where the service's redb file lives.
-fn redb_path(cfg: &Config, name: &str) -> PathBuf {
-    match &cfg.store {
-        StoreConfig::Redb { dir } => dir.join(format!("{name}.redb")),
-        StoreConfig::Postgres(_) => PathBuf::new(),
     }
 }
 

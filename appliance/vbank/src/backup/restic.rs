@@ -54,12 +54,9 @@ impl Restic {
         c
     }
 
-    fn run(&self, what: &str, args: &[&str], cwd: Option<&Path>) -> Result<Output> {
+    fn run(&self, what: &str, args: &[&str]) -> Result<Output> {
         let mut c = self.command();
         c.args(args);
-        if let Some(d) = cwd {
-            c.current_dir(d);
-        }
         let out = c.output().map_err(|e| {
             anyhow::anyhow!("cannot run restic ({e}) (hint: install Debian's restic package: apt-get install restic)")
         })?;
@@ -80,7 +77,7 @@ impl Restic {
         if exists {
             return Ok(false);
         }
-        self.run("init", &["init"], None)?;
+        self.run("init", &["init"])?;
         Ok(true)
     }
 
@@ -92,7 +89,7 @@ impl Restic {
         }
         let d = dir.to_str().context("the staging directory's path is not UTF-8")?;
         args.push(d);
-        let out = self.run("backup", &args, None)?;
+        let out = self.run("backup", &args)?;
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
                 && v["message_type"] == "summary"
@@ -107,7 +104,7 @@ impl Restic {
 
     /// vbank's snapshots, oldest first.
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
-        let out = self.run("snapshots", &["snapshots", "--json", "--tag", "vbank"], None)?;
+        let out = self.run("snapshots", &["snapshots", "--json", "--tag", "vbank"])?;
         let list: Option<Vec<SnapshotInfo>> =
             serde_json::from_slice(&out.stdout).context("restic snapshots printed something other than JSON")?;
         Ok(list.unwrap_or_default())
@@ -127,7 +124,7 @@ impl Restic {
     /// Restore a snapshot under `target`; returns where its staging directory landed.
     pub fn restore(&self, snap: &SnapshotInfo, target: &Path) -> Result<PathBuf> {
         let t = target.to_str().context("the restore target's path is not UTF-8")?;
-        self.run("restore", &["restore", &snap.id, "--target", t], None)?;
+        self.run("restore", &["restore", &snap.id, "--target", t])?;
         let staged = snap.paths.first().context("the snapshot holds no path")?;
         Ok(target.join(staged.trim_start_matches('/')))
     }
@@ -135,7 +132,7 @@ impl Restic {
     /// The repository's structure and, with `read_data`, every data blob read back and checked.
     pub fn check(&self, read_data: bool) -> Result<()> {
         let args: &[&str] = if read_data { &["check", "--read-data"] } else { &["check"] };
-        self.run("check", args, None).map(|_| ())
+        self.run("check", args).map(|_| ())
     }
 
     /// Apply retention to vbank's snapshots and prune unreferenced data.
@@ -143,6 +140,6 @@ impl Restic {
         let (d, w, m) = (daily.to_string(), weekly.to_string(), monthly.to_string());
         let args =
             ["forget", "--prune", "--tag", "vbank", "--keep-daily", &d, "--keep-weekly", &w, "--keep-monthly", &m];
-        self.run("forget", &args, None).map(|_| ())
+        self.run("forget", &args).map(|_| ())
     }
 }

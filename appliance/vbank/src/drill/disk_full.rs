@@ -90,23 +90,8 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
     let freed = Instant::now();
     r.step("space freed: the file is removed");
     let recovered = poll(&rt, &cfg, true, RECOVER_GOAL * 3).map(|_| freed.elapsed());
-    r.objective(
-        "recovered by itself",
-        &format!("recorder ready ≤ {} s after space returns", RECOVER_GOAL.as_secs()),
-        recovered.map_or("not recovered".to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
-        recovered.map_or(-1.0, |d| d.as_millis() as f64),
-        "ms",
-        recovered.is_some_and(|d| d <= RECOVER_GOAL),
-    );
-    let same = super::service_pid(&node.config, "recorder") == Some(pid);
-    r.objective(
-        "no restart needed",
-        "the same recorder process throughout",
-        if same { "same process".into() } else { "the recorder was restarted".into() },
-        if same { 1.0 } else { 0.0 },
-        "bool",
-        same,
-    );
+    r.timed("recovered by itself", RECOVER_GOAL, "after space returns, recorder ready", recovered, "not recovered");
+    r.same_process("recorder", pid, super::service_pid(&node.config, "recorder"));
     node.stop();
     r.step("scratch appliance stopped");
     Ok(r.finish())

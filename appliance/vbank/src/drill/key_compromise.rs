@@ -245,23 +245,13 @@ fn approve(node: &Scratch, req: &Value, officer: &str, key: &str) -> Result<Valu
     Ok(done)
 }
 
-/// Call keyd's API as `who` (the drill holds the scratch appliance's development certificates).
+/// Call keyd's API as `who`; anything but success is an error.
 async fn keyd(cfg: &Config, who: Service, path: &str, body: Value) -> Result<Value> {
-    let tls = vbank_tls::service_client_config(&cfg.tls, who)?;
-    let (s, b) = client::call(
-        tls,
-        cfg.keyd.listen,
-        &vbank_tls::service_dns_name(Service::Keyd),
-        Method::POST,
-        path,
-        Some(body.to_string().into()),
-        Duration::from_secs(10),
-    )
-    .await?;
-    if !s.is_success() {
-        bail!("keyd {path}: {s}: {}", String::from_utf8_lossy(&b));
+    let (status, v) = super::scratch::keyd_api(cfg, who, path, body).await?;
+    if !(200..300).contains(&status) {
+        bail!("keyd {path}: {status}: {v}");
     }
-    Ok(serde_json::from_slice(&b)?)
+    Ok(v)
 }
 
 /// OpenSC's view of the scratch token: an independent check of what keyd reports.

@@ -3,7 +3,7 @@
 //! bytes by the officer who ran the drill, verifiable offline with `vbank drill verify` or stock OpenSSL.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -114,6 +114,31 @@ impl Recorder {
             unit: unit.into(),
             met,
         });
+    }
+
+    /// A "how long until" objective: met when it happened within `goal`; `None` means it never happened.
+    pub fn timed(&mut self, name: &str, goal: Duration, within: &str, took: Option<Duration>, never: &str) {
+        self.objective(
+            name,
+            &format!("≤ {} s {within}", goal.as_secs()),
+            took.map_or(never.to_string(), |d| format!("{:.1} s", d.as_secs_f64())),
+            took.map_or(-1.0, |d| d.as_millis() as f64),
+            "ms",
+            took.is_some_and(|d| d <= goal),
+        );
+    }
+
+    /// The service recovered without being restarted: the same process id before and after.
+    pub fn same_process(&mut self, service: &str, before: i32, after: Option<i32>) {
+        let same = after == Some(before);
+        self.objective(
+            "no restart needed",
+            &format!("the same {service} process throughout"),
+            if same { "same process".into() } else { format!("{service} was restarted") },
+            if same { 1.0 } else { 0.0 },
+            "bool",
+            same,
+        );
     }
 
     /// The finished report.

@@ -120,6 +120,22 @@ impl Drop for Scratch {
     }
 }
 
+/// POST to keyd's API as `who` (the drill holds its scratch appliance's development certificates); the status and
+/// the JSON answer.
+pub async fn keyd_api(
+    cfg: &vbank_config::Config,
+    who: vbank_config::Service,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<(u16, serde_json::Value)> {
+    use vbank_service::client::{self, Method};
+    let tls = vbank_tls::service_client_config(&cfg.tls, who)?;
+    let name = vbank_tls::service_dns_name(vbank_config::Service::Keyd);
+    let body = Some(body.to_string().into());
+    let (s, b) = client::call(tls, cfg.keyd.listen, &name, Method::POST, path, body, Duration::from_secs(20)).await?;
+    Ok((s.as_u16(), serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null)))
+}
+
 /// Have the kernel stop the appliance if the drill dies.
 #[allow(unsafe_code)]
 pub(crate) fn bind_to_parent(cmd: &mut Command) {
