@@ -257,6 +257,9 @@ pub struct GatewayConfig {
     pub max_participants: usize,
     /// Whether calls must be recorded before they start.
     pub recording: RecordingMode,
+    /// Seconds of every recorded call's media the gateway keeps, so a recorder that crashed continues the recording
+    /// without a hole (0: off). Covers the recorder's restart and the gateway noticing it (up to ~15 s).
+    pub recorder_backlog_s: u32,
 }
 
 /// `[gateway] recording`: what happens when a call cannot be recorded.
@@ -481,6 +484,7 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
             "off" => RecordingMode::Off,
             _ => RecordingMode::Required,
         },
+        recorder_backlog_s: s.integer("recorder_backlog_s", 30, 0, 120) as u32,
     };
     let default_tcp = SocketAddr::new(cfg.media_advertise.ip(), media_listen.port());
     let tcp_advertise = s.parsed("media_tcp_advertise", default_tcp, "an IP address and port", ADDR_HINT);

@@ -6,6 +6,7 @@
 //! room that subscribes; a new track triggers a renegotiation offer to each subscriber, sent through signalling.
 //! Keyframe requests travel back to the sender; a gap in an incoming stream asks the sender for a keyframe.
 
+pub mod backlog;
 mod participant;
 mod quality;
 
@@ -19,6 +20,7 @@ pub use str0m::media::MediaKind;
 use str0m::net::Receive;
 use str0m::{Candidate, Input, Rtc};
 
+pub use backlog::{BackFrame, HOLD_AT_MOST, Taken};
 use participant::{Participant, Propagated};
 pub use quality::Quality;
 /// The transport and packet types of [`Output::Transmit`], from str0m.
@@ -88,6 +90,9 @@ pub enum SfuError {
     /// No such participant (left, or never joined).
     #[error("no participant {0}")]
     UnknownParticipant(u64),
+    /// Only a recorder may take its room's backlog.
+    #[error("participant {0} is not a recorder: only a recorder takes the backlog")]
+    NotRecorder(u64),
     /// The room is full.
     #[error("room {0} is full ({1} participants)")]
     RoomFull(String, usize),
@@ -176,6 +181,7 @@ pub struct Sfu {
     next_id: u64,
     queue: VecDeque<Output>,
     counters: Counters,
+    backlog: backlog::Backlog,
 }
 
 impl Sfu {
@@ -194,7 +200,15 @@ impl Sfu {
             next_id: 1,
             queue: VecDeque::new(),
             counters: Counters::default(),
+            backlog: backlog::Backlog::new(Duration::ZERO, 0),
         }
+    }
+
+    /// Keep the last `window` (at most `max_bytes` per room) of every recorded room's media, for a recorder that
+    /// replaces a lost one ([`Sfu::take_backlog`]). Off by default.
+    pub fn with_recorder_backlog(mut self, window: Duration, max_bytes: usize) -> Sfu {
+        self.backlog = backlog::Backlog::new(window, max_bytes);
+        self
     }
 
     /// Also offer a passive ICE-TCP candidate at `tcp` (where the caller accepts TCP connections and feeds their
@@ -305,6 +319,10 @@ impl Sfu {
         let id = ParticipantId(self.next_id);
         self.next_id += 1;
         let mut p = Participant::new(id, room.to_string(), role, rtc, renegotiates, now);
+        if role == Role::Recorder && self.backlog.recorder_joined(room) {
+            p.held_until = Some(now + HOLD_AT_MOST);
+            log::info!(participant = id.0, room = room; "a recorder continues the call: live media held until it takes the backlog");
+        }
         // Subscribe the newcomer to everything already published in the room.
         for &i in self.rooms.get(room).into_iter().flatten() {
             for t in self.participants[i].published() {
@@ -341,6 +359,21 @@ impl Sfu {
         if let Some(p) = self.find(id) {
             p.rtc.disconnect();
         }
+    }
+
+    /// A recorder that replaces a lost one takes its room's backlog: every frame kept, oldest first, and which track
+    /// each of its m-lines carries now. Its live media, held until now, flows from the next frame on. `room` must be
+    /// the participant's.
+    pub fn take_backlog(&mut self, id: ParticipantId, room: &str) -> Result<Taken, SfuError> {
+        let p = self.find(id).filter(|p| p.room == room).ok_or(SfuError::UnknownParticipant(id.0))?;
+        if p.role != Role::Recorder {
+            return Err(SfuError::NotRecorder(id.0));
+        }
+        p.held_until = None;
+        let bound = p.bound();
+        let role_of = |origin| self.participants.iter().find(|q| q.id == origin).map(|q| q.role);
+        let bound = bound.into_iter().filter_map(|(mid, origin, kind)| Some((mid.to_string(), role_of(origin)?, kind)));
+        Ok(Taken { frames: self.backlog.snapshot(room), bound: bound.collect() })
     }
 
     /// A UDP datagram arrived. Returns false when no participant claims it (stray or stale traffic).
@@ -390,6 +423,10 @@ impl Sfu {
         self.now = now;
         for i in 0..self.participants.len() {
             let p = &mut self.participants[i];
+            if p.held_until.is_some_and(|t| t <= now) {
+                p.held_until = None;
+                log::warn!(participant = p.id.0; "the recorder did not take the backlog: live media flows without it");
+            }
             if p.next_timeout > now || !p.rtc.is_alive() {
                 continue;
             }
@@ -445,6 +482,11 @@ impl Sfu {
                 std::mem::take(&mut self.participants).into_iter().partition(|p| p.rtc.is_alive());
             self.participants = alive;
             self.reindex();
+            for p in dead.iter().filter(|p| p.role == Role::Recorder && self.rooms.contains_key(&p.room)) {
+                self.backlog.recorder_lost(&p.room);
+            }
+            let rooms = &self.rooms;
+            self.backlog.retain(|r| rooms.contains_key(r));
             for p in dead {
                 log::info!(participant = p.id.0, room = p.room.as_str(); "left");
                 let summary = Summary { room: p.room.clone(), role: p.role, quality: p.quality.snapshot() };
@@ -497,6 +539,13 @@ impl Sfu {
 
     fn propagate(&mut self, from: usize, what: Propagated) {
         let origin = self.participants[from].id;
+        if let Propagated::Media(d) = &what
+            && d.rid.as_ref().is_none_or(|r| *r == "h".into())
+            && let Some(kind) = self.participants[from].kind_of(d.mid)
+        {
+            let p = &self.participants[from];
+            self.backlog.push(&p.room, p.role, kind, d);
+        }
         let Some(members) = self.rooms.get(&self.participants[from].room) else { return };
         for &j in members {
             if j == from {
@@ -509,7 +558,9 @@ impl Sfu {
                     // Free m-lines may take it, or it was just bound to one a recorder must hear about.
                     self.slots_open |= !p.free_slots.is_empty() || !p.newly_bound.is_empty();
                 }
-                Propagated::Media(d) if p.media_out(origin, d) => self.counters.frames_forwarded += 1,
+                Propagated::Media(d) if p.held_until.is_none() && p.media_out(origin, d) => {
+                    self.counters.frames_forwarded += 1
+                }
                 Propagated::Keyframe(req, source, mid) if p.id == *source => p.keyframe_wanted(*req, *mid),
                 _ => continue,
             }

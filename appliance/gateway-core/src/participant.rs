@@ -85,6 +85,8 @@ pub(crate) struct Participant {
     pub dirty: bool,
     /// m-lines bound since the SFU last looked, with the sender and kind of their track (recorders report them).
     pub newly_bound: Vec<(Mid, ParticipantId, MediaKind)>,
+    /// A recorder replacing a lost one gets no live media until it took the backlog (or until then).
+    pub held_until: Option<Instant>,
 }
 
 impl Participant {
@@ -106,7 +108,13 @@ impl Participant {
             next_timeout: now,
             dirty: false,
             newly_bound: Vec::new(),
+            held_until: None,
         }
+    }
+
+    /// The kind of the track this participant sends on `mid`.
+    pub fn kind_of(&self, mid: Mid) -> Option<MediaKind> {
+        self.tracks_in.iter().find(|t| t.mid == mid).map(|t| t.kind)
     }
 
     /// Tracks this participant already sends, for a newcomer to subscribe to.
@@ -220,6 +228,16 @@ impl Participant {
         self.tracks_out.push(TrackOut { source, state: OutState::Open(mid) });
         self.newly_bound.push((mid, src.origin, src.kind));
         Some(mid)
+    }
+
+    /// The m-lines that carry someone's track now, with that track's sender and kind.
+    pub fn bound(&self) -> Vec<(Mid, ParticipantId, MediaKind)> {
+        let open = |t: &TrackOut| if let OutState::Open(m) = t.state { Some(m) } else { None };
+        self.tracks_out
+            .iter()
+            .filter_map(|t| Some((open(t)?, t.source.upgrade()?)))
+            .map(|(m, src)| (m, src.origin, src.kind))
+            .collect()
     }
 
     /// Forward media from `origin` if this participant receives that track; true when it was written.

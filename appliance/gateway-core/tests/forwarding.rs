@@ -47,6 +47,11 @@ thread_local! {
     static BOUND: std::cell::RefCell<Vec<(String, Role, MediaKind)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+thread_local! {
+    /// The RTP time of every frame each peer received, by its address.
+    static TIMES: std::cell::RefCell<std::collections::HashMap<SocketAddr, Vec<u64>>> = Default::default();
+}
+
 /// Move everything that is ready between the SFU and the peers at `now`.
 fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
     for _ in 0..50 {
@@ -87,7 +92,11 @@ fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
                         sfu.receive(now, t.source, t.destination, &t.contents);
                     }
                     RtcOutput::Event(Event::Connected) => p.connected = true,
-                    RtcOutput::Event(Event::MediaData(_)) => p.received += 1,
+                    RtcOutput::Event(Event::MediaData(d)) => {
+                        p.received += 1;
+                        let (addr, t) = (p.addr, d.time.numer());
+                        TIMES.with(|m| m.borrow_mut().entry(addr).or_default().push(t));
+                    }
                     RtcOutput::Event(_) => {}
                     RtcOutput::Timeout(_) => break,
                 }
@@ -108,8 +117,16 @@ fn run_until(
     publishers: &[usize],
     done: impl Fn(&[Peer]) -> bool,
 ) -> Instant {
+    thread_local! {
+        /// The first time a test ran: RTP time counts from it, so it goes on across calls.
+        static EPOCH: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+    let epoch = EPOCH.with(|e| {
+        let t = e.get().unwrap_or(start);
+        e.set(Some(t));
+        t
+    });
     let mut now = start;
-    let mut rtp_time = 0u64;
     for _ in 0..1500 {
         now += Duration::from_millis(10);
         sfu.timeout(now);
@@ -119,11 +136,11 @@ fn run_until(
                 let mid = p.mid;
                 let w = p.rtc.writer(mid).unwrap();
                 let pt = w.payload_params().next().unwrap().pt();
+                let rtp_time = now.duration_since(epoch).as_millis() as u64 * 48;
                 let t = MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ);
                 w.write(pt, now, t, vec![0xF8, 0xFF, 0xFE]).unwrap();
             }
         }
-        rtp_time += 480;
         exchange(sfu, peers, now);
         if done(peers) {
             break;
@@ -204,6 +221,52 @@ fn a_recorder_learns_whose_track_each_of_its_m_lines_carries() {
     run_until(&mut sfu, &mut peers, start, &[0], |p| p[1].received >= 20);
     let bound = BOUND.with(|b| b.take());
     assert_eq!(bound, [(mid.to_string(), Role::Customer, MediaKind::Audio)], "reported once, with the sender's role");
+}
+
+#[test]
+fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_nothing_missing_or_twice() {
+    let start = Instant::now();
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap()).with_recorder_backlog(Duration::from_secs(30), 16 << 20);
+    let publisher = join(&mut sfu, start, "10.0.0.2:7000", Role::Customer);
+    let recorder = |sfu: &mut Sfu, now: Instant, addr: &str| {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let (mut rtc, sdp, pending, mid) = offer_dir(now, addr, Direction::RecvOnly);
+        let (id, answer) = sfu.join_fixed(now, "call", Role::Recorder, &sdp).unwrap();
+        rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+        Peer { addr, rtc, id, mid, connected: false, received: 0 }
+    };
+    let first = recorder(&mut sfu, start, "10.0.0.5:7000");
+    let mut peers = vec![publisher, first];
+    let now = run_until(&mut sfu, &mut peers, start, &[0], |p| p[1].received >= 20);
+    assert!(peers[1].received >= 20);
+
+    // The recorder goes away; the call goes on for a while before its replacement joins.
+    let lost = peers.pop().unwrap();
+    sfu.leave(lost.id);
+    let now = run_until(&mut sfu, &mut peers, now, &[0], |_| false);
+    let second = recorder(&mut sfu, now, "10.0.0.6:7000");
+    peers.push(second);
+    let now = run_until(&mut sfu, &mut peers, now, &[0], |p| p[1].connected);
+    let steps = std::cell::Cell::new(0);
+    let now = run_until(&mut sfu, &mut peers, now, &[0], |_| {
+        steps.set(steps.get() + 1);
+        steps.get() >= 200
+    });
+    assert_eq!(peers[1].received, 0, "live media is held until the backlog is taken");
+    assert!(matches!(sfu.take_backlog(peers[0].id, "call"), Err(SfuError::NotRecorder(_))), "only a recorder takes it");
+
+    assert!(matches!(sfu.take_backlog(peers[1].id, "other"), Err(SfuError::UnknownParticipant(_))), "its own room's");
+    let taken = sfu.take_backlog(peers[1].id, "call").unwrap();
+    assert_eq!(taken.bound, [(peers[1].mid.to_string(), Role::Customer, MediaKind::Audio)], "its m-line's track");
+    let backlog = taken.frames;
+    assert!(backlog.len() > 1500, "17 s of 10 ms frames: {}", backlog.len());
+    assert!(backlog.iter().all(|f| f.label() == "customer/microphone" && f.codec.starts_with("opus/48000")));
+    assert!(backlog.windows(2).all(|w| w[1].rtp_time == w[0].rtp_time + 480), "no frame missing in the backlog");
+    assert!(now.duration_since(backlog[0].at) <= Duration::from_secs(30), "bounded by the window");
+    run_until(&mut sfu, &mut peers, now, &[0], |p| p[1].received >= 20);
+    let live = TIMES.with(|m| m.borrow().get(&peers[1].addr).cloned().unwrap_or_default());
+    let last = backlog.last().unwrap().rtp_time;
+    assert_eq!(live[0] - live[0].min(last), 480, "live media goes on from the frame after the backlog's last");
 }
 
 #[test]

@@ -90,6 +90,7 @@ pub fn app(state: AppState) -> Router {
         .route("/whep/{room}", axum::routing::post(whip::whep))
         .route("/whip/{room}/{id}", axum::routing::delete(whip::leave))
         .route("/whep/{room}/{id}", axum::routing::delete(whip::leave))
+        .route("/whep/{room}/{id}/backlog", axum::routing::get(whip::backlog))
         .layer(axum::extract::DefaultBodyLimit::max(signalling::MAX_MESSAGE))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(web::security_headers))
@@ -190,6 +191,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         advertise: cfg.gateway.media_advertise,
         tcp_advertise: cfg.gateway.media_tcp_advertise,
         max_participants: cfg.gateway.max_participants,
+        recorder_backlog: Duration::from_secs(u64::from(cfg.gateway.recorder_backlog_s)),
     };
     let media = media::start(opts, media_metrics, summaries_tx).map_err(|e| ServiceError::Bind {
         addr: cfg.gateway.media_listen,
@@ -302,8 +304,7 @@ async fn record_quality(
         let (id, s) = match event {
             media::CallEvent::Left(id, s) => (id, s),
             media::CallEvent::Bound { room, mid, role, kind } => {
-                let what = if kind == vbank_gateway_core::MediaKind::Audio { "microphone" } else { "camera" };
-                calls.track_bound(&room, &mid, &format!("{}/{what}", role.name())).await;
+                calls.track_bound(&room, &mid, &vbank_gateway_core::backlog::label(role, kind)).await;
                 continue;
             }
         };

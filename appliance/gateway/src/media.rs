@@ -13,7 +13,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc as tmpsc, oneshot};
-use vbank_gateway_core::{Counters, Output, ParticipantId, Role, Sfu, SfuError, Summary};
+use vbank_gateway_core::backlog::WireFrame;
+use vbank_gateway_core::{BackFrame, Counters, Output, ParticipantId, Role, Sfu, SfuError, Summary, Taken};
 
 use crate::ice_tcp::{self, TcpEvent};
 
@@ -191,6 +192,9 @@ pub enum Command {
     Restart(ParticipantId, String, oneshot::Sender<Result<String, String>>),
     /// Signalling closed.
     Leave(ParticipantId),
+    /// A recorder continuing a call takes the call's backlog (frames stamped with Unix time); its live media flows
+    /// from the next frame on.
+    Backlog(ParticipantId, String, oneshot::Sender<Result<Taken, SfuError>>),
 }
 
 /// A handle to the media loop.
@@ -212,6 +216,26 @@ impl Media {
     }
 }
 
+/// A call's backlog never holds more than this, whatever its bitrate.
+const BACKLOG_MAX_BYTES: usize = 48 << 20;
+
+/// Stamp backlog frames with Unix time, from how long ago the SFU received each (off the media thread: it copies).
+pub fn stamped(frames: Vec<BackFrame>) -> Vec<WireFrame> {
+    let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+    let wall_us = wall.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64);
+    frames
+        .into_iter()
+        .map(|f| WireFrame {
+            label: f.label(),
+            at_us: wall_us.saturating_sub(now.saturating_duration_since(f.at).as_micros() as u64),
+            codec: f.codec,
+            pt: f.pt,
+            rtp_time: f.rtp_time,
+            data: f.data.to_vec(),
+        })
+        .collect()
+}
+
 /// Datagrams taken in one go before commands and ICE-TCP get their turn.
 const MAX_BATCH: usize = 64;
 /// Longest the loop blocks on the UDP socket before looking at commands again.
@@ -231,12 +255,20 @@ pub struct MediaOptions {
     pub tcp_advertise: Option<SocketAddr>,
     /// Joins beyond this many participants are refused.
     pub max_participants: usize,
+    /// How much of each recorded call's media to keep for a recorder that continues it (zero: none).
+    pub recorder_backlog: Duration,
 }
 
 impl MediaOptions {
     /// UDP only at `listen`, advertised as `advertise`, without a participant limit (tests).
     pub fn udp(listen: SocketAddr, advertise: SocketAddr) -> Self {
-        MediaOptions { listen, advertise, tcp_advertise: None, max_participants: usize::MAX }
+        MediaOptions {
+            listen,
+            advertise,
+            tcp_advertise: None,
+            max_participants: usize::MAX,
+            recorder_backlog: Duration::ZERO,
+        }
     }
 }
 
@@ -265,7 +297,7 @@ pub fn start(
     metrics: MediaMetrics,
     summaries: tmpsc::UnboundedSender<CallEvent>,
 ) -> std::io::Result<Media> {
-    let MediaOptions { listen, advertise, tcp_advertise, max_participants } = opts;
+    let MediaOptions { listen, advertise, tcp_advertise, max_participants, recorder_backlog } = opts;
     let socket = UdpSocket::bind(listen)?;
     let (tcp_tx, tcp_rx) = mpsc::channel();
     if tcp_advertise.is_some() {
@@ -273,7 +305,9 @@ pub fn start(
         ice_tcp::listen(socket.local_addr()?, tcp_tx)?;
     }
     let (tx, rx) = mpsc::channel();
-    let mut sfu = Sfu::new(Instant::now(), advertise).with_max_participants(max_participants);
+    let mut sfu = Sfu::new(Instant::now(), advertise)
+        .with_max_participants(max_participants)
+        .with_recorder_backlog(recorder_backlog, BACKLOG_MAX_BYTES);
     if let Some(tcp) = tcp_advertise {
         sfu = sfu.with_tcp(tcp);
     }
@@ -396,6 +430,9 @@ fn run(
                     let _ = reply.send(sfu.restart(Instant::now(), id, &sdp).map_err(|e| e.to_string()));
                 }
                 Ok(Command::Leave(id)) => sfu.leave(id),
+                Ok(Command::Backlog(id, room, reply)) => {
+                    let _ = reply.send(sfu.take_backlog(id, &room));
+                }
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => return,
             }

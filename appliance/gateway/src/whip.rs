@@ -111,6 +111,38 @@ pub async fn whep(State(s): State<AppState>, Path(room): Path<String>, headers: 
     join(s, "whep", room, headers, body).await
 }
 
+/// `GET /whep/{room}/{id}/backlog`: a recorder continuing the call (it replaced one that was lost) takes the media
+/// the gateway kept meanwhile (`vbank_gateway_core::backlog` wire form); live media flows to it from the next frame.
+/// Needs the recorder's call token for the room.
+pub async fn backlog(State(s): State<AppState>, Path((room, id)): Path<(String, u64)>, headers: HeaderMap) -> Response {
+    match role_of(&s, bearer(&headers), &room, "observer") {
+        Ok((role, _)) if role == "recorder" => {}
+        Ok(_) => return problem(StatusCode::FORBIDDEN, "only the call's recorder takes its backlog"),
+        Err((status, why)) => return problem(status, why),
+    }
+    let (reply, answer) = oneshot::channel();
+    if !s.media.send(Command::Backlog(ParticipantId(id), room, reply)) {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "the media service is not running");
+    }
+    match answer.await {
+        Ok(Ok(taken)) => {
+            let bound: Vec<_> = taken
+                .bound
+                .iter()
+                .map(|(mid, role, kind)| (mid.clone(), vbank_gateway_core::backlog::label(*role, *kind)))
+                .collect();
+            let body = tokio::task::spawn_blocking(move || {
+                vbank_gateway_core::backlog::encode(&bound, &crate::media::stamped(taken.frames))
+            })
+            .await
+            .unwrap_or_default();
+            ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+        }
+        Ok(Err(e)) => problem(StatusCode::NOT_FOUND, e.to_string()),
+        Err(_) => problem(StatusCode::SERVICE_UNAVAILABLE, "the media service stopped"),
+    }
+}
+
 /// `DELETE /whip/{room}/{id}` and `DELETE /whep/{room}/{id}`: leave. Needs a token for the room (any role).
 pub async fn leave(State(s): State<AppState>, Path((room, id)): Path<(String, u64)>, headers: HeaderMap) -> Response {
     if let Err((status, why)) = role_of(&s, bearer(&headers), &room, "observer") {

@@ -70,8 +70,14 @@ pub struct Ended {
 }
 
 impl Capture {
-    /// Apply the gateway's answer and start writing `recording`.
-    pub fn start(o: Offered, answer_sdp: &str, recording: Recording) -> Result<Capture, RecorderServiceError> {
+    /// Apply the gateway's answer and start writing `recording`. `bound`: m-lines already known to carry a labelled
+    /// track (a continued recording goes on in its track of that label, asking its sender for a keyframe).
+    pub fn start(
+        o: Offered,
+        answer_sdp: &str,
+        recording: Recording,
+        bound: Vec<(String, String)>,
+    ) -> Result<Capture, RecorderServiceError> {
         let Offered { mut rtc, sock, pending, .. } = o;
         let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
         rtc.sdp_api().accept_answer(pending, answer).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
@@ -81,7 +87,7 @@ impl Capture {
         let (stills, still_requests) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("vbank-capture".into())
-            .spawn(move || run(rtc, sock, recording, flag, Inbox { events: inbox, stills: still_requests }))
+            .spawn(move || run(rtc, sock, recording, flag, Inbox { events: inbox, stills: still_requests, bound }))
             .map_err(|e| RecorderServiceError::Media(e.to_string()))?;
         Ok(Capture { stop, events, stills, thread })
     }
@@ -119,6 +125,7 @@ fn rtp_bytes(p: &RtpPacket) -> Vec<u8> {
 struct Inbox {
     events: mpsc::Receiver<serde_json::Value>,
     stills: mpsc::Receiver<StillRequest>,
+    bound: Vec<(String, String)>,
 }
 
 fn run(rtc: Rtc, sock: UdpSocket, mut recording: Recording, stop: Arc<AtomicBool>, inbox: Inbox) -> Ended {
@@ -138,6 +145,29 @@ struct Tracks {
     mids: HashMap<String, Mid>,
     ssrcs: HashMap<Mid, Ssrc>,
     stills: Stills,
+    /// m-lines continuing a track of a resumed recording: their first packet asks for a keyframe.
+    continuing: std::collections::HashSet<Mid>,
+}
+
+impl Tracks {
+    /// m-lines the gateway said carry a labelled track: one continuing a track of that label goes on in it.
+    fn known(rec: &Recording, bound: &[(String, String)]) -> Tracks {
+        let mut t = Tracks::default();
+        for (mid, label) in bound {
+            let m = Mid::from(mid.as_str());
+            t.mids.insert(label.clone(), m);
+            match crate::continuity::track_labelled(rec, label) {
+                Some(track) => {
+                    t.by_mid.insert(m, track);
+                    t.continuing.insert(m);
+                }
+                None => {
+                    t.labels.insert(mid.clone(), label.clone());
+                }
+            }
+        }
+        t
+    }
 }
 
 /// Write call events into the recording; a `track` event names the track on its m-line.
@@ -177,7 +207,7 @@ fn capture(
     let local = sock.local_addr().map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     sock.set_nonblocking(true).map_err(|e| RecorderServiceError::Media(e.to_string()))?;
     let mut buf = vec![0u8; 2048];
-    let mut tracks = Tracks::default();
+    let mut tracks = Tracks::known(rec, &inbox.bound);
     while !stop.load(Ordering::Relaxed) {
         take_events(&inbox.events, rec, &mut tracks)?;
         take_stills(&inbox.stills, &mut rtc, &mut tracks);
@@ -271,6 +301,13 @@ fn drain(
                     rec.note_payload(track, pt, &codec).map_err(io)?;
                 }
                 let bytes = rtp_bytes(&p);
+                if tracks.continuing.remove(&mid)
+                    && rtc.media(mid).is_some_and(|m| m.kind() == MediaKind::Video)
+                    && let Some(rx) = rtc.direct_api().stream_rx(&ssrc)
+                {
+                    // A new stream goes on where the backlog ended: a keyframe lets playback decode on at once.
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
+                }
                 if tracks.stills.wants(mid) {
                     let codec =
                         rtc.codec_config().params().iter().find(|c| *c.pt() == pt).and_then(|c| {

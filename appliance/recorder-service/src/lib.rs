@@ -5,6 +5,7 @@
 //! of opening fails, the answer is an error and the gateway must refuse the call: no banking call goes unrecorded.
 
 pub mod capture;
+pub mod continuity;
 pub mod media_keys;
 pub mod playback;
 pub mod still;
@@ -160,6 +161,18 @@ fn check_space(s: &ApiState) -> Result<(), RecorderServiceError> {
 async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServiceError> {
     let cfg = &s.cfg;
     check_space(s)?;
+    if let Some(old) = r.continues.as_deref().filter(|old| resumable(s, old, &r.call)) {
+        s.busy.lock().expect("not poisoned").insert(old.to_string());
+        let resumed = resume_recording(s, r, old).await;
+        s.busy.lock().expect("not poisoned").remove(old);
+        match resumed {
+            Ok(()) => {
+                log::info!("recording {old} of call {} continues after the recorder restarted", r.call);
+                return Ok(old.to_string());
+            }
+            Err(e) => log::warn!("recording {old} cannot be continued ({e}); the call goes on in a new recording"),
+        }
+    }
     let mut raw = [0u8; 8];
     vbank_crypto::random(&mut raw).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
     let id = format!("rec-{}", to_hex(&raw));
@@ -219,7 +232,7 @@ async fn join(cfg: &Config, r: &OpenIn, recording: Recording) -> Result<Capture,
             .await
             .map_err(|e| RecorderServiceError::Media(format!("gateway: {e}")))?;
     let bearer = format!("Bearer {}", r.token);
-    let (status, _, body) = conn
+    let (status, headers, body) = conn
         .request_with(
             Method::POST,
             &format!("/whep/{}", r.call),
@@ -234,7 +247,92 @@ async fn join(cfg: &Config, r: &OpenIn, recording: Recording) -> Result<Capture,
             String::from_utf8_lossy(&body).trim()
         )));
     }
-    Capture::start(offered, &String::from_utf8_lossy(&body), recording)
+    let (mut recording, mut bound) = (recording, Vec::new());
+    if r.continues.is_some() {
+        let location = headers.get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
+        (recording, bound) = take_backlog(&mut conn, &location, &bearer, recording).await;
+    }
+    Capture::start(offered, &String::from_utf8_lossy(&body), recording, bound)
+}
+
+/// Continue the recording `old` of the call (left open when the recorder stopped): repair it, note the gap, join
+/// the call and write the gateway's backlog into it, then capture on.
+async fn resume_recording(s: &ApiState, r: &OpenIn, old: &str) -> Result<(), RecorderServiceError> {
+    let cfg = &s.cfg;
+    let dir = cfg.recorder.dir.join(old);
+    let bytes = std::fs::read(dir.join("recording.json"))
+        .map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", dir.display())))?;
+    let header: RecordingHeader =
+        serde_json::from_slice(&bytes).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    let key =
+        playback::open_key(cfg, &header, "recorder", "continue the recording after the recorder restarted").await?;
+    let policy =
+        Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
+    let recording =
+        tokio::task::spawn_blocking(move || Recording::resume(&dir, key, policy, now_us(), continuity::RESUMED))
+            .await
+            .map_err(|e| RecorderServiceError::Recording(e.to_string()))?
+            .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    let capture = join(cfg, r, recording).await?;
+    s.live.lock().await.insert(old.to_string(), capture);
+    Ok(())
+}
+
+/// Whether `old` is a recording of `call` left open with no capture writing it: one the recorder can continue.
+fn resumable(s: &ApiState, old: &str, call: &str) -> bool {
+    let dir = s.cfg.recorder.dir.join(old);
+    let safe = !old.is_empty() && old.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let header =
+        || -> Option<RecordingHeader> { serde_json::from_slice(&std::fs::read(dir.join("recording.json")).ok()?).ok() };
+    safe && !dir.join("manifest.json").exists()
+        && !s.busy.lock().expect("not poisoned").contains(old)
+        && s.live.try_lock().is_ok_and(|l| !l.contains_key(old))
+        && header().is_some_and(|h| h.call == call)
+}
+
+/// Take the gateway's backlog (`GET {location}/backlog`) and write it into `recording`; also which track each of
+/// our m-lines carries. Without it (an error), the recording goes on with the gap it noted.
+async fn take_backlog(
+    conn: &mut client::Connection,
+    location: &str,
+    bearer: &str,
+    mut recording: Recording,
+) -> (Recording, Vec<(String, String)>) {
+    let id = recording.header().recording.clone();
+    let got = conn.request_with(Method::GET, &format!("{location}/backlog"), &[("authorization", bearer)], None).await;
+    let decoded = match got {
+        Ok((StatusCode::OK, _, body)) => vbank_gateway_core::backlog::decode(&body),
+        Ok((status, _, body)) => Err(format!("{status} {}", String::from_utf8_lossy(&body).trim())),
+        Err(e) => Err(e.to_string()),
+    };
+    let (bound, frames) = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("recording {id}: no backlog from the gateway ({e}); the time the recorder was away stays a gap");
+            return (recording, Vec::new());
+        }
+    };
+    let written = tokio::task::spawn_blocking(move || {
+        let w = continuity::write_backlog(&mut recording, &frames);
+        (recording, w)
+    })
+    .await;
+    match written {
+        Ok((recording, Ok(w))) => {
+            log::info!(
+                "recording {id}: {} frames from the gateway's backlog ({} already kept, {} of other codecs)",
+                w.frames,
+                w.already,
+                w.skipped
+            );
+            (recording, bound)
+        }
+        Ok((recording, Err(e))) => {
+            log::error!("recording {id}: writing the backlog failed: {e}");
+            (recording, bound)
+        }
+        Err(e) => panic!("the backlog writer panicked: {e}"),
+    }
 }
 
 #[derive(Deserialize)]
@@ -384,7 +482,7 @@ async fn seal(cfg: &Config, dir: &std::path::Path, manifest: &Manifest) -> Resul
 
 /// Recordings left open that no capture writes (a previous run was killed, or closing failed on a full disk): close
 /// each without its key — cut every track back to its last whole record, list the gap, write the manifest — and have
-/// keyd seal it. The gateway opens a new recording for a call that goes on. `busy`: recordings being written;
+/// keyd seal it. One a crash left open waits for the gateway to ask for it to be continued (`continuity`) first. `busy`: recordings being written;
 /// `reasons`: why a recording stopped, when known. Returns the recordings closed.
 async fn close_orphans(cfg: &Config, busy: &HashSet<String>, reasons: &HashMap<String, String>) -> Vec<String> {
     let mut closed = Vec::new();
@@ -394,9 +492,11 @@ async fn close_orphans(cfg: &Config, busy: &HashSet<String>, reasons: &HashMap<S
         if busy.contains(name) || !dir.join("recording.json").exists() || dir.join("manifest.json").exists() {
             continue;
         }
-        let reason = reasons
-            .get(name)
-            .map_or("the recorder stopped (crash or kill); the call went on in a new recording", String::as_str);
+        let reason = match reasons.get(name) {
+            Some(r) => r.as_str(),
+            None if continuity::awaiting_resume(&dir) => continue,
+            None => "the recorder stopped (crash or kill) and the call did not come back to it",
+        };
         match vbank_recorder::recording::close_after_crash(&dir, now_us(), reason) {
             Ok(m) => {
                 closed.push(name.to_string());

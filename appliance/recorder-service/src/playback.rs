@@ -285,7 +285,7 @@ impl Write for ToBody {
     }
 }
 
-async fn open_key(
+pub(crate) async fn open_key(
     cfg: &Config,
     h: &RecordingHeader,
     viewer: &str,

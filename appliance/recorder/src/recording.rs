@@ -63,6 +63,8 @@ pub struct Recording {
     key: Arc<DataKey>,
     policy: Policy,
     logs: Vec<TrackLog>,
+    /// Tracks resumed after a crash whose gap is still open: the gap's index, closed by the track's next packet.
+    open_gaps: Vec<(u32, usize)>,
 }
 
 impl Recording {
@@ -81,11 +83,19 @@ impl Recording {
         }
         std::fs::create_dir_all(root.join("tracks")).map_err(|e| RecorderError::io(root, e))?;
         write_atomically(&root.join("recording.json"), &serde_json::to_vec_pretty(&header).expect("serializes"))?;
-        Ok(Recording { root: root.to_path_buf(), header, key: Arc::new(key), policy, logs: Vec::new() })
+        Ok(Recording {
+            root: root.to_path_buf(),
+            header,
+            key: Arc::new(key),
+            policy,
+            logs: Vec::new(),
+            open_gaps: Vec::new(),
+        })
     }
 
     /// Continue a recording after a crash: repair every track (cutting torn records), note a gap on each from its
-    /// last kept packet to `now_us`, and go on in new segments. `key` is the recording's data key, opened through keyd.
+    /// last kept packet to `now_us` — or, once the track's next packet is written, to that packet's arrival — and go
+    /// on in new segments. `key` is the recording's data key, opened through keyd.
     pub fn resume(
         root: &Path,
         key: DataKey,
@@ -107,11 +117,13 @@ impl Recording {
         }
         let key = Arc::new(key);
         let mut logs = Vec::new();
+        let mut open_gaps = Vec::new();
         for t in header.tracks.clone() {
             let dir = root.join("tracks").join(t.track.to_string());
             let found = recover(&dir)?;
             let from = found.repaired.iter().filter_map(|r| r.last_arrival_us).max();
             if let Some(from_us) = from.filter(|_| t.media != "events") {
+                open_gaps.push((t.track, header.gaps.len()));
                 header.gaps.push(Gap { track: t.track, from_us, to_us: now_us, reason: reason.to_string() });
             }
             let template = segment_template(&header, &t);
@@ -121,7 +133,13 @@ impl Recording {
             });
         }
         write_atomically(&path, &serde_json::to_vec_pretty(&header).expect("serializes"))?;
-        Ok(Recording { root: root.to_path_buf(), header, key, policy, logs })
+        Ok(Recording { root: root.to_path_buf(), header, key, policy, logs, open_gaps })
+    }
+
+    /// Where a resumed track's kept packets end (Unix µs), while its gap is open: what comes after it is missing.
+    pub fn resumed_from(&self, track: u32) -> Option<u64> {
+        let &(_, gap) = self.open_gaps.iter().find(|(t, _)| *t == track)?;
+        Some(self.header.gaps[gap].from_us)
     }
 
     /// The header as it stands.
@@ -209,7 +227,17 @@ impl Recording {
         let log =
             self.logs.get_mut(track as usize).ok_or_else(|| RecorderError::Format(format!("no track {track}")))?;
         log.segmenter.record(now, wall_us, kind, payload)?;
-        apply_all(log)
+        let keyframe = apply_all(log)?;
+        if let Some(i) = self.open_gaps.iter().position(|(t, _)| *t == track) {
+            let (_, gap) = self.open_gaps.swap_remove(i);
+            let g = &mut self.header.gaps[gap];
+            g.to_us = wall_us.max(g.from_us);
+            write_atomically(
+                &self.root.join("recording.json"),
+                &serde_json::to_vec_pretty(&self.header).expect("serializes"),
+            )?;
+        }
+        Ok(keyframe)
     }
 
     /// Time passed: sync what is due.
@@ -228,6 +256,11 @@ impl Recording {
 
     /// The call ended: close every track and write `manifest.json`; returns the manifest (for keyd to seal).
     pub fn finish(mut self, wall_us: u64) -> Result<Manifest, RecorderError> {
+        // A resumed track that never came back is missing to the end.
+        for (_, gap) in std::mem::take(&mut self.open_gaps) {
+            let g = &mut self.header.gaps[gap];
+            g.to_us = wall_us.max(g.from_us);
+        }
         for log in &mut self.logs {
             log.segmenter.finish(wall_us)?;
             apply_all(log)?;
@@ -372,10 +405,15 @@ mod tests {
         let mut r = Recording::resume(&root, key(&k), Policy::default(), 5_000_000, "recorder restarted").unwrap();
         assert_eq!(r.header().gaps.len(), 2);
         assert_eq!(r.header().gaps[0].from_us, 149 * 20_000);
-        r.packet(audio, t0, 5_000_000, RecordKind::Rtp, &[1; 60]).unwrap();
+        assert_eq!(r.resumed_from(audio), Some(149 * 20_000));
+        // The audio goes on 20 ms after its last kept packet (from the gateway's backlog): its gap closes there.
+        r.packet(audio, t0, 150 * 20_000, RecordKind::Rtp, &[1; 60]).unwrap();
+        assert_eq!(r.resumed_from(audio), None);
         let m = r.finish(5_100_000).unwrap();
         assert_eq!(m.segments.len(), 3, "audio: repaired + new; video: repaired");
         assert_eq!(m.gaps.len(), 2);
+        assert_eq!((m.gaps[0].from_us, m.gaps[0].to_us), (149 * 20_000, 150 * 20_000), "20 ms of audio missing");
+        assert_eq!(m.gaps[1].to_us, 5_100_000, "the video never came back: its gap runs to the end");
         assert!(m.verify(&root).unwrap().is_empty());
         let on_disk: Manifest = serde_json::from_slice(&std::fs::read(root.join("manifest.json")).unwrap()).unwrap();
         assert_eq!(on_disk, m);

@@ -32,7 +32,7 @@ fn objective<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn key_compromise_hsm_outage_disk_full_and_db_failover_drills_pass() {
+fn key_compromise_hsm_outage_disk_full_recorder_crash_and_db_failover_drills_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(VBANK)
         .args(["hsm", "officer-keygen", "--name", "duty-officer", "--out"])
@@ -73,6 +73,14 @@ fn key_compromise_hsm_outage_disk_full_and_db_failover_drills_pass() {
     );
     assert!(objective(&r, "recovered by itself")["value"].as_f64().unwrap() >= 0.0);
 
+    let r = run_drill("recorder-crash", &key, &reports);
+    let lost = objective(&r, "media lost on a recorder crash");
+    let ms = lost["value"].as_f64().unwrap();
+    assert!((0.0..=1000.0).contains(&ms), "{lost}");
+    assert!(lost["measured"].as_str().unwrap().contains("over 2 track(s)"), "audio and video: {lost}");
+    assert_eq!(objective(&r, "the call stays in one recording")["value"], 1.0);
+    assert_eq!(objective(&r, "the recording is sealed and verifies")["met"], true);
+
     let r = run_drill("db-failover", &key, &reports);
     let rpo = objective(&r, "confirmed commits lost (RPO)");
     assert_eq!(rpo["value"], 0.0, "{r}");
@@ -81,6 +89,6 @@ fn key_compromise_hsm_outage_disk_full_and_db_failover_drills_pass() {
 
     let list = Command::new(VBANK).args(["--json", "drill", "list"]).output().unwrap();
     let names: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(names.as_array().unwrap().len(), 5, "{names}");
-    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 12, "a JSON, a markdown and a seal per drill");
+    assert_eq!(names.as_array().unwrap().len(), 6, "{names}");
+    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 15, "a JSON, a markdown and a seal per drill");
 }

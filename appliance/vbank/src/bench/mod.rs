@@ -3,7 +3,7 @@
 
 mod aead;
 mod fusion;
-mod gateway;
+pub(crate) mod gateway;
 pub(crate) mod keyd;
 mod kyc;
 mod node;

@@ -10,6 +10,7 @@ mod db_failover;
 mod disk_full;
 mod hsm_outage;
 mod key_compromise;
+mod recorder_crash;
 pub mod report;
 mod scratch;
 
@@ -33,6 +34,11 @@ pub const DRILLS: &[(&str, &str, &str)] = &[
         "rotate a suspected KEK, rewrap every data key, destroy the old version under dual control",
     ),
     ("hsm-outage", "runbooks/hsm-outage.md", "the HSM disappears under a working node for 8 s, then returns"),
+    (
+        "recorder-crash",
+        "runbooks/recorder-crash.md",
+        "the recorder is killed mid-call; the same recording continues with at most 1 s of media missing",
+    ),
     ("disk-full", "runbooks/storage-full.md", "the recordings disk fills below its floor, then space is freed"),
     (
         "db-failover",
@@ -127,6 +133,7 @@ pub fn run(cmd: DrillCmd, json_out: bool) -> Result<i32> {
                 "key-compromise" => key_compromise::run(work.path(), &signer)?,
                 "hsm-outage" => hsm_outage::run(work.path(), &signer)?,
                 "disk-full" => disk_full::run(work.path(), &signer)?,
+                "recorder-crash" => recorder_crash::run(work.path(), &signer)?,
                 "db-failover" => db_failover::run(work.path(), &signer)?,
                 _ => unreachable!("listed in DRILLS"),
             };

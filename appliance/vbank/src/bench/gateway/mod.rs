@@ -11,7 +11,7 @@
 //! added latency from above.
 
 mod janus;
-mod load;
+pub(crate) mod load;
 
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
@@ -137,7 +137,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// POST an SDP offer to a WHIP/WHEP endpoint; the SDP answer and the session's Location.
-async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<(SdpAnswer, String)> {
+pub(crate) async fn exchange(conn: &mut Connection, path: &str, sdp: String) -> Result<(SdpAnswer, String)> {
     let (status, headers, body) =
         conn.request_with(Method::POST, path, &[("content-type", "application/sdp")], Some(sdp.into())).await?;
     if status != StatusCode::CREATED {
