@@ -260,6 +260,9 @@ pub struct GatewayConfig {
     /// Seconds of every recorded call's media the gateway keeps, so a recorder that crashed continues the recording
     /// without a hole (0: off). Covers the recorder's restart and the gateway noticing it (up to ~15 s).
     pub recorder_backlog_s: u32,
+    /// The most memory (MiB) those backlogs take on this node, shared evenly among its recorded calls (at most
+    /// 48 MiB each): with many calls at once, each keeps less than `recorder_backlog_s`.
+    pub recorder_backlog_mb: u32,
 }
 
 /// `[gateway] recording`: what happens when a call cannot be recorded.
@@ -485,6 +488,7 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
             _ => RecordingMode::Required,
         },
         recorder_backlog_s: s.integer("recorder_backlog_s", 30, 0, 120) as u32,
+        recorder_backlog_mb: s.integer("recorder_backlog_mb", 1024, 0, 65_536) as u32,
     };
     let default_tcp = SocketAddr::new(cfg.media_advertise.ip(), media_listen.port());
     let tcp_advertise = s.parsed("media_tcp_advertise", default_tcp, "an IP address and port", ADDR_HINT);

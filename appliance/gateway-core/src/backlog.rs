@@ -65,21 +65,25 @@ struct Ring {
     recorder_lost: bool,
 }
 
-/// Every recorded room's backlog, bounded by age and by size.
+/// A room's backlog never holds more than this, however many rooms share the node's budget.
+pub const ROOM_MAX_BYTES: usize = 48 << 20;
+
+/// Every recorded room's backlog, bounded by age, and by size: the node's budget shared evenly among its recorded
+/// rooms, at most [`ROOM_MAX_BYTES`] each.
 #[derive(Debug)]
 pub(crate) struct Backlog {
     window: Duration,
-    max_bytes: usize,
+    budget: usize,
     rooms: HashMap<String, Ring>,
 }
 
 impl Backlog {
-    pub fn new(window: Duration, max_bytes: usize) -> Backlog {
-        Backlog { window, max_bytes, rooms: HashMap::new() }
+    pub fn new(window: Duration, budget: usize) -> Backlog {
+        Backlog { window, budget, rooms: HashMap::new() }
     }
 
     fn enabled(&self) -> bool {
-        !self.window.is_zero() && self.max_bytes > 0
+        !self.window.is_zero() && self.budget > 0
     }
 
     /// A recorder joined `room`: keep its backlog from now on. True when it replaces a recorder that was lost, so
@@ -100,6 +104,7 @@ impl Backlog {
 
     /// A frame from a sender with `role` in `room`, received at `d.network_time`.
     pub fn push(&mut self, room: &str, role: Role, kind: MediaKind, d: &MediaData) {
+        let max_bytes = (self.budget / self.rooms.len().max(1)).min(ROOM_MAX_BYTES);
         let Some(ring) = self.rooms.get_mut(room) else { return };
         let spec = d.params.spec();
         let codec = match spec.channels {
@@ -119,12 +124,17 @@ impl Backlog {
         ring.frames.push_back(frame);
         let oldest = d.network_time.checked_sub(self.window);
         while let Some(f) = ring.frames.front() {
-            if ring.bytes <= self.max_bytes && oldest.is_none_or(|o| f.at >= o) {
+            if ring.bytes <= max_bytes && oldest.is_none_or(|o| f.at >= o) {
                 break;
             }
             ring.bytes -= f.data.len();
             ring.frames.pop_front();
         }
+    }
+
+    /// Bytes held, all rooms together.
+    pub fn bytes(&self) -> usize {
+        self.rooms.values().map(|r| r.bytes).sum()
     }
 
     /// What `room`'s backlog holds, oldest first.

@@ -204,10 +204,11 @@ impl Sfu {
         }
     }
 
-    /// Keep the last `window` (at most `max_bytes` per room) of every recorded room's media, for a recorder that
-    /// replaces a lost one ([`Sfu::take_backlog`]). Off by default.
-    pub fn with_recorder_backlog(mut self, window: Duration, max_bytes: usize) -> Sfu {
-        self.backlog = backlog::Backlog::new(window, max_bytes);
+    /// Keep the last `window` of every recorded room's media, for a recorder that replaces a lost one
+    /// ([`Sfu::take_backlog`]), in at most `budget` bytes for the node (shared evenly among the recorded rooms, at
+    /// most [`backlog::ROOM_MAX_BYTES`] each). Off by default.
+    pub fn with_recorder_backlog(mut self, window: Duration, budget: usize) -> Sfu {
+        self.backlog = backlog::Backlog::new(window, budget);
         self
     }
 
@@ -232,6 +233,11 @@ impl Sfu {
     /// Rooms with at least one participant.
     pub fn room_count(&self) -> usize {
         self.rooms.len()
+    }
+
+    /// Bytes the recorders' backlogs hold.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog.bytes()
     }
 
     /// After `participants` changed: index rooms again and forget routes (indices moved).

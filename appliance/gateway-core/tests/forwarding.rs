@@ -223,10 +223,11 @@ fn a_recorder_learns_whose_track_each_of_its_m_lines_carries() {
     assert_eq!(bound, [(mid.to_string(), Role::Customer, MediaKind::Audio)], "reported once, with the sender's role");
 }
 
-#[test]
-fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_nothing_missing_or_twice() {
+/// A call whose recorder went away 15 s ago, with a replacement just connected (held): the SFU, the peers
+/// (publisher, replacement) and the time reached. The SFU keeps backlogs within `budget` bytes.
+fn recorder_replaced(budget: usize) -> (Sfu, Vec<Peer>, Instant) {
     let start = Instant::now();
-    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap()).with_recorder_backlog(Duration::from_secs(30), 16 << 20);
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap()).with_recorder_backlog(Duration::from_secs(30), budget);
     let publisher = join(&mut sfu, start, "10.0.0.2:7000", Role::Customer);
     let recorder = |sfu: &mut Sfu, now: Instant, addr: &str| {
         let addr: SocketAddr = addr.parse().unwrap();
@@ -247,6 +248,12 @@ fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_not
     let second = recorder(&mut sfu, now, "10.0.0.6:7000");
     peers.push(second);
     let now = run_until(&mut sfu, &mut peers, now, &[0], |p| p[1].connected);
+    (sfu, peers, now)
+}
+
+#[test]
+fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_nothing_missing_or_twice() {
+    let (mut sfu, mut peers, now) = recorder_replaced(16 << 20);
     let steps = std::cell::Cell::new(0);
     let now = run_until(&mut sfu, &mut peers, now, &[0], |_| {
         steps.set(steps.get() + 1);
@@ -267,6 +274,16 @@ fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_not
     let live = TIMES.with(|m| m.borrow().get(&peers[1].addr).cloned().unwrap_or_default());
     let last = backlog.last().unwrap().rtp_time;
     assert_eq!(live[0] - live[0].min(last), 480, "live media goes on from the frame after the backlog's last");
+}
+
+#[test]
+fn a_backlog_stays_within_the_nodes_memory_budget() {
+    // 3-byte frames: a 300-byte budget keeps the newest 100 of them, still without a hole.
+    let (mut sfu, peers, _) = recorder_replaced(300);
+    let backlog = sfu.take_backlog(peers[1].id, "call").unwrap().frames;
+    assert!((90..=100).contains(&backlog.len()), "{} frames", backlog.len());
+    assert_eq!(sfu.backlog_bytes(), backlog.len() * 3, "what the metric shows");
+    assert!(backlog.windows(2).all(|w| w[1].rtp_time == w[0].rtp_time + 480));
 }
 
 #[test]

@@ -192,6 +192,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
         tcp_advertise: cfg.gateway.media_tcp_advertise,
         max_participants: cfg.gateway.max_participants,
         recorder_backlog: Duration::from_secs(u64::from(cfg.gateway.recorder_backlog_s)),
+        recorder_backlog_budget: cfg.gateway.recorder_backlog_mb as usize * (1 << 20),
     };
     let media = media::start(opts, media_metrics, summaries_tx).map_err(|e| ServiceError::Bind {
         addr: cfg.gateway.media_listen,

@@ -35,6 +35,7 @@ pub struct MediaMetrics {
     keyframe_requests: Gauge,
     tcp_connections: Gauge,
     worst_jitter_ms: Gauge,
+    recorder_backlog_bytes: Gauge,
     /// Each call's media quality, as last published by the media loop (for the supervisor console).
     quality: std::sync::Arc<std::sync::Mutex<HashMap<String, RoomQuality>>>,
 }
@@ -92,6 +93,11 @@ impl MediaMetrics {
         r.register("media_participants", "Participants with a media session", self.participants.clone());
         r.register("media_rooms", "Calls with at least one participant", self.rooms.clone());
         r.register(
+            "media_recorder_backlog_bytes",
+            "Media kept for recorders that continue a call after a crash, bytes",
+            self.recorder_backlog_bytes.clone(),
+        );
+        r.register(
             "media_datagrams_in",
             "Packets (UDP datagrams or ICE-TCP frames) received and claimed by a participant",
             self.datagrams_in.clone(),
@@ -133,6 +139,7 @@ impl MediaMetrics {
         let c = sfu.counters();
         self.participants.set(sfu.participant_count() as i64);
         self.rooms.set(sfu.room_count() as i64);
+        self.recorder_backlog_bytes.set(sfu.backlog_bytes() as i64);
         self.datagrams_in.inc_by(c.datagrams_in - last.datagrams_in);
         self.bytes_in.inc_by(c.bytes_in - last.bytes_in);
         self.datagrams_out.inc_by(c.datagrams_out - last.datagrams_out);
@@ -216,9 +223,6 @@ impl Media {
     }
 }
 
-/// A call's backlog never holds more than this, whatever its bitrate.
-const BACKLOG_MAX_BYTES: usize = 48 << 20;
-
 /// Stamp backlog frames with Unix time, from how long ago the SFU received each (off the media thread: it copies).
 pub fn stamped(frames: Vec<BackFrame>) -> Vec<WireFrame> {
     let (now, wall) = (Instant::now(), std::time::SystemTime::now());
@@ -257,6 +261,8 @@ pub struct MediaOptions {
     pub max_participants: usize,
     /// How much of each recorded call's media to keep for a recorder that continues it (zero: none).
     pub recorder_backlog: Duration,
+    /// The most memory all those backlogs may take, in bytes.
+    pub recorder_backlog_budget: usize,
 }
 
 impl MediaOptions {
@@ -268,6 +274,7 @@ impl MediaOptions {
             tcp_advertise: None,
             max_participants: usize::MAX,
             recorder_backlog: Duration::ZERO,
+            recorder_backlog_budget: 0,
         }
     }
 }
@@ -297,7 +304,8 @@ pub fn start(
     metrics: MediaMetrics,
     summaries: tmpsc::UnboundedSender<CallEvent>,
 ) -> std::io::Result<Media> {
-    let MediaOptions { listen, advertise, tcp_advertise, max_participants, recorder_backlog } = opts;
+    let MediaOptions { listen, advertise, tcp_advertise, max_participants, recorder_backlog, recorder_backlog_budget } =
+        opts;
     let socket = UdpSocket::bind(listen)?;
     let (tcp_tx, tcp_rx) = mpsc::channel();
     if tcp_advertise.is_some() {
@@ -307,7 +315,7 @@ pub fn start(
     let (tx, rx) = mpsc::channel();
     let mut sfu = Sfu::new(Instant::now(), advertise)
         .with_max_participants(max_participants)
-        .with_recorder_backlog(recorder_backlog, BACKLOG_MAX_BYTES);
+        .with_recorder_backlog(recorder_backlog, recorder_backlog_budget);
     if let Some(tcp) = tcp_advertise {
         sfu = sfu.with_tcp(tcp);
     }

@@ -1,7 +1,8 @@
 //! Every call is recorded (双录). Before the first participant of a call joins, the gateway has the recorder open a
 //! recording: it mints a recorder call token through keyd and asks the recorder (mTLS) to join the call with it.
 //! When that fails the join is refused (`[gateway] recording = "required"`, the default) — no banking call goes
-//! unrecorded. When the last participant leaves, the recording is closed and sealed.
+//! unrecorded. When the last participant leaves, the recording is closed and sealed. When the recorder drops out of a
+//! call that goes on, the restarted recorder is asked to continue the same recording.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,14 +24,37 @@ struct Call {
     pump: Option<mpsc::UnboundedSender<Pump>>,
     /// Ended and taken out of the map: whoever still holds it must look the room up again.
     ended: bool,
+    /// While the recorder that dropped out is being asked to continue: the call's events meanwhile (joins, leaves,
+    /// media keys), recorded first once it does.
+    held: Option<Vec<Value>>,
+    /// The recording the recorder that dropped out was writing, until it is continued.
+    continuing: Option<String>,
 }
 
 impl Call {
-    fn send(&self, events: Vec<Value>) {
+    /// The recording `id` is open: start its pump, and record first what was held while it was reopened.
+    fn opened(&mut self, cfg: &Arc<Config>, id: String, room: &str) {
+        self.pump = Some(pump(cfg.clone(), id.clone(), room.to_string()));
+        self.recording = Some(id);
+        self.continuing = None;
+        let held = self.held.take().unwrap_or_default();
+        self.send(held);
+    }
+
+    fn send(&mut self, events: Vec<Value>) {
         if let Some(p) = &self.pump {
             for e in events {
                 let _ = p.send(Pump::Event(e));
             }
+        } else if let Some(held) = &mut self.held
+            && held.len() < 10_000
+        {
+            // The recorder stamps events as they reach it: say when this one happened.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros());
+            held.extend(events.into_iter().map(|mut e| {
+                e["held_at_us"] = (now as u64).into();
+                e
+            }));
         }
     }
 }
@@ -164,11 +188,10 @@ impl Calls {
         if call.recording.is_none()
             && let Some(cfg) = self.cfg.as_ref().filter(|_| self.mode() != RecordingMode::Off)
         {
-            match open(cfg, room, None).await {
+            match open(cfg, room, call.continuing.clone().as_deref()).await {
                 Ok(id) => {
                     log::info!(room = room; "recording {id} opened");
-                    call.pump = Some(pump(cfg.clone(), id.clone(), room.to_string()));
-                    call.recording = Some(id);
+                    call.opened(cfg, id, room);
                 }
                 Err(e) if self.mode() == RecordingMode::Required => {
                     if call.participants == 0 {
@@ -197,7 +220,7 @@ impl Calls {
         if exists {
             let (calls, room) = (self.clone(), room.to_string());
             tokio::spawn(async move {
-                if let Some(call) = calls.existing(&room).await {
+                if let Some(mut call) = calls.existing(&room).await {
                     call.send(vec![event]);
                 }
             });
@@ -210,7 +233,7 @@ impl Calls {
     /// message's place in the recording is its place in the room).
     pub async fn record(&self, room: &str, event: Value) {
         match self.existing(room).await {
-            Some(call) => call.send(vec![event]),
+            Some(mut call) => call.send(vec![event]),
             None => self.hold(room, event),
         }
     }
@@ -226,12 +249,13 @@ impl Calls {
 
     /// The recorder's m-line `mid` in `room` now carries the track `label` (e.g. `customer/camera`).
     pub async fn track_bound(&self, room: &str, mid: &str, label: &str) {
-        let Some(call) = self.existing(room).await else { return };
+        let Some(mut call) = self.existing(room).await else { return };
         call.send(vec![json!({"kind": "track", "mid": mid, "label": label})]);
     }
 
     /// A participant admitted with [`Calls::admit`] left (or its join failed). The last one out closes the recording.
-    /// The recorder leaving a call that goes on (it crashed) gets the call a new recording.
+    /// The recorder leaving a call that goes on (it crashed) has the restarted recorder continue the same recording
+    /// (or, if it cannot, start a new one naming it); the call's events meanwhile are held for it.
     pub async fn left(&self, room: &str, role: Role) {
         if role == Role::Recorder {
             self.recorder_left(room).await;
@@ -259,9 +283,12 @@ impl Calls {
         let Some(cfg) = self.cfg.clone() else { return };
         let lost = {
             let Some(mut call) = self.existing(room).await.filter(|c| c.participants > 0) else { return };
-            let lost = call.recording.take();
+            // A recorder that drops out again before it continued leaves the same recording to continue.
+            let lost = call.recording.take().or_else(|| call.continuing.clone());
             call.pump = None; // the old pump drains what it has, then ends
-            log::error!(room = room; "the recorder dropped out of the call (recording {lost:?}); opening a new recording");
+            call.held.get_or_insert_with(Vec::new);
+            call.continuing.clone_from(&lost);
+            log::error!(room = room; "the recorder dropped out of the call (recording {lost:?}); asking it to continue");
             lost
         };
         let (calls, room) = (self.clone(), room.to_string());
@@ -277,14 +304,16 @@ impl Calls {
                     match open(&cfg, &room, lost.as_deref()).await {
                         Ok(id) => {
                             log::info!(room = room.as_str(); "recording {id} opened; the call goes on recorded");
-                            call.pump = Some(pump(cfg.clone(), id.clone(), room.clone()));
-                            call.recording = Some(id);
+                            call.opened(&cfg, id, &room);
                             return;
                         }
                         Err(e) => log::warn!(room = room.as_str(); "no new recording yet: {e}"),
                     }
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            if let Some(mut call) = calls.existing(&room).await {
+                (call.held, call.continuing) = (None, None);
             }
             log::error!(room = room.as_str(); "the call could not be recorded again within two minutes");
         });
@@ -299,4 +328,21 @@ async fn open(cfg: &Config, room: &str, continues: Option<&str>) -> Result<Strin
     let body = json!({"call": room, "token": token, "continues": continues});
     let r = post(cfg, Service::Recorder, "/v1/recordings", body).await?;
     Ok(r["id"].as_str().ok_or("the recorder gave no recording id")?.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_while_the_recorder_is_away_are_held_with_their_time_and_none_before() {
+        let mut call = Call::default();
+        call.send(vec![json!({"kind": "joined"})]);
+        assert!(call.held.is_none(), "no recording and none being continued: nothing to hold");
+        call.held = Some(Vec::new());
+        call.send(vec![json!({"kind": "left", "role": "specialist"}), json!({"kind": "media_key", "epoch": 3})]);
+        let held = call.held.as_ref().unwrap();
+        assert_eq!(held.iter().map(|e| e["kind"].as_str().unwrap()).collect::<Vec<_>>(), ["left", "media_key"]);
+        assert!(held.iter().all(|e| e["held_at_us"].as_u64().is_some_and(|t| t > 1_600_000_000_000_000)));
+    }
 }

@@ -125,9 +125,9 @@ pub fn run(cmd: DrillCmd, json_out: bool) -> Result<i32> {
             };
             let key = load_key(&signer_key)?;
             enter_namespace()?;
-            watchdog(Duration::from_secs(time_limit));
             let work =
                 tempfile::Builder::new().prefix("vbank-drill-").tempdir().context("making the drill's directory")?;
+            watchdog(Duration::from_secs(time_limit), work.path().to_path_buf());
             let report = match name {
                 "backup-restore" => backup_restore::run(work.path(), &signer)?,
                 "key-compromise" => key_compromise::run(work.path(), &signer)?,
@@ -188,10 +188,12 @@ pub fn service_pid(config: &Path, service: &str) -> Option<i32> {
 }
 
 /// End the whole drill (and, through PR_SET_PDEATHSIG, its appliance) when it overruns.
-fn watchdog(limit: Duration) {
+fn watchdog(limit: Duration, work: PathBuf) {
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("vbank drill: the drill exceeded its time limit of {} s and was stopped", limit.as_secs());
+        // Its scratch processes die with it (they are bound to this process); its files must not outlive it either.
+        let _ = std::fs::remove_dir_all(&work);
         std::process::exit(1);
     });
 }

@@ -164,12 +164,14 @@ impl Report {
             self.signer
         );
         s.push_str("## Objectives\n\n| objective | goal | measured | met |\n|---|---|---|---|\n");
+        // A cell must not end early at a `|` or a line break inside a measured text.
+        let cell = |t: &str| t.replace('|', "\\|").replace('\n', " ");
         for o in &self.objectives {
             s.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
-                o.name,
-                o.goal,
-                o.measured,
+                cell(&o.name),
+                cell(&o.goal),
+                cell(&o.measured),
                 if o.met { "yes" } else { "**no**" }
             ));
         }
@@ -231,6 +233,14 @@ mod tests {
         let tampered = std::fs::read_to_string(&path).unwrap().replace("12.0 s", "1.0 s");
         std::fs::write(&path, tampered).unwrap();
         assert!(verify(&path, &public).unwrap_err().to_string().contains("does not match"));
+    }
+
+    #[test]
+    fn a_measured_text_with_a_bar_or_a_line_break_stays_in_its_cell() {
+        let mut r = Recorder::new("x", "y", "z");
+        r.objective("split", "a | b", "one\ntwo".into(), 1.0, "n", true);
+        let md = r.finish().markdown();
+        assert!(md.contains("| split | a \\| b | one two | yes |"), "{md}");
     }
 
     #[test]
