@@ -258,7 +258,7 @@ pub struct GatewayConfig {
     /// Whether calls must be recorded before they start.
     pub recording: RecordingMode,
     /// Seconds of every recorded call's media the gateway keeps, so a recorder that crashed continues the recording
-    /// without a hole (0: off). Covers the recorder's restart and the gateway noticing it (up to ~15 s).
+    /// without a hole (0: off). Covers the gateway noticing the recorder is gone (6 s of silence) and its restart.
     pub recorder_backlog_s: u32,
     /// The most memory (MiB) those backlogs take on this node, shared evenly among its recorded calls (at most
     /// 48 MiB each): with many calls at once, each keeps less than `recorder_backlog_s`.
@@ -487,7 +487,7 @@ fn read_gateway(s: &Section<'_, '_>) -> GatewayConfig {
             "off" => RecordingMode::Off,
             _ => RecordingMode::Required,
         },
-        recorder_backlog_s: s.integer("recorder_backlog_s", 30, 0, 120) as u32,
+        recorder_backlog_s: s.integer("recorder_backlog_s", 15, 0, 120) as u32,
         recorder_backlog_mb: s.integer("recorder_backlog_mb", 1024, 0, 65_536) as u32,
     };
     let default_tcp = SocketAddr::new(cfg.media_advertise.ip(), media_listen.port());

@@ -130,7 +130,7 @@ fn ice_tcp_follows_the_media_address_and_can_be_turned_off() {
 #[test]
 fn the_node_participant_limit_has_a_default_and_a_range() {
     assert_eq!(parse("").unwrap().0.gateway.max_participants, 1000);
-    assert_eq!(parse("").unwrap().0.gateway.recorder_backlog_s, 30);
+    assert_eq!(parse("").unwrap().0.gateway.recorder_backlog_s, 15);
     assert_eq!(parse("").unwrap().0.gateway.recorder_backlog_mb, 1024);
     assert_eq!(parse("[gateway]\nrecorder_backlog_s = 121\n").unwrap_err()[0].key, "gateway.recorder_backlog_s");
     assert_eq!(parse("[gateway]\nmax_participants = 40\n").unwrap().0.gateway.max_participants, 40);

@@ -157,6 +157,11 @@ pub struct Summary {
     pub quality: Quality,
 }
 
+/// A connected recorder that sends nothing (no ICE check, no RTCP report) for this long is taken for dead. Its ICE
+/// checks come at least every 3 s (str0m's largest retransmission timeout) even when no media flows to it: two
+/// missed in a row.
+pub const RECORDER_SILENCE: Duration = Duration::from_secs(6);
+
 /// Participants per room, a bound against join floods.
 pub const MAX_PER_ROOM: usize = 8;
 
@@ -415,6 +420,7 @@ impl Sfu {
         self.routes.insert((proto, source), i);
         self.mark(i);
         let p = &mut self.participants[i];
+        p.last_heard = now;
         self.counters.datagrams_in += 1;
         self.counters.bytes_in += len;
         if let Err(e) = p.rtc.handle_input(input) {
@@ -432,6 +438,18 @@ impl Sfu {
             if p.held_until.is_some_and(|t| t <= now) {
                 p.held_until = None;
                 log::warn!(participant = p.id.0; "the recorder did not take the backlog: live media flows without it");
+            }
+            if p.role == Role::Recorder
+                && p.connected
+                && p.rtc.is_alive()
+                && now.saturating_duration_since(p.last_heard) > RECORDER_SILENCE
+            {
+                // A recorder on the bank's own network that stops talking has died: its call gets the restarted
+                // recorder at once, instead of after ICE's 15 s (whose media the backlog would have to hold).
+                log::warn!(participant = p.id.0, room = p.room.as_str(); "the recorder went silent: dropping its session");
+                p.rtc.disconnect();
+                self.mark(i);
+                continue;
             }
             if p.next_timeout > now || !p.rtc.is_alive() {
                 continue;

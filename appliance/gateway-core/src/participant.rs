@@ -87,6 +87,8 @@ pub(crate) struct Participant {
     pub newly_bound: Vec<(Mid, ParticipantId, MediaKind)>,
     /// A recorder replacing a lost one gets no live media until it took the backlog (or until then).
     pub held_until: Option<Instant>,
+    /// When a datagram from it last arrived.
+    pub last_heard: Instant,
 }
 
 impl Participant {
@@ -109,6 +111,7 @@ impl Participant {
             dirty: false,
             newly_bound: Vec::new(),
             held_until: None,
+            last_heard: now,
         }
     }
 

@@ -48,6 +48,8 @@ thread_local! {
 }
 
 thread_local! {
+    /// Participants the SFU reported gone.
+    static LEFT: std::cell::RefCell<Vec<ParticipantId>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The RTP time of every frame each peer received, by its address.
     static TIMES: std::cell::RefCell<std::collections::HashMap<SocketAddr, Vec<u64>>> = Default::default();
 }
@@ -79,7 +81,10 @@ fn exchange(sfu: &mut Sfu, peers: &mut [Peer], now: Instant) {
                     let answer = p.rtc.sdp_api().accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap()).unwrap();
                     sfu.answer(id, &answer.to_sdp_string()).unwrap();
                 }
-                Output::Left(..) => moved = true,
+                Output::Left(id, _) => {
+                    moved = true;
+                    LEFT.with(|l| l.borrow_mut().push(id));
+                }
                 Output::Bound { mid, role, kind, .. } => BOUND.with(|b| b.borrow_mut().push((mid, role, kind))),
                 Output::Timeout(_) => break,
             }
@@ -274,6 +279,46 @@ fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_not
     let live = TIMES.with(|m| m.borrow().get(&peers[1].addr).cloned().unwrap_or_default());
     let last = backlog.last().unwrap().rtp_time;
     assert_eq!(live[0] - live[0].min(last), 480, "live media goes on from the frame after the backlog's last");
+}
+
+#[test]
+fn a_recorder_that_goes_silent_is_dropped_within_seconds_and_a_live_one_never() {
+    let (mut sfu, mut peers, now) = recorder_replaced(16 << 20);
+    sfu.take_backlog(peers[1].id, "call").unwrap();
+    let steps = std::cell::Cell::new(0);
+    let ten_seconds = |_: &[Peer]| {
+        steps.set(steps.get() + 1);
+        steps.get() >= 1000
+    };
+    let now = run_until(&mut sfu, &mut peers, now, &[0], ten_seconds);
+    assert!(!LEFT.with(|l| l.borrow().contains(&peers[1].id)), "a recorder that talks stays");
+    let received = peers[1].received;
+    assert!(received > 900, "it received the call: {received}");
+
+    // Its process dies: nothing more from it, no goodbye.
+    let dead = peers.pop().unwrap();
+    steps.set(0);
+    let gone = |_: &[Peer]| LEFT.with(|l| l.borrow().contains(&dead.id));
+    let later = run_until(&mut sfu, &mut peers, now, &[0], gone);
+    assert!(LEFT.with(|l| l.borrow().contains(&dead.id)), "the silent recorder was dropped");
+    let took = later.duration_since(now);
+    let silence = vbank_gateway_core::RECORDER_SILENCE;
+    assert!(took >= silence && took <= silence + Duration::from_secs(1), "{took:?}");
+}
+
+#[test]
+fn a_recorder_in_a_call_without_media_yet_is_not_taken_for_dead() {
+    let start = Instant::now();
+    let mut sfu = Sfu::new(start, SFU_ADDR.parse().unwrap()).with_recorder_backlog(Duration::from_secs(30), 1 << 20);
+    let addr: SocketAddr = "10.0.0.7:7000".parse().unwrap();
+    let (mut rtc, sdp, pending, mid) = offer_dir(start, addr, Direction::RecvOnly);
+    let (id, answer) = sfu.join_fixed(start, "call", Role::Recorder, &sdp).unwrap();
+    rtc.sdp_api().accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap()).unwrap();
+    let mut peers = vec![Peer { addr, rtc, id, mid, connected: false, received: 0 }];
+    // 15 s with only ICE between them (no publisher, no RTCP).
+    run_until(&mut sfu, &mut peers, start, &[], |_| false);
+    assert!(peers[0].connected);
+    assert!(!LEFT.with(|l| l.borrow().contains(&id)), "kept alive by its ICE checks alone");
 }
 
 #[test]
