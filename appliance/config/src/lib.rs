@@ -100,12 +100,17 @@ pub fn load(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigError> {
 
 /// Everything `vbank config check` reports: schema findings, then what the file refers to.
 pub fn check(path: &Path) -> Result<Vec<Diagnostic>, ConfigError> {
+    check_parsed(path).map(|(_, diags)| diags)
+}
+
+/// Like [`check`], also giving the configuration when it parsed, so a caller checks more without reading it again.
+pub fn check_parsed(path: &Path) -> Result<(Option<Config>, Vec<Diagnostic>), ConfigError> {
     let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     Ok(match parse(&src) {
-        Err(diags) => diags,
+        Err(diags) => (None, diags),
         Ok((cfg, mut diags)) => {
             diags.extend(environment::check(&cfg));
-            diags
+            (Some(cfg), diags)
         }
     })
 }

@@ -20,6 +20,10 @@ pub const RESUME_GRACE: Duration = Duration::from_secs(150);
 /// The gap a resumed recording notes on each track, from its last kept packet to its next one.
 pub const RESUMED: &str = "the recorder restarted (crash or kill); the gateway's backlog filled the time it was away";
 
+/// The same, for a recorder that kept running but whose session the gateway dropped (it went silent).
+pub const INTERRUPTED: &str =
+    "the recorder's session was lost (it went silent); the gateway's backlog filled the time it was away";
+
 /// When the recording in `dir` was last written: its newest file.
 fn last_written(dir: &Path) -> Option<SystemTime> {
     let mut newest = std::fs::metadata(dir.join("recording.json")).and_then(|m| m.modified()).ok()?;

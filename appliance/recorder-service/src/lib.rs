@@ -8,6 +8,7 @@ pub mod capture;
 pub mod continuity;
 pub mod media_keys;
 pub mod playback;
+mod rejoin;
 pub mod still;
 
 use std::collections::{HashMap, HashSet};
@@ -161,9 +162,19 @@ fn check_space(s: &ApiState) -> Result<(), RecorderServiceError> {
 async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServiceError> {
     let cfg = &s.cfg;
     check_space(s)?;
-    if let Some(old) = r.continues.as_deref().filter(|old| resumable(s, old, &r.call)) {
+    if let Some(old) = r.continues.as_deref()
+        && let Some(capture) = rejoin::take_lost(s, old, &r.call).await
+    {
+        // Still capturing, but the gateway dropped our session (we went silent: a stall, a network cut).
+        let rejoined = rejoin::rejoin(s, r, old, capture).await;
+        s.busy.lock().expect("not poisoned").remove(old);
+        rejoined?;
+        log::warn!("recording {old} of call {} continues after its session was lost", r.call);
+        return Ok(old.to_string());
+    }
+    if let Some(old) = r.continues.as_deref().filter(|old| rejoin::resumable(s, old, &r.call)) {
         s.busy.lock().expect("not poisoned").insert(old.to_string());
-        let resumed = resume_recording(s, r, old).await;
+        let resumed = rejoin::resume_recording(s, r, old).await;
         s.busy.lock().expect("not poisoned").remove(old);
         match resumed {
             Ok(()) => {
@@ -250,89 +261,9 @@ async fn join(cfg: &Config, r: &OpenIn, recording: Recording) -> Result<Capture,
     let (mut recording, mut bound) = (recording, Vec::new());
     if r.continues.is_some() {
         let location = headers.get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
-        (recording, bound) = take_backlog(&mut conn, &location, &bearer, recording).await;
+        (recording, bound) = rejoin::take_backlog(&mut conn, &location, &bearer, recording).await;
     }
     Capture::start(offered, &String::from_utf8_lossy(&body), recording, bound)
-}
-
-/// Continue the recording `old` of the call (left open when the recorder stopped): repair it, note the gap, join
-/// the call and write the gateway's backlog into it, then capture on.
-async fn resume_recording(s: &ApiState, r: &OpenIn, old: &str) -> Result<(), RecorderServiceError> {
-    let cfg = &s.cfg;
-    let dir = cfg.recorder.dir.join(old);
-    let bytes = std::fs::read(dir.join("recording.json"))
-        .map_err(|e| RecorderServiceError::Recording(format!("{}: {e}", dir.display())))?;
-    let header: RecordingHeader =
-        serde_json::from_slice(&bytes).map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
-    let key =
-        playback::open_key(cfg, &header, "recorder", "continue the recording after the recorder restarted").await?;
-    let policy =
-        Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
-    let recording =
-        tokio::task::spawn_blocking(move || Recording::resume(&dir, key, policy, now_us(), continuity::RESUMED))
-            .await
-            .map_err(|e| RecorderServiceError::Recording(e.to_string()))?
-            .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
-    let capture = join(cfg, r, recording).await?;
-    s.live.lock().await.insert(old.to_string(), capture);
-    Ok(())
-}
-
-/// Whether `old` is a recording of `call` left open with no capture writing it: one the recorder can continue.
-fn resumable(s: &ApiState, old: &str, call: &str) -> bool {
-    let dir = s.cfg.recorder.dir.join(old);
-    let safe = !old.is_empty() && old.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    let header =
-        || -> Option<RecordingHeader> { serde_json::from_slice(&std::fs::read(dir.join("recording.json")).ok()?).ok() };
-    safe && !dir.join("manifest.json").exists()
-        && !s.busy.lock().expect("not poisoned").contains(old)
-        && s.live.try_lock().is_ok_and(|l| !l.contains_key(old))
-        && header().is_some_and(|h| h.call == call)
-}
-
-/// Take the gateway's backlog (`GET {location}/backlog`) and write it into `recording`; also which track each of
-/// our m-lines carries. Without it (an error), the recording goes on with the gap it noted.
-async fn take_backlog(
-    conn: &mut client::Connection,
-    location: &str,
-    bearer: &str,
-    mut recording: Recording,
-) -> (Recording, Vec<(String, String)>) {
-    let id = recording.header().recording.clone();
-    let got = conn.request_with(Method::GET, &format!("{location}/backlog"), &[("authorization", bearer)], None).await;
-    let decoded = match got {
-        Ok((StatusCode::OK, _, body)) => vbank_gateway_core::backlog::decode(&body),
-        Ok((status, _, body)) => Err(format!("{status} {}", String::from_utf8_lossy(&body).trim())),
-        Err(e) => Err(e.to_string()),
-    };
-    let (bound, frames) = match decoded {
-        Ok(d) => d,
-        Err(e) => {
-            log::warn!("recording {id}: no backlog from the gateway ({e}); the time the recorder was away stays a gap");
-            return (recording, Vec::new());
-        }
-    };
-    let written = tokio::task::spawn_blocking(move || {
-        let w = continuity::write_backlog(&mut recording, &frames);
-        (recording, w)
-    })
-    .await;
-    match written {
-        Ok((recording, Ok(w))) => {
-            log::info!(
-                "recording {id}: {} frames from the gateway's backlog ({} already kept, {} of other codecs)",
-                w.frames,
-                w.already,
-                w.skipped
-            );
-            (recording, bound)
-        }
-        Ok((recording, Err(e))) => {
-            log::error!("recording {id}: writing the backlog failed: {e}");
-            (recording, bound)
-        }
-        Err(e) => panic!("the backlog writer panicked: {e}"),
-    }
 }
 
 #[derive(Deserialize)]

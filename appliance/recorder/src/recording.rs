@@ -65,6 +65,8 @@ pub struct Recording {
     logs: Vec<TrackLog>,
     /// Tracks resumed after a crash whose gap is still open: the gap's index, closed by the track's next packet.
     open_gaps: Vec<(u32, usize)>,
+    /// Each track's last packet written by this process (Unix µs).
+    last_us: Vec<Option<u64>>,
 }
 
 impl Recording {
@@ -90,6 +92,7 @@ impl Recording {
             policy,
             logs: Vec::new(),
             open_gaps: Vec::new(),
+            last_us: Vec::new(),
         })
     }
 
@@ -133,7 +136,25 @@ impl Recording {
             });
         }
         write_atomically(&path, &serde_json::to_vec_pretty(&header).expect("serializes"))?;
-        Ok(Recording { root: root.to_path_buf(), header, key, policy, logs, open_gaps })
+        let last_us = vec![None; logs.len()];
+        Ok(Recording { root: root.to_path_buf(), header, key, policy, logs, open_gaps, last_us })
+    }
+
+    /// The recorder lost the call while still running (its session dropped): note a gap on every media track from
+    /// its last packet, closed by the track's next one, as [`Recording::resume`] does after a crash.
+    pub fn interrupt(&mut self, now_us: u64, reason: &str) -> Result<(), RecorderError> {
+        for t in &self.header.tracks {
+            let (track, from) = (t.track, self.last_us.get(t.track as usize).copied().flatten());
+            if let Some(from_us) = from.filter(|_| t.media != "events" && !self.open_gaps.iter().any(|g| g.0 == track))
+            {
+                self.open_gaps.push((track, self.header.gaps.len()));
+                self.header.gaps.push(Gap { track, from_us, to_us: now_us, reason: reason.to_string() });
+            }
+        }
+        write_atomically(
+            &self.root.join("recording.json"),
+            &serde_json::to_vec_pretty(&self.header).expect("serializes"),
+        )
     }
 
     /// Where a resumed track's kept packets end (Unix µs), while its gap is open: what comes after it is missing.
@@ -158,6 +179,7 @@ impl Recording {
         let dir = TrackDir::create(&self.root.join("tracks").join(track.track.to_string()))?;
         let template = segment_template(&self.header, &track);
         self.logs.push(TrackLog { segmenter: Segmenter::new(template, self.key.clone(), self.policy, 0), dir });
+        self.last_us.push(None);
         self.header.tracks.push(track.clone());
         write_atomically(
             &self.root.join("recording.json"),
@@ -228,6 +250,7 @@ impl Recording {
             self.logs.get_mut(track as usize).ok_or_else(|| RecorderError::Format(format!("no track {track}")))?;
         log.segmenter.record(now, wall_us, kind, payload)?;
         let keyframe = apply_all(log)?;
+        self.last_us[track as usize] = Some(wall_us);
         if let Some(i) = self.open_gaps.iter().position(|(t, _)| *t == track) {
             let (_, gap) = self.open_gaps.swap_remove(i);
             let g = &mut self.header.gaps[gap];
@@ -420,6 +443,26 @@ mod tests {
 
         let wrong = DataKey { id: "dek-8".into(), ..key(&k) };
         assert!(Recording::resume(&root, wrong, Policy::default(), 0, "x").is_err());
+    }
+
+    #[test]
+    fn an_interrupted_recording_notes_a_gap_closed_by_the_next_packet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rec-9");
+        let mut r = Recording::create(&root, header(), key(&[4; 32]), Policy::default()).unwrap();
+        let mic = r.add_track("customer/microphone", "audio").unwrap();
+        let idle = r.add_track("teller/camera", "video").unwrap();
+        r.event(Instant::now(), 500, b"{}").unwrap();
+        r.packet(mic, Instant::now(), 1_000, RecordKind::Rtp, &[0; 10]).unwrap();
+        r.interrupt(9_000, "session lost").unwrap();
+        assert_eq!(r.resumed_from(mic), Some(1_000));
+        assert_eq!(r.resumed_from(idle), None, "a track that never had a packet has no gap");
+        r.interrupt(9_500, "again").unwrap();
+        assert_eq!(r.header().gaps.len(), 1, "one open gap per track");
+        r.packet(mic, Instant::now(), 1_020, RecordKind::Rtp, &[0; 10]).unwrap();
+        let m = r.finish(10_000).unwrap();
+        assert_eq!((m.gaps[0].from_us, m.gaps[0].to_us, m.gaps[0].reason.as_str()), (1_000, 1_020, "session lost"));
+        assert!(m.verify(&root).unwrap().is_empty());
     }
 
     #[test]

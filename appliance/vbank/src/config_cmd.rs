@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use vbank_config::{ConfigError, Diagnostic, Service, Severity};
+use vbank_config::{Config, ConfigError, Diagnostic, Service, Severity};
 use vbank_tls::ClientAuth;
 
 /// Print every finding; exit 0 when there is no error, 1 otherwise (78 when the file cannot be read).
 pub fn check(path: &Path, json: bool) -> i32 {
-    let mut diags = match vbank_config::check(path) {
-        Ok(d) => d,
+    let (cfg, mut diags) = match vbank_config::check_parsed(path) {
+        Ok(checked) => checked,
         Err(e @ ConfigError::Read { .. }) => {
             if json {
                 println!("{}", serde_json::json!({"file": path, "ok": false, "error": e.to_string()}));
@@ -22,8 +22,8 @@ pub fn check(path: &Path, json: bool) -> i32 {
             return 1;
         }
     };
-    if !diags.iter().any(|d| d.severity == Severity::Error) {
-        diags.extend(tls_findings(path));
+    if let Some(cfg) = cfg.filter(|_| !diags.iter().any(|d| d.severity == Severity::Error)) {
+        diags.extend(tls_findings(&cfg));
     }
     let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
     let warnings = diags.len() - errors;
@@ -47,8 +47,7 @@ pub fn check(path: &Path, json: bool) -> i32 {
 
 /// Build every TLS configuration the services and the CLI will build, so a certificate rustls refuses (an X.509 v1
 /// certificate, a key of another certificate) is found here and not at the first start.
-fn tls_findings(path: &Path) -> Vec<Diagnostic> {
-    let Ok((cfg, _)) = vbank_config::load(path) else { return Vec::new() };
+fn tls_findings(cfg: &Config) -> Vec<Diagnostic> {
     if cfg.node.dev_mode {
         return Vec::new(); // `vbank up` makes its development certificates at start
     }

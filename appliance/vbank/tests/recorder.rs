@@ -283,11 +283,10 @@ fn recordings_of(recordings: &Path, call: &str) -> Vec<PathBuf> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
-/// `kill -9` of the recorder mid-call: `vbank up` restarts it, the gateway sees its session gone and asks it to
-/// continue the same recording, and the media of the time it was away comes from the gateway's backlog: the one gap
-/// noted is under a second, and the recording goes on and is sealed when the call ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recorder_killed_mid_call_continues_the_same_recording_losing_under_a_second() {
+/// A call with a WHIP publisher on a fresh node whose recorder suffers `fault` (given its pid) mid-call; the call
+/// goes on until the recording has been continued, then ends. Returns the sealed recording's verify report, when the
+/// fault began and when the continuation was seen (Unix µs). There must be exactly one recording of the call.
+async fn recorder_fault_mid_call(fault: impl FnOnce(nix::unistd::Pid)) -> (Value, u64, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (public, base) = free_ports();
@@ -316,10 +315,11 @@ async fn a_recorder_killed_mid_call_continues_the_same_recording_losing_under_a_
         .find(|p| p.contains(" recorder "))
         .expect("vbank up runs a recorder");
     let pid: i32 = recorder.split(':').next().unwrap().parse().unwrap();
-    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let unix_us = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let fault_at = unix_us();
+    fault(nix::unistd::Pid::from_raw(pid));
 
-    // The call goes on: the restarted recorder continues the recording once the gateway asks.
+    // The call goes on: the recorder continues the recording once the gateway asks.
     let header =
         |dir: &Path| -> Value { serde_json::from_slice(&std::fs::read(dir.join("recording.json")).unwrap()).unwrap() };
     let dir = recordings_of(&recordings, "call-k").remove(0);
@@ -328,7 +328,7 @@ async fn a_recorder_killed_mid_call_continues_the_same_recording_losing_under_a_
         assert!(std::time::Instant::now() < deadline, "the recording was not continued within 60 s");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let resumed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
+    let continued_at = unix_us();
     tokio::time::sleep(Duration::from_secs(3)).await;
     conn.request_with(Method::DELETE, &location, &[], None).await.unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -343,15 +343,45 @@ async fn a_recorder_killed_mid_call_continues_the_same_recording_losing_under_a_
     }
     assert_eq!(recordings_of(&recordings, "call-k"), std::slice::from_ref(&dir), "one recording, continued");
     let report = verified(&dir, &pem);
+    stop_node(&mut child);
+    (report, fault_at, continued_at)
+}
+
+/// The microphone's one gap in `report`: (from, to, reason), checked to be under a second that the backlog closed
+/// (before the continuation was seen), starting less than a second before the fault.
+fn one_short_gap(report: &Value, fault_at: u64, continued_at: u64) -> String {
     let gaps = report["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "the microphone's one gap: {report}");
     let (from, to) = (gaps[0]["from_us"].as_u64().unwrap(), gaps[0]["to_us"].as_u64().unwrap());
-    assert!(gaps[0]["reason"].as_str().unwrap().contains("backlog"), "{report}");
-    assert!(killed_at.saturating_sub(from) < 1_000_000, "{} µs before the kill lost: {report}", killed_at - from);
-    assert!(to - from <= 1_000_000, "{} µs of media missing across the restart: {report}", to - from);
-    assert!(to < resumed_at, "the backlog, not the live media after the rejoin, closed the gap: {report}");
+    assert!(fault_at.saturating_sub(from) < 1_000_000, "{} µs before the fault lost: {report}", fault_at - from);
+    assert!(to - from <= 1_000_000, "{} µs of media missing across the fault: {report}", to - from);
+    assert!(to < continued_at, "the backlog, not the live media after the rejoin, closed the gap: {report}");
+    gaps[0]["reason"].as_str().unwrap().to_string()
+}
 
-    stop_node(&mut child);
+/// `kill -9` of the recorder mid-call: `vbank up` restarts it, the gateway drops its silent session and asks the new
+/// one to continue the same recording, and the media of the time it was away comes from the gateway's backlog: the
+/// one gap noted is under a second, and the recording goes on and is sealed when the call ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_killed_mid_call_continues_the_same_recording_losing_under_a_second() {
+    let (report, fault_at, continued_at) =
+        recorder_fault_mid_call(|pid| nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap()).await;
+    let reason = one_short_gap(&report, fault_at, continued_at);
+    assert!(reason.contains("restarted") && reason.contains("backlog"), "{report}");
+}
+
+/// A recorder that stalls for 8 s (SIGSTOP, then SIGCONT) keeps running but its session is dropped as silent; when
+/// the gateway asks, the same process stops that capture and rejoins into the same recording, the backlog first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_that_stalls_mid_call_rejoins_into_the_same_recording() {
+    let (report, fault_at, continued_at) = recorder_fault_mid_call(|pid| {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        std::thread::sleep(Duration::from_secs(8));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    })
+    .await;
+    let reason = one_short_gap(&report, fault_at, continued_at);
+    assert!(reason.contains("session was lost") && reason.contains("backlog"), "{report}");
 }
 
 /// Fill the filesystem holding `dir` until it refuses, then give back `leave` bytes: another writer filled the disk.
