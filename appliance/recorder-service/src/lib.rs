@@ -413,8 +413,8 @@ async fn seal(cfg: &Config, dir: &std::path::Path, manifest: &Manifest) -> Resul
 
 /// Recordings left open that no capture writes (a previous run was killed, or closing failed on a full disk): close
 /// each without its key — cut every track back to its last whole record, list the gap, write the manifest — and have
-/// keyd seal it. One a crash left open waits for the gateway to ask for it to be continued (`continuity`) first. `busy`: recordings being written;
-/// `reasons`: why a recording stopped, when known. Returns the recordings closed.
+/// keyd seal it. One a crash left open first waits for the gateway to ask for it to be continued (`continuity`).
+/// `busy`: recordings being written; `reasons`: why a recording stopped, when known. Returns the recordings closed.
 async fn close_orphans(cfg: &Config, busy: &HashSet<String>, reasons: &HashMap<String, String>) -> Vec<String> {
     let mut closed = Vec::new();
     let Ok(entries) = std::fs::read_dir(&cfg.recorder.dir) else { return closed };
