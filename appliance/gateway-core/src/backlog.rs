@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::format::CodecSpec;
 use str0m::media::{MediaData, MediaKind};
 
 use crate::Role;
@@ -25,11 +26,11 @@ pub struct BackFrame {
     pub kind: MediaKind,
     /// When the SFU received it.
     pub at: Instant,
-    /// The codec as SDP names it: `VP8/90000`, `opus/48000/2`.
-    pub codec: String,
+    /// Its codec (see [`codec_name`]).
+    pub spec: CodecSpec,
     /// Its payload type on the way in.
     pub pt: u8,
-    /// Its RTP time, in `codec`'s clock.
+    /// Its RTP time, in its codec's clock.
     pub rtp_time: u64,
     /// The whole frame (as str0m's frame API gives it: no RTP payload headers).
     pub data: Arc<[u8]>,
@@ -40,6 +41,11 @@ impl BackFrame {
     pub fn label(&self) -> String {
         label(self.role, self.kind)
     }
+
+    /// Its codec as SDP names it.
+    pub fn codec(&self) -> String {
+        codec_name(self.spec)
+    }
 }
 
 /// What a continuing recorder takes: the backlog, and which track each of its m-lines carries now.
@@ -49,6 +55,14 @@ pub struct Taken {
     pub frames: Vec<BackFrame>,
     /// The recorder's m-lines bound to a track: the m-line, the sender's role, the kind.
     pub bound: Vec<(String, Role, MediaKind)>,
+}
+
+/// A codec as SDP names it, which the recording notes per payload type: `VP8/90000`, `opus/48000/2`.
+pub fn codec_name(spec: CodecSpec) -> String {
+    match spec.channels {
+        Some(ch) => format!("{}/{}/{ch}", spec.codec, spec.clock_rate.get()),
+        None => format!("{}/{}", spec.codec, spec.clock_rate.get()),
+    }
 }
 
 /// The recorder's label of the `kind` track of a sender with `role`, e.g. `customer/camera`.
@@ -102,20 +116,17 @@ impl Backlog {
         }
     }
 
-    /// A frame from a sender with `role` in `room`, received at `d.network_time`.
+    /// A frame from a sender with `role` in `room`, received at `d.network_time`. On the media path: no allocation
+    /// (the frame's bytes are shared), nothing at all for a room nobody records.
     pub fn push(&mut self, room: &str, role: Role, kind: MediaKind, d: &MediaData) {
         let max_bytes = (self.budget / self.rooms.len().max(1)).min(ROOM_MAX_BYTES);
         let Some(ring) = self.rooms.get_mut(room) else { return };
         let spec = d.params.spec();
-        let codec = match spec.channels {
-            Some(ch) => format!("{}/{}/{ch}", spec.codec, spec.clock_rate.get()),
-            None => format!("{}/{}", spec.codec, spec.clock_rate.get()),
-        };
         let frame = BackFrame {
             role,
             kind,
             at: d.network_time,
-            codec,
+            spec,
             pt: *d.pt,
             rtp_time: d.time.rebase(spec.clock_rate).numer(),
             data: d.data.clone(),

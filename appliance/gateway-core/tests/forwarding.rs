@@ -272,7 +272,7 @@ fn a_recorder_that_replaces_a_lost_one_gets_the_backlog_then_live_media_with_not
     assert_eq!(taken.bound, [(peers[1].mid.to_string(), Role::Customer, MediaKind::Audio)], "its m-line's track");
     let backlog = taken.frames;
     assert!(backlog.len() > 1500, "17 s of 10 ms frames: {}", backlog.len());
-    assert!(backlog.iter().all(|f| f.label() == "customer/microphone" && f.codec.starts_with("opus/48000")));
+    assert!(backlog.iter().all(|f| f.label() == "customer/microphone" && f.codec().starts_with("opus/48000")));
     assert!(backlog.windows(2).all(|w| w[1].rtp_time == w[0].rtp_time + 480), "no frame missing in the backlog");
     assert!(now.duration_since(backlog[0].at) <= Duration::from_secs(30), "bounded by the window");
     run_until(&mut sfu, &mut peers, now, &[0], |p| p[1].received >= 20);

@@ -232,7 +232,7 @@ pub fn stamped(frames: Vec<BackFrame>) -> Vec<WireFrame> {
         .map(|f| WireFrame {
             label: f.label(),
             at_us: wall_us.saturating_sub(now.saturating_duration_since(f.at).as_micros() as u64),
-            codec: f.codec,
+            codec: f.codec(),
             pt: f.pt,
             rtp_time: f.rtp_time,
             data: f.data.to_vec(),

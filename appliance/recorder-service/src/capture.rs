@@ -293,11 +293,7 @@ fn drain(
                 if !rec.knows_payload(track, pt)
                     && let Some(params) = rtc.codec_config().params().iter().find(|c| *c.pt() == pt)
                 {
-                    let spec = params.spec();
-                    let codec = match spec.channels {
-                        Some(ch) => format!("{}/{}/{ch}", spec.codec, spec.clock_rate.get()),
-                        None => format!("{}/{}", spec.codec, spec.clock_rate.get()),
-                    };
+                    let codec = vbank_gateway_core::backlog::codec_name(params.spec());
                     rec.note_payload(track, pt, &codec).map_err(io)?;
                 }
                 let bytes = rtp_bytes(&p);
