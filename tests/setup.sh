@@ -12,11 +12,12 @@ cd "$(dirname "$0")/.."
 # KYC face comparison: dlib with BLAS/LAPACK (its example photos serve the tests as other people's faces).
 # Install: systemd (systemd-analyze gates the units), debootstrap (the Molecule chroot's rootfs), binutils (strip).
 # Backup and DR: restic (`vbank backup`), iproute2 (the drills' network namespaces), prometheus (promtool checks
-# the alert rules), patroni and etcd-server (the HA state tier the db-failover drill builds).
+# the alert rules), patroni and etcd-server (the HA state tier the db-failover drill builds), keepalived (the VIP
+# the gateway-failover drill moves).
 PACKAGES=(build-essential pkg-config curl ca-certificates openssl softhsm2 opensc postgresql chromium
           fonts-wqy-zenhei util-linux python3 python3-venv janus ffmpeg poppler-utils libreoffice-impress-nogui
           libdlib-dev liblapack-dev libblas-dev systemd debootstrap binutils restic iproute2
-          prometheus patroni etcd-server)
+          prometheus patroni etcd-server keepalived)
 # The long suites (tests/run.sh --long): the image build (mmdebstrap, lynis, qemu-img) and its boot test (QEMU).
 [[ "${1:-}" == "--long" ]] && PACKAGES+=(mmdebstrap lynis qemu-system-x86 qemu-utils)
 # The machine image may ship Node.js outside Debian's packages: use it when present.

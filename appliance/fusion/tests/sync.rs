@@ -129,18 +129,7 @@ fn flash_and_beep(seal: Seal<'_>, e2ee: Option<EpochKeys>) {
     let wall0 = 1_795_766_400_000_000u64;
     let key = || DataKey { id: "dek-sync".into(), alg: AeadAlg::Sm4Gcm, key: SecretBytes::new(vec![7; 16]) };
     let root = tmp.path().join("rec-sync");
-    let header = RecordingHeader {
-        format: "vbank-recording/1".into(),
-        recording: "rec-sync".into(),
-        call: "call-sync".into(),
-        key_id: "dek-sync".into(),
-        key_envelope: "00".into(),
-        alg: "sm4-gcm".into(),
-        started_us: wall0,
-        tracks: vec![],
-        gaps: vec![],
-        continues: None,
-    };
+    let header = RecordingHeader::new("rec-sync", "call-sync", &key(), "00", wall0);
     let mut rec = Recording::create(&root, header, key(), Policy::default()).unwrap();
     let mic = rec.add_track("customer/microphone", "audio").unwrap();
     let cam = rec.add_track("customer/camera", "video").unwrap();

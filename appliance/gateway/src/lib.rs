@@ -8,6 +8,7 @@ mod accounts_api;
 pub mod consent;
 pub mod desk;
 pub mod e2ee;
+pub mod failover;
 mod ice_tcp;
 pub mod media;
 pub mod recording;
@@ -182,7 +183,9 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     ctx.metrics.register(|r| media_metrics.register(r));
     let load_source = media_metrics.clone();
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
-    let calls = recording::Calls::new(cfg.clone());
+    let registry = failover::Registry::new(store.clone(), &cfg.node.name);
+    let calls = recording::Calls::new(cfg.clone()).with_registry(registry);
+    let lease = tokio::spawn(failover::keep_lease(store.clone(), cfg.node.name.clone(), ctx.shutdown()));
     let desk = desk::Desk::new(Some(Arc::new(cfg.clone())), Some(store.clone()), calls.clone()).await;
     let desk_tick = tokio::spawn(desk.clone().tick());
     let quality_task = tokio::spawn(record_quality(store.clone(), summaries, calls.clone()));
@@ -227,6 +230,7 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let _ = public_task.await;
     let _ = admin_task.await;
     heartbeat.abort();
+    lease.abort();
     refresher.abort();
     desk_tick.abort();
     quality_task.abort();

@@ -115,6 +115,8 @@ pub struct Calls {
     pending: Arc<std::sync::Mutex<HashMap<String, Vec<Value>>>>,
     /// Which calls are end-to-end encrypted, and their media keys' epochs.
     pub e2ee: crate::e2ee::E2ee,
+    /// The shared registry of recorded calls, so another node can continue them (`failover`).
+    registry: Option<crate::failover::Registry>,
 }
 
 fn counts(role: Role) -> bool {
@@ -136,12 +138,19 @@ impl Calls {
     pub fn new(cfg: Config) -> Calls {
         let cfg = Arc::new(cfg);
         let e2ee = crate::e2ee::E2ee::new(Some(cfg.clone()));
-        Calls { cfg: Some(cfg), calls: Arc::default(), pending: Arc::default(), e2ee }
+        Calls { cfg: Some(cfg), calls: Arc::default(), pending: Arc::default(), e2ee, registry: None }
+    }
+
+    /// Note each recorded call in the shared registry, and continue the recordings of calls whose node is gone.
+    pub fn with_registry(mut self, registry: crate::failover::Registry) -> Calls {
+        self.registry = Some(registry);
+        self
     }
 
     /// No recording (tests of the router alone).
     pub fn unrecorded() -> Calls {
-        Calls { cfg: None, calls: Arc::default(), pending: Arc::default(), e2ee: crate::e2ee::E2ee::new(None) }
+        let e2ee = crate::e2ee::E2ee::new(None);
+        Calls { cfg: None, calls: Arc::default(), pending: Arc::default(), e2ee, registry: None }
     }
 
     /// The call in `room`, locked; a call that ended while we waited for its lock is replaced by a fresh one.
@@ -188,9 +197,19 @@ impl Calls {
         if call.recording.is_none()
             && let Some(cfg) = self.cfg.as_ref().filter(|_| self.mode() != RecordingMode::Off)
         {
-            match open(cfg, room, call.continuing.clone().as_deref()).await {
+            let mut moved_from = None;
+            if call.participants == 0
+                && call.continuing.is_none()
+                && let Some(orphan) = self.orphan(room).await
+            {
+                // The call's node is gone and its participants are rejoining here: continue its recording.
+                call.continuing = Some(orphan.recording);
+                moved_from = Some(orphan.node);
+            }
+            match open(cfg, room, call.continuing.clone().as_deref(), moved_from.as_deref()).await {
                 Ok(id) => {
                     log::info!(room = room; "recording {id} opened");
+                    self.registered(room, &id).await;
                     call.opened(cfg, id, room);
                 }
                 Err(e) if self.mode() == RecordingMode::Required => {
@@ -275,6 +294,19 @@ impl Calls {
         if let Some(p) = call.pump.take() {
             let _ = p.send(Pump::Finish);
         }
+        if let Some(r) = &self.registry {
+            r.ended(room).await;
+        }
+    }
+
+    async fn orphan(&self, room: &str) -> Option<crate::failover::Orphan> {
+        self.registry.as_ref()?.orphan(room).await
+    }
+
+    async fn registered(&self, room: &str, recording: &str) {
+        if let Some(r) = &self.registry {
+            r.opened(room, recording).await;
+        }
     }
 }
 
@@ -301,9 +333,10 @@ impl Calls {
                     else {
                         return;
                     };
-                    match open(&cfg, &room, lost.as_deref()).await {
+                    match open(&cfg, &room, lost.as_deref(), None).await {
                         Ok(id) => {
                             log::info!(room = room.as_str(); "recording {id} opened; the call goes on recorded");
+                            calls.registered(&room, &id).await;
                             call.opened(&cfg, id, &room);
                             return;
                         }
@@ -321,11 +354,11 @@ impl Calls {
 }
 
 /// Mint a recorder token for `room` and have the recorder join with it (continuing recording `continues`, if the
-/// recorder dropped out of the call); the recording's id.
-async fn open(cfg: &Config, room: &str, continues: Option<&str>) -> Result<String, String> {
+/// recorder dropped out of the call, or the call moved here from the lost node `moved_from`); the recording's id.
+async fn open(cfg: &Config, room: &str, continues: Option<&str>, moved_from: Option<&str>) -> Result<String, String> {
     let t = post(cfg, Service::Keyd, "/v1/token/sign", json!({"room": room, "role": "recorder", "ttl_s": 600})).await?;
     let token = t["token"].as_str().ok_or("keyd signed no token")?;
-    let body = json!({"call": room, "token": token, "continues": continues});
+    let body = json!({"call": room, "token": token, "continues": continues, "moved_from": moved_from});
     let r = post(cfg, Service::Recorder, "/v1/recordings", body).await?;
     Ok(r["id"].as_str().ok_or("the recorder gave no recording id")?.to_string())
 }

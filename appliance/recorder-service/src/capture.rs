@@ -147,9 +147,30 @@ struct Tracks {
     stills: Stills,
     /// m-lines continuing a track of a resumed recording: their first packet asks for a keyframe.
     continuing: std::collections::HashSet<Mid>,
+    /// When packets began arriving on an m-line whose label had not come yet.
+    unlabeled: HashMap<Mid, Instant>,
 }
 
+/// How long packets on an m-line whose label has not come are held back while a resumed track waits for its sender.
+const LABEL_WAIT: Duration = Duration::from_secs(1);
+
 impl Tracks {
+    /// Whether packets on `mid` (no track yet) wait for its label: a resumed recording has a track waiting for its
+    /// sender, and the gateway's `track` event, which says whether this is that sender, is on its way. What they
+    /// carry stays in the waiting track's gap; after [`LABEL_WAIT`] the m-line gets a track of its own.
+    fn awaits_label(&mut self, rec: &Recording, mid: Mid) -> bool {
+        if self.labels.contains_key(&mid.to_string()) {
+            return false;
+        }
+        let claimed = |t: u32| self.by_mid.values().any(|&v| v == t);
+        let waiting = rec
+            .header()
+            .tracks
+            .iter()
+            .any(|t| t.media != "events" && rec.resumed_from(t.track).is_some() && !claimed(t.track));
+        waiting && self.unlabeled.entry(mid).or_insert_with(Instant::now).elapsed() < LABEL_WAIT
+    }
+
     /// m-lines the gateway said carry a labelled track: one continuing a track of that label goes on in it.
     fn known(rec: &Recording, bound: &[(String, String)]) -> Tracks {
         let mut t = Tracks::default();
@@ -183,9 +204,18 @@ fn take_events(
         if ev["kind"] == "track"
             && let (Some(mid), Some(label)) = (ev["mid"].as_str(), ev["label"].as_str())
         {
-            tracks.mids.insert(label.to_string(), Mid::from(mid));
-            match tracks.by_mid.iter().find(|(m, _)| m.to_string() == mid) {
-                Some((_, &t)) => rec.relabel(t, label).map_err(io)?,
+            let m = Mid::from(mid);
+            tracks.mids.insert(label.to_string(), m);
+            match tracks.by_mid.get(&m) {
+                Some(&t) => rec.relabel(t, label).map_err(io)?,
+                // A resumed recording's track of this label, still waiting for its sender (who rejoined after the
+                // recording was continued, e.g. on another gateway node): it goes on in that track.
+                None if let Some(t) = crate::continuity::track_labelled(rec, label)
+                    .filter(|&t| rec.resumed_from(t).is_some() && !tracks.by_mid.values().any(|&v| v == t)) =>
+                {
+                    tracks.by_mid.insert(m, t);
+                    tracks.continuing.insert(m);
+                }
                 None => {
                     tracks.labels.insert(mid.to_string(), label.to_string());
                 }
@@ -274,8 +304,9 @@ fn drain(
                 let ssrc: Ssrc = p.header.ssrc;
                 let Some(mid) = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else { continue };
                 tracks.ssrcs.insert(mid, ssrc);
-                let track = match tracks.by_mid.get(&mid) {
-                    Some(t) => *t,
+                let track = match tracks.by_mid.get(&mid).copied() {
+                    Some(t) => t,
+                    None if tracks.awaits_label(rec, mid) => continue,
                     None => {
                         let media = rtc.media(mid).map(|m| m.kind());
                         let kind = if media == Some(MediaKind::Audio) { "audio" } else { "video" };
@@ -326,4 +357,42 @@ fn drain(
 /// Where the gateway's public listener is reached from this host.
 pub fn gateway_addr(listen: SocketAddr) -> SocketAddr {
     if listen.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], listen.port())) } else { listen }
+}
+
+#[cfg(test)]
+mod tests {
+    use vbank_crypto::SecretBytes;
+    use vbank_crypto::aead::AeadAlg;
+    use vbank_recorder::format::DataKey;
+    use vbank_recorder::recording::RecordingHeader;
+    use vbank_recorder::segmenter::Policy;
+
+    use super::*;
+
+    fn key() -> DataKey {
+        DataKey { id: "dek-1".into(), alg: AeadAlg::Aes256Gcm, key: SecretBytes::new(vec![7; 32]) }
+    }
+
+    #[test]
+    fn a_resumed_track_waits_for_its_senders_label_and_goes_on_in_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("rec-1");
+        let header = RecordingHeader::new("rec-1", "call-1", &key(), "00", 0);
+        let mut rec = Recording::create(&root, header, key(), Policy::default()).unwrap();
+        let mic = rec.add_track("customer/microphone", "audio").unwrap();
+        let rtp = [&[0x80u8, 111, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1][..], &[0xfc; 40]].concat();
+        rec.packet(mic, Instant::now(), 1_000, RecordKind::Rtp, &rtp).unwrap();
+        drop(rec); // its gateway node died
+
+        let mut rec = Recording::resume(&root, key(), Policy::default(), 2_000, "moved").unwrap();
+        let mut tracks = Tracks::default();
+        let (a, b) = (Mid::from("a"), Mid::from("b"));
+        assert!(tracks.awaits_label(&rec, a), "a sender not yet named may be the one the track waits for");
+        let (tx, rx) = mpsc::channel();
+        tx.send(serde_json::json!({"kind": "track", "mid": "a", "label": "customer/microphone"})).unwrap();
+        take_events(&rx, &mut rec, &mut tracks).unwrap();
+        assert_eq!(tracks.by_mid.get(&a), Some(&mic), "the rejoined sender goes on in its track");
+        assert!(tracks.continuing.contains(&a), "and is asked for a keyframe");
+        assert!(!tracks.awaits_label(&rec, b), "no track waits any more: another sender gets its own at once");
+    }
 }

@@ -20,6 +20,11 @@ pub const RESUME_GRACE: Duration = Duration::from_secs(150);
 /// The gap a resumed recording notes on each track, from its last kept packet to its next one.
 pub const RESUMED: &str = "the recorder restarted (crash or kill); the gateway's backlog filled the time it was away";
 
+/// The same, for a call whose gateway was lost (its node died): its participants rejoined on another node, whose
+/// recorder continued the recording. The lost gateway held the backlog, so the gap is the time until they rejoined.
+pub const MOVED: &str =
+    "the call's gateway was lost (node failure); its participants rejoined on another node and the recording went on";
+
 /// The same, for a recorder that kept running but whose session the gateway dropped (it went silent).
 pub const INTERRUPTED: &str =
     "the recorder's session was lost (it went silent); the gateway's backlog filled the time it was away";
@@ -174,18 +179,7 @@ mod tests {
     fn the_backlog_fills_a_resumed_track_from_its_last_kept_packet() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("rec-1");
-        let header = RecordingHeader {
-            format: "vbank-recording/1".into(),
-            recording: "rec-1".into(),
-            call: "call-1".into(),
-            key_id: "dek-1".into(),
-            key_envelope: "00".into(),
-            alg: "aes-256-gcm".into(),
-            started_us: 0,
-            tracks: vec![],
-            gaps: vec![],
-            continues: None,
-        };
+        let header = RecordingHeader::new("rec-1", "call-1", &key(), "00", 0);
         let mut rec = Recording::create(&root, header, key(), Policy::default()).unwrap();
         let mic = rec.add_track("customer/microphone", "audio").unwrap();
         let opus = |ms: u64| frame("customer/microphone", "opus/48000/2", ms, vec![0xfc; 40]);

@@ -124,6 +124,9 @@ struct OpenIn {
     /// The call's previous recording, when this one replaces it mid-call.
     #[serde(default)]
     continues: Option<String>,
+    /// The gateway node the call was on, when it was lost and the call moved to this node.
+    #[serde(default)]
+    moved_from: Option<String>,
 }
 
 async fn open(State(s): State<ApiState>, Json(r): Json<OpenIn>) -> Response {
@@ -178,7 +181,12 @@ async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServ
         s.busy.lock().expect("not poisoned").remove(old);
         match resumed {
             Ok(()) => {
-                log::info!("recording {old} of call {} continues after the recorder restarted", r.call);
+                match &r.moved_from {
+                    Some(node) => {
+                        log::warn!("recording {old} of call {} continues: the call moved from {node}", r.call)
+                    }
+                    None => log::info!("recording {old} of call {} continues after the recorder restarted", r.call),
+                }
                 return Ok(old.to_string());
             }
             Err(e) => log::warn!("recording {old} cannot be continued ({e}); the call goes on in a new recording"),
@@ -197,18 +205,9 @@ async fn open_recording(s: &ApiState, r: &OpenIn) -> Result<String, RecorderServ
         alg,
         key: SecretBytes::new(from_hex(key_hex).map_err(|e| RecorderServiceError::Keyd(format!("keyd's key: {e}")))?),
     };
-    let header = RecordingHeader {
-        format: "vbank-recording/1".into(),
-        recording: id.clone(),
-        call: r.call.clone(),
-        key_id: key.id.clone(),
-        key_envelope: dek["envelope"].as_str().unwrap_or_default().to_string(),
-        alg: alg.name().into(),
-        started_us: now_us(),
-        tracks: vec![],
-        gaps: vec![],
-        continues: r.continues.clone(),
-    };
+    let envelope = dek["envelope"].as_str().unwrap_or_default();
+    let mut header = RecordingHeader::new(&id, &r.call, &key, envelope, now_us());
+    header.continues.clone_from(&r.continues);
     let policy =
         Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
     // Created before joining, so a full disk refuses the call before it starts.

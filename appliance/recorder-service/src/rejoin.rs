@@ -24,11 +24,11 @@ pub(crate) async fn resume_recording(s: &ApiState, r: &OpenIn, old: &str) -> Res
         playback::open_key(cfg, &header, "recorder", "continue the recording after the recorder restarted").await?;
     let policy =
         Policy { roll_every: Duration::from_secs(u64::from(cfg.recorder.segment_seconds)), ..Policy::default() };
-    let recording =
-        tokio::task::spawn_blocking(move || Recording::resume(&dir, key, policy, now_us(), continuity::RESUMED))
-            .await
-            .map_err(|e| RecorderServiceError::Recording(e.to_string()))?
-            .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
+    let reason = if r.moved_from.is_some() { continuity::MOVED } else { continuity::RESUMED };
+    let recording = tokio::task::spawn_blocking(move || Recording::resume(&dir, key, policy, now_us(), reason))
+        .await
+        .map_err(|e| RecorderServiceError::Recording(e.to_string()))?
+        .map_err(|e| RecorderServiceError::Recording(e.to_string()))?;
     let capture = join(cfg, r, recording).await?;
     s.live.lock().await.insert(old.to_string(), capture);
     Ok(())

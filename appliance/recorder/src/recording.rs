@@ -40,6 +40,25 @@ pub struct RecordingHeader {
     pub continues: Option<String>,
 }
 
+impl RecordingHeader {
+    /// The header of a new recording `recording` of `call`, under the data key `key` (keyd's `key_envelope` of it),
+    /// started at `started_us`: no tracks or gaps yet, continuing no other recording.
+    pub fn new(recording: &str, call: &str, key: &DataKey, key_envelope: &str, started_us: u64) -> RecordingHeader {
+        RecordingHeader {
+            format: "vbank-recording/1".into(),
+            recording: recording.into(),
+            call: call.into(),
+            key_id: key.id.clone(),
+            key_envelope: key_envelope.into(),
+            alg: key.alg.name().into(),
+            started_us,
+            tracks: vec![],
+            gaps: vec![],
+            continues: None,
+        }
+    }
+}
+
 /// Write `bytes` to `path` so that a crash leaves either the old or the new content: temp file, fsync, rename,
 /// directory fsync.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecorderError> {
@@ -391,18 +410,7 @@ mod tests {
     }
 
     fn header() -> RecordingHeader {
-        RecordingHeader {
-            format: "vbank-recording/1".into(),
-            recording: "rec-9".into(),
-            call: "room-1".into(),
-            key_id: "dek-7".into(),
-            key_envelope: "00".into(),
-            alg: "aes-256-gcm".into(),
-            started_us: 0,
-            tracks: vec![],
-            gaps: vec![],
-            continues: None,
-        }
+        RecordingHeader::new("rec-9", "room-1", &key(&[0; 32]), "00", 0)
     }
 
     #[test]

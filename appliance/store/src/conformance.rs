@@ -17,6 +17,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     exactly_one_creator_wins(store.clone()).await;
     concurrent_increments_lose_nothing(store.clone()).await;
     concurrent_appends_are_gapless(store.clone()).await;
+    appends_at_a_seen_head_have_one_winner(store.clone()).await;
     bad_keys_are_refused(&*store).await;
     unbounded_limits(&*store).await;
     store.ping().await.expect("ping");
@@ -139,6 +140,27 @@ async fn concurrent_increments_lose_nothing(s: Arc<dyn Store>) {
         t.await.unwrap();
     }
     assert_eq!(s.get(Table::Settings, "counter").await.unwrap().unwrap().value, b"40");
+}
+
+async fn appends_at_a_seen_head_have_one_winner(s: Arc<dyn Store>) {
+    s.append_at("chain", 1, b"genesis").await.unwrap();
+    assert!(matches!(s.append_at("chain", 1, b"again").await, Err(StoreError::Conflict { found: Some(1), .. })));
+    assert!(matches!(s.append_at("chain", 3, b"ahead").await, Err(StoreError::Conflict { found: Some(1), .. })));
+    // Eight writers that all read head 1: exactly one writes entry 2.
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.append_at("chain", 2, &[i]).await.is_ok() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += u32::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let chain = s.read_stream("chain", 1, 10).await.unwrap();
+    assert_eq!(chain.iter().map(|e| e.0).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(s.append("chain", b"plain").await.unwrap(), 3, "append goes on after the head");
 }
 
 async fn concurrent_appends_are_gapless(s: Arc<dyn Store>) {

@@ -151,6 +151,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn list(&self, table: Table, prefix: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError>;
     /// Append to a stream; returns the entry's sequence number (1, 2, 3, … per stream).
     async fn append(&self, stream: &str, value: &[u8]) -> Result<u64, StoreError>;
+    /// Append to a stream as entry `seq`, only if the stream's last entry is `seq - 1` (a hash chain with several
+    /// writers: each writes after the head it has read). Otherwise [`StoreError::Conflict`], and nothing is written.
+    async fn append_at(&self, stream: &str, seq: u64, value: &[u8]) -> Result<(), StoreError>;
     /// Entries of a stream with sequence ≥ `from`, in order, at most `limit`.
     async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// The schema version in force.

@@ -261,6 +261,46 @@ impl Store for PgStore {
         Ok(seq as u64)
     }
 
+    async fn append_at(&self, stream: &str, seq: u64, value: &[u8]) -> Result<(), StoreError> {
+        check_key("stream", stream)?;
+        let at = i64::try_from(seq).map_err(|_| StoreError::Invalid { what: "seq", why: "too large".into() })?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        // Under READ COMMITTED a concurrent writer's UPDATE waits for ours, then finds the head moved: one wins.
+        let moved = if at == 1 {
+            tx.execute(
+                "INSERT INTO vbank_stream_head (stream, seq) VALUES ($1, 1) ON CONFLICT (stream) DO NOTHING",
+                &[&stream],
+            )
+            .await
+        } else {
+            tx.execute(
+                "UPDATE vbank_stream_head SET seq = $2::bigint WHERE stream = $1 AND seq = $2::bigint - 1",
+                &[&stream, &at],
+            )
+            .await
+        }
+        .map_err(backend)?;
+        if moved != 1 {
+            let found: Option<i64> = tx
+                .query_opt("SELECT seq FROM vbank_stream_head WHERE stream = $1", &[&stream])
+                .await
+                .map_err(backend)?
+                .map(|r| r.get(0));
+            return Err(StoreError::Conflict {
+                table: "stream",
+                key: stream.to_string(),
+                expected: Expect::Version(seq - 1),
+                found: found.map(|f| f as u64),
+            });
+        }
+        tx.execute("INSERT INTO vbank_stream (stream, seq, value) VALUES ($1, $2, $3)", &[&stream, &at, &value])
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
     async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         check_key("stream", stream)?;
         let c = self.client().await?;

@@ -206,6 +206,33 @@ impl Store for RedbStore {
         .await
     }
 
+    async fn append_at(&self, stream: &str, seq: u64, value: &[u8]) -> Result<(), StoreError> {
+        check_key("stream", stream)?;
+        let (stream, value) = (stream.to_string(), value.to_vec());
+        self.blocking(move |db| {
+            let tx = db.begin_write().map_err(backend)?;
+            {
+                let mut head = tx.open_table(STREAM_HEAD).map_err(backend)?;
+                let last = head.get(stream.as_str()).map_err(backend)?.map(|g| g.value()).unwrap_or(0);
+                if last + 1 != seq {
+                    let found = (last > 0).then_some(last);
+                    return Err(StoreError::Conflict {
+                        table: "stream",
+                        key: stream,
+                        expected: Expect::Version(seq - 1),
+                        found,
+                    });
+                }
+                head.insert(stream.as_str(), seq).map_err(backend)?;
+                let mut s = tx.open_table(STREAM).map_err(backend)?;
+                s.insert((stream.as_str(), seq), value.as_slice()).map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn read_stream(&self, stream: &str, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         check_key("stream", stream)?;
         let stream = stream.to_string();

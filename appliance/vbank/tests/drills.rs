@@ -32,7 +32,7 @@ fn objective<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn key_compromise_hsm_outage_disk_full_recorder_crash_and_db_failover_drills_pass() {
+fn key_compromise_hsm_outage_disk_full_recorder_crash_db_and_gateway_failover_drills_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(VBANK)
         .args(["hsm", "officer-keygen", "--name", "duty-officer", "--out"])
@@ -87,8 +87,20 @@ fn key_compromise_hsm_outage_disk_full_recorder_crash_and_db_failover_drills_pas
     assert!(rpo["measured"].as_str().unwrap().starts_with("0 of "), "{rpo}");
     assert_eq!(objective(&r, "the synchronous standby took over, one leader")["met"], true);
 
+    let r = run_drill("gateway-failover", &key, &reports);
+    let cut = objective(&r, "interruption of the call");
+    let ms = cut["value"].as_f64().unwrap();
+    assert!((0.0..3000.0).contains(&ms), "{cut}");
+    assert!(cut["measured"].as_str().unwrap().contains("a picture after"), "{cut}");
+    assert_eq!(objective(&r, "the VIP moved to the surviving node")["measured"], "node-b");
+    assert_eq!(objective(&r, "the call stays in one recording")["value"], 1.0);
+    assert_eq!(objective(&r, "the recording is sealed and verifies")["met"], true);
+    let gap = objective(&r, "the recording notes the failover's gap");
+    assert!(gap["measured"].as_str().unwrap().contains("over 2 track(s)"), "audio and video: {gap}");
+    assert!(objective(&r, "the audit log stays one chain across both nodes' keyd")["value"].as_f64().unwrap() > 5.0);
+
     let list = Command::new(VBANK).args(["--json", "drill", "list"]).output().unwrap();
     let names: Value = serde_json::from_slice(&list.stdout).unwrap();
-    assert_eq!(names.as_array().unwrap().len(), 6, "{names}");
-    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 15, "a JSON, a markdown and a seal per drill");
+    assert_eq!(names.as_array().unwrap().len(), 7, "{names}");
+    assert_eq!(std::fs::read_dir(&reports).unwrap().count(), 18, "a JSON, a markdown and a seal per drill");
 }

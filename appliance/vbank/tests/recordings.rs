@@ -24,19 +24,8 @@ fn now_us() -> u64 {
 }
 
 fn start(root: &Path) -> (Recording, u32, u32) {
-    let header = RecordingHeader {
-        format: "vbank-recording/1".into(),
-        recording: "rec-e2e".into(),
-        call: "room-e2e".into(),
-        key_id: "dek-e2e".into(),
-        key_envelope: "00".into(),
-        alg: "sm4-gcm".into(),
-        started_us: now_us(),
-        tracks: vec![],
-        gaps: vec![],
-        continues: None,
-    };
     let key = DataKey { id: "dek-e2e".into(), alg: AeadAlg::Sm4Gcm, key: SecretBytes::random(16).unwrap() };
+    let header = RecordingHeader::new("rec-e2e", "room-e2e", &key, "00", now_us());
     let policy = Policy { roll_every: Duration::from_secs(1), ..Policy::default() };
     let mut r = Recording::create(root, header, key, policy).unwrap();
     let audio = r.add_track("customer/microphone", "audio").unwrap();

@@ -1,6 +1,8 @@
 //! The audit log kept by keyd in its store (stream `audit`), with a seal every [`SEAL_EVERY`] entries and at stop.
 //! The periodic seal (an SM2 signature and a second durable write) is made by keyd's sealer task, off the path of the
 //! request whose entry made it due; if no sealer keeps up, the append that reaches twice the interval seals itself.
+//! Every node's keyd writes the same log, one chain for the cluster: each appends after the head it has read
+//! (`Store::append_at`), and one that finds the head moved reads the other's entries and writes its own after them.
 
 use std::sync::Arc;
 
@@ -16,6 +18,32 @@ use crate::keys::{KeyService, now};
 pub const SEAL_EVERY: u64 = 64;
 const STREAM: &str = "audit";
 
+/// Attempts to append before giving up when other nodes keep writing first.
+const MAX_RACES: usize = 1000;
+
+fn raced() -> KeydError {
+    KeydError::Internal(format!("the audit log kept moving under {MAX_RACES} attempts to append to it"))
+}
+
+fn advance(head: &mut Head, e: Entry) {
+    head.since_seal = if e.action == "audit.seal" { 0 } else { head.since_seal + 1 };
+    head.seq = e.seq;
+    head.hash = e.hash;
+}
+
+/// Read the entries after `head` (another node's keyd wrote them) and move it to the last.
+async fn catch_up(store: &dyn Store, head: &mut Head) -> Result<(), KeydError> {
+    loop {
+        let batch = store.read_stream(STREAM, head.seq + 1, 1000).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for (_, bytes) in batch {
+            advance(head, parse(&bytes)?);
+        }
+    }
+}
+
 /// The log's head: the last sequence number and hash.
 #[derive(Debug)]
 struct Head {
@@ -24,7 +52,7 @@ struct Head {
     since_seal: u64,
 }
 
-/// keyd's audit log. One writer per store: appends are serialized here.
+/// keyd's audit log. Appends are serialized here, and against other nodes' keyd by the store.
 #[derive(Debug)]
 pub struct AuditLog {
     store: Arc<dyn Store>,
@@ -40,18 +68,7 @@ impl AuditLog {
     /// Open the log, finding its head.
     pub async fn open(store: Arc<dyn Store>) -> Result<AuditLog, KeydError> {
         let mut head = Head { seq: 0, hash: audit::genesis(), since_seal: 0 };
-        loop {
-            let batch = store.read_stream(STREAM, head.seq + 1, 1000).await?;
-            if batch.is_empty() {
-                break;
-            }
-            for (_, bytes) in batch {
-                let e = parse(&bytes)?;
-                head.since_seal = if e.action == "audit.seal" { 0 } else { head.since_seal + 1 };
-                head.seq = e.seq;
-                head.hash = e.hash;
-            }
-        }
+        catch_up(store.as_ref(), &mut head).await?;
         Ok(AuditLog { store, head: Mutex::new(head), due: Arc::default() })
     }
 
@@ -71,10 +88,19 @@ impl AuditLog {
         detail: &str,
     ) -> Result<(), KeydError> {
         let mut head = self.head.lock().await;
-        let e = audit::next_entry(head.seq + 1, &head.hash, now(), Event { actor, action, target, outcome, detail });
-        self.store_entry(&mut head, e).await?;
+        for _ in 0..MAX_RACES {
+            let e =
+                audit::next_entry(head.seq + 1, &head.hash, now(), Event { actor, action, target, outcome, detail });
+            if self.store_entry(&mut head, e).await? {
+                return self.after_append(svc, &mut head).await;
+            }
+        }
+        Err(raced())
+    }
+
+    async fn after_append(&self, svc: &KeyService, head: &mut Head) -> Result<(), KeydError> {
         if head.since_seal >= 2 * SEAL_EVERY {
-            self.seal_locked(svc, &mut head).await?;
+            self.seal_locked(svc, head).await?;
         } else if head.since_seal >= SEAL_EVERY {
             self.due.notify_one();
         }
@@ -96,26 +122,34 @@ impl AuditLog {
         let Ok(rec) = svc.current(Purpose::AuditSeal).await else {
             return Ok(());
         };
-        let covers = format!("covers 1..{}", head.seq);
-        let ev = Event { actor: "keyd", action: "audit.seal", target: "audit", outcome: "ok", detail: &covers };
-        let mut e = audit::next_entry(head.seq + 1, &head.hash, now(), ev);
-        let sig = svc.sign_raw(Purpose::AuditSeal, &audit::seal_message(&e.hash), audit::SEAL_ID).await?;
-        e.seal = Some(Seal { key: rec.label.to_string(), sig: sig.signature });
-        self.store_entry(head, e).await
+        for _ in 0..MAX_RACES {
+            let covers = format!("covers 1..{}", head.seq);
+            let ev = Event { actor: "keyd", action: "audit.seal", target: "audit", outcome: "ok", detail: &covers };
+            let mut e = audit::next_entry(head.seq + 1, &head.hash, now(), ev);
+            let sig = svc.sign_raw(Purpose::AuditSeal, &audit::seal_message(&e.hash), audit::SEAL_ID).await?;
+            e.seal = Some(Seal { key: rec.label.to_string(), sig: sig.signature });
+            if self.store_entry(head, e).await? {
+                return Ok(());
+            }
+        }
+        Err(raced())
     }
 
-    async fn store_entry(&self, head: &mut Head, e: Entry) -> Result<(), KeydError> {
-        let seq = self.store.append(STREAM, &serde_json::to_vec(&e).expect("entries serialize")).await?;
-        if seq != e.seq {
-            return Err(KeydError::Internal(format!(
-                "audit stream out of step: wrote {} as {seq}; is a second keyd writing this store?",
-                e.seq
-            )));
+    /// Write `e` after the head; false when another node's keyd wrote first (the head has then caught up with it,
+    /// and the caller makes its entry again).
+    async fn store_entry(&self, head: &mut Head, e: Entry) -> Result<bool, KeydError> {
+        let bytes = serde_json::to_vec(&e).expect("entries serialize");
+        match self.store.append_at(STREAM, e.seq, &bytes).await {
+            Ok(()) => {
+                advance(head, e);
+                Ok(true)
+            }
+            Err(vbank_store::StoreError::Conflict { .. }) => {
+                catch_up(self.store.as_ref(), head).await?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
         }
-        head.since_seal = if e.action == "audit.seal" { 0 } else { head.since_seal + 1 };
-        head.seq = e.seq;
-        head.hash = e.hash;
-        Ok(())
     }
 
     /// The latest `n` entries as JSON, newest first (the supervisor console's audit view), read from the head back.

@@ -48,18 +48,7 @@ fn key() -> Result<DataKey> {
 
 /// Write the call into a recording; CPU seconds spent and bytes stored.
 fn record(dir: &Path, root: &Path, key: DataKey, wall0: u64) -> Result<(f64, u64)> {
-    let header = RecordingHeader {
-        format: "vbank-recording/1".into(),
-        recording: "rec-bench".into(),
-        call: "bench".into(),
-        key_id: key.id.clone(),
-        key_envelope: "00".into(),
-        alg: key.alg.name().into(),
-        started_us: wall0,
-        tracks: vec![],
-        gaps: vec![],
-        continues: None,
-    };
+    let header = RecordingHeader::new("rec-bench", "bench", &key, "00", wall0);
     let mut rec = Recording::create(root, header, key, Policy::default())?;
     let mut sent = Vec::new();
     for (i, name) in ["a", "b"].iter().enumerate() {

@@ -21,10 +21,10 @@ const RTO_GOAL: Duration = Duration::from_secs(30);
 const ETCD: [(u16, u16); 3] = [(23791, 23801), (23792, 23802), (23793, 23803)];
 /// (PostgreSQL port, Patroni REST port) per database node.
 const NODES: [(u16, u16); 2] = [(25431, 28001), (25432, 28002)];
-const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+pub(super) const BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
 /// Processes stopped when dropped.
-struct Procs(Vec<Child>);
+pub(super) struct Procs(pub(super) Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {

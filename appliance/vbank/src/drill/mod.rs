@@ -6,8 +6,10 @@
 //! cleans up after itself.
 
 mod backup_restore;
+mod cluster;
 mod db_failover;
 mod disk_full;
+mod gateway_failover;
 mod hsm_outage;
 mod key_compromise;
 mod recorder_crash;
@@ -40,6 +42,11 @@ pub const DRILLS: &[(&str, &str, &str)] = &[
         "the recorder is killed mid-call; the same recording continues with at most 1 s of media missing",
     ),
     ("disk-full", "runbooks/storage-full.md", "the recordings disk fills below its floor, then space is freed"),
+    (
+        "gateway-failover",
+        "runbooks/gateway-node-loss.md",
+        "the gateway node holding the VIP loses power mid-call; the client rejoins on the other node within 3 s",
+    ),
     (
         "db-failover",
         "runbooks/database-failover.md",
@@ -135,6 +142,7 @@ pub fn run(cmd: DrillCmd, json_out: bool) -> Result<i32> {
                 "disk-full" => disk_full::run(work.path(), &signer)?,
                 "recorder-crash" => recorder_crash::run(work.path(), &signer)?,
                 "db-failover" => db_failover::run(work.path(), &signer)?,
+                "gateway-failover" => gateway_failover::run(work.path(), &signer)?,
                 _ => unreachable!("listed in DRILLS"),
             };
             let path = report.write_sealed(&report_dir, &key)?;

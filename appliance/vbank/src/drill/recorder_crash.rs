@@ -28,7 +28,7 @@ fn now_us() -> u64 {
 }
 
 /// The recordings of `call` in `dir`.
-fn recordings_of(dir: &Path, call: &str) -> Vec<PathBuf> {
+pub(super) fn recordings_of(dir: &Path, call: &str) -> Vec<PathBuf> {
     let header =
         |p: &Path| -> Option<Value> { serde_json::from_slice(&std::fs::read(p.join("recording.json")).ok()?).ok() };
     let entries = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
@@ -133,34 +133,9 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
         "recordings",
         all == [dir.clone()],
     );
-    let pem = work.join("evidence-seal.pem");
-    node.run(
-        &["hsm", "keys", "export-public", "vbank/evidence-seal/v1", "--out", pem.to_str().unwrap_or_default()],
-        None,
-    )?;
-    let verified = node.run(
-        &[
-            "--json",
-            "recordings",
-            "verify",
-            dir.to_str().unwrap_or_default(),
-            "--public-key",
-            pem.to_str().unwrap_or_default(),
-        ],
-        None,
-    );
-    let report: Value = verified.as_deref().ok().and_then(|s| serde_json::from_str(s).ok()).unwrap_or(Value::Null);
-    r.objective(
-        "the recording is sealed and verifies",
-        "seal and chain verify",
-        if report["ok"] == true { "verified".into() } else { format!("{verified:?}") },
-        f64::from(u8::from(report["ok"] == true)),
-        "ok",
-        report["ok"] == true,
-    );
+    let report = recording_verifies(&mut r, &node, work, &dir);
     let gaps = report["gaps"].as_array().cloned().unwrap_or_default();
-    let span = |g: &Value| g["to_us"].as_u64().unwrap_or(u64::MAX).saturating_sub(g["from_us"].as_u64().unwrap_or(0));
-    let worst = gaps.iter().map(span).max();
+    let worst = gaps.iter().map(gap_span).max();
     r.objective(
         "media lost on a recorder crash",
         "≤ 1 s on every track",
@@ -184,4 +159,32 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
     );
     node.stop();
     Ok(r.finish())
+}
+
+/// The objective that the recording in `dir` is sealed and verifies (`vbank recordings verify --json`, against
+/// `node`'s evidence-seal public key); what the verification said (its gaps), Null when it failed.
+pub(super) fn recording_verifies(r: &mut Recorder, node: &Scratch, work: &Path, dir: &Path) -> Value {
+    let verified = (|| -> Result<Value> {
+        let pem = work.join("evidence-seal.pem");
+        let pem = pem.to_str().context("a drill path is not UTF-8")?;
+        node.run(&["hsm", "keys", "export-public", "vbank/evidence-seal/v1", "--out", pem], None)?;
+        let dir = dir.to_str().context("a drill path is not UTF-8")?;
+        let out = node.run(&["--json", "recordings", "verify", dir, "--public-key", pem], None)?;
+        Ok(serde_json::from_str(&out)?)
+    })();
+    let report = verified.as_ref().cloned().unwrap_or(Value::Null);
+    r.objective(
+        "the recording is sealed and verifies",
+        "seal and chain verify",
+        if report["ok"] == true { "verified".into() } else { format!("{verified:?}") },
+        f64::from(u8::from(report["ok"] == true)),
+        "ok",
+        report["ok"] == true,
+    );
+    report
+}
+
+/// How long a gap of a verified recording lasts, in µs.
+pub(super) fn gap_span(g: &Value) -> u64 {
+    g["to_us"].as_u64().unwrap_or(u64::MAX).saturating_sub(g["from_us"].as_u64().unwrap_or(0))
 }

@@ -18,30 +18,57 @@ pub struct Scratch {
     /// Its configuration file.
     pub config: PathBuf,
     child: Option<Child>,
+    /// The network namespace it runs in (`ip netns`), when not the drill's own.
+    netns: Option<String>,
+}
+
+/// `vbank`, run in the network namespace `netns` (when given).
+fn vbank_in(netns: Option<&str>) -> Command {
+    let exe = std::env::current_exe().expect("the running executable");
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
 }
 
 impl Scratch {
     /// Start `vbank up` on `data` (made on first start, reused after) and wait until every service is ready.
     pub fn start(data: &Path, ready_within: Duration) -> Result<Scratch> {
-        let exe = std::env::current_exe().context("cannot find the vbank executable")?;
-        let mut cmd = Command::new(&exe);
+        Scratch::start_in(data, None, ready_within)
+    }
+
+    /// [`Scratch::start`] in the network namespace `netns`.
+    pub fn start_in(data: &Path, netns: Option<&str>, ready_within: Duration) -> Result<Scratch> {
+        let mut cmd = vbank_in(netns);
         cmd.args(["up", "--json", "--ready-timeout", &ready_within.as_secs().to_string(), "--data-dir"])
             .arg(data)
             .args(["--port", &PUBLIC_PORT.to_string(), "--internal-port-base", &INTERNAL_BASE.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(std::fs::File::create(data.with_extension("log")).context("creating the appliance's log")?);
         bind_to_parent(&mut cmd);
         let mut child = cmd.spawn().context("starting vbank up")?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let mut s = Scratch { config: data.join("vbank.toml"), child: Some(child) };
+        let mut s = Scratch { config: data.join("vbank.toml"), child: Some(child), netns: netns.map(str::to_string) };
         if serde_json::from_str::<serde_json::Value>(&line).is_err() {
             s.stop();
             bail!("the scratch appliance did not start (vbank up printed {line:?})");
         }
         s.wait_ready(ready_within)?;
         Ok(s)
+    }
+
+    /// The last `n` lines of the appliance's log (every service's, as `vbank up` prints them).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = self.config.parent().map(|d| std::fs::read_to_string(d.with_extension("log"))).and_then(Result::ok);
+        let text = text.unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
     /// Wait until `vbank status` reports every service ready.
@@ -56,7 +83,7 @@ impl Scratch {
 
     /// A `vbank` command against this appliance.
     pub fn vbank(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(std::env::current_exe().expect("the running executable"));
+        let mut c = vbank_in(self.netns.as_deref());
         c.arg("--config").arg(&self.config).args(args).stdin(Stdio::null());
         c
     }

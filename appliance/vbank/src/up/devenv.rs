@@ -83,9 +83,10 @@ pub(super) fn write_secret(path: &Path, value: &str) -> Result<()> {
     Ok(())
 }
 
-fn config_text(dir: &Path, ports: Ports) -> String {
+pub(crate) fn config_text(dir: &Path, ports: Ports) -> String {
     let d = dir.display();
     let b = ports.internal_base;
+    let advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4)));
     format!(
         r#"# vbank development configuration, written by `vbank up`. NOT FOR PRODUCTION:
 # a SoftHSM2 token stands in for the bank's HSM and a development CA for the bank's CA.
@@ -130,6 +131,7 @@ listen = "127.0.0.1:{rec}"
 admin_listen = "127.0.0.1:{rec_admin}"
 dir = "{d}/recordings"
 min_free_mb = 256     # new recordings (and so calls that need them) are refused below this much free space
+media_ip = "{recorder_ip}"   # the recorder's media address: the gateway's advertised one (this node)
 
 [e2ee]
 businesses = "wealth"    # the front desk's business types whose calls are end-to-end encrypted ("*": all)
@@ -144,7 +146,8 @@ wasm = "{e2ee_wasm}"
         media = b + 4,
         rec = b + 5,
         rec_admin = b + 6,
-        advertise = ports.media_advertise.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], b + 4))),
+        advertise = advertise,
+        recorder_ip = advertise.ip(),
         media_tcp = ports.media_tcp,
         e2ee_direct = ports.e2ee_direct,
         e2ee_suite = if ports.e2ee_sm4 { "sm4-gcm" } else { "aes-256-gcm" },

@@ -18,6 +18,7 @@ use vbank_config::Config;
 use vbank_service::client::{self, ClientConfig, Method};
 
 pub use devenv::Ports;
+pub(crate) use devenv::config_text;
 use policy::{Decision, RestartPolicy};
 use process::{Exit, Running};
 

@@ -20,6 +20,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+use super::payload::{read_tag, tagged, vp8_first_header, vp8_keyframe, vp8_tag};
+
 /// Video frames per second.
 const FPS: u32 = 30;
 /// A keyframe every this many frames (2 s), besides those asked for.
@@ -74,6 +76,34 @@ pub struct Peer {
     timeout: Instant,
     kinds: HashMap<Pt, Kind>,
     received: u64,
+    arrivals: Arrivals,
+    /// Its server is gone: no longer driven, what arrives on its socket is dropped.
+    retired: bool,
+}
+
+/// When a subscriber's media arrived (receive times).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Arrivals {
+    /// The first audio packet.
+    pub first_audio: Option<Instant>,
+    /// The first video keyframe: the first picture a player could show.
+    pub first_keyframe: Option<Instant>,
+    /// The last audio packet.
+    pub last_audio: Option<Instant>,
+    /// The last video packet.
+    pub last_video: Option<Instant>,
+}
+
+impl Arrivals {
+    /// The last media packet of either kind.
+    pub fn last(&self) -> Option<Instant> {
+        self.last_audio.max(self.last_video)
+    }
+
+    /// When both audio and a picture had arrived.
+    pub fn flowing(&self) -> Option<Instant> {
+        Some(self.first_audio?.max(self.first_keyframe?))
+    }
 }
 
 struct Publish {
@@ -134,6 +164,8 @@ impl Peer {
             timeout: Instant::now(),
             kinds: HashMap::new(),
             received: 0,
+            arrivals: Arrivals::default(),
+            retired: false,
         }
     }
 
@@ -279,6 +311,18 @@ impl Generator {
         (sent, lost)
     }
 
+    /// When the subscriber of `leg` received its media.
+    pub fn arrivals(&self, leg: u32) -> Option<Arrivals> {
+        self.peers.iter().find(|p| p.leg == leg && p.publish.is_none() && !p.retired).map(|p| p.arrivals)
+    }
+
+    /// Stop driving the peers of `leg` (their server is gone; the caller rejoins as another leg).
+    pub fn retire(&mut self, leg: u32) {
+        for p in self.peers.iter_mut().filter(|p| p.leg == leg) {
+            p.retired = true;
+        }
+    }
+
     /// Drive every peer until `end`, adding what subscribers receive to `window`.
     pub fn run_until(&mut self, end: Instant, window: &mut Window) -> Result<()> {
         let mut events = vec![EpollEvent::empty(); 256];
@@ -294,7 +338,7 @@ impl Generator {
             }
             // Each peer's due work goes out at once, stamped with its own time, so the ledger's send times are when
             // packets really left, however many peers this round visits.
-            for (i, p) in self.peers.iter_mut().enumerate() {
+            for (i, p) in self.peers.iter_mut().enumerate().filter(|(_, p)| !p.retired) {
                 let now = Instant::now();
                 if now >= p.timeout {
                     p.rtc.handle_input(Input::Timeout(now))?;
@@ -309,7 +353,7 @@ impl Generator {
                 }
             }
             let mut next = end;
-            for p in &self.peers {
+            for p in self.peers.iter().filter(|p| !p.retired) {
                 next = next.min(p.timeout);
                 if let Some(pb) = p.publish.as_ref().filter(|_| self.live.contains(&p.leg) && p.connected) {
                     next = next.min(pb.next_audio).min(pb.next_video);
@@ -327,6 +371,7 @@ impl Generator {
                 let p = &mut self.peers[i];
                 loop {
                     match p.sock.recv_from(&mut buf) {
+                        Ok(_) if p.retired => {}
                         Ok((len, source)) => {
                             let contents = buf[..len].try_into().context("not a packet str0m can take")?;
                             let input = Input::Receive(
@@ -340,7 +385,7 @@ impl Generator {
                                 drain(p, &mut self.ledger, counted.then_some(&mut *window))?;
                             }
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if transient(&e) || p.retired => break,
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -407,7 +452,7 @@ fn drain(p: &mut Peer, ledger: &mut Ledger, mut window: Option<&mut Window>) -> 
         match p.rtc.poll_output()? {
             Output::Transmit(t) => match p.sock.send_to(&t.contents, t.destination) {
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if transient(&e) => {}
                 Err(e) => return Err(e.into()),
             },
             Output::Timeout(t) => {
@@ -436,6 +481,19 @@ fn drain(p: &mut Peer, ledger: &mut Ledger, mut window: Option<&mut Window>) -> 
                 }
                 p.received += 1;
                 let Some(kind) = p.kind_of(pkt.header.payload_type) else { continue };
+                let a = &mut p.arrivals;
+                match kind {
+                    Kind::Audio => {
+                        a.first_audio.get_or_insert(pkt.timestamp);
+                        a.last_audio = Some(pkt.timestamp);
+                    }
+                    Kind::Video => {
+                        if a.first_keyframe.is_none() && vp8_keyframe(&pkt.payload) {
+                            a.first_keyframe = Some(pkt.timestamp);
+                        }
+                        a.last_video = Some(pkt.timestamp);
+                    }
+                }
                 let tag = match kind {
                     Kind::Audio => read_tag(pkt.payload.get(1..)),
                     Kind::Video => vp8_tag(&pkt.payload),
@@ -455,85 +513,10 @@ fn drain(p: &mut Peer, ledger: &mut Ledger, mut window: Option<&mut Window>) -> 
     }
 }
 
-/// `header`, then the leg and unit number (big-endian u32 each), padded to `len` bytes.
-fn tagged(header: &[u8], leg: u32, n: u32, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len);
-    v.extend_from_slice(header);
-    v.extend_from_slice(&leg.to_be_bytes());
-    v.extend_from_slice(&n.to_be_bytes());
-    v.resize(len.max(v.len()), 0x5a);
-    v
-}
-
-fn read_tag(b: Option<&[u8]>) -> Option<(u32, u32)> {
-    let b = b?;
-    Some((u32::from_be_bytes(b.get(0..4)?.try_into().ok()?), u32::from_be_bytes(b.get(4..8)?.try_into().ok()?)))
-}
-
-/// A VP8 payload descriptor (start of partition 0) and frame header: 3 bytes, plus start code and 640×480 for a
-/// keyframe (RFC 6386 §9.1).
-fn vp8_first_header(key: bool) -> Vec<u8> {
-    let partition = 100u32;
-    let tag = u32::from(!key) | (1 << 4) | (partition << 5);
-    let mut h = vec![0x10, tag as u8, (tag >> 8) as u8, (tag >> 16) as u8];
-    if key {
-        h.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]);
-    }
-    h
-}
-
-/// The tag in a VP8 packet that starts a frame, after whatever payload descriptor the SFU wrote (RFC 7741 §4.2).
-fn vp8_tag(p: &[u8]) -> Option<(u32, u32)> {
-    let b0 = *p.first()?;
-    if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
-        return None;
-    }
-    let mut i = 1;
-    if b0 & 0x80 != 0 {
-        let x = *p.get(1)?;
-        i = 2;
-        if x & 0x80 != 0 {
-            i += if p.get(i)? & 0x80 != 0 { 2 } else { 1 };
-        }
-        if x & 0x40 != 0 {
-            i += 1;
-        }
-        if x & 0x30 != 0 {
-            i += 1;
-        }
-    }
-    let key = p.get(i)? & 1 == 0;
-    i += if key { 10 } else { 3 };
-    read_tag(p.get(i..))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_frame_tag_is_found_behind_any_payload_descriptor() {
-        for key in [true, false] {
-            let ours = tagged(&vp8_first_header(key), 7, 1234, VIDEO_PAYLOAD);
-            assert_eq!(vp8_tag(&ours), Some((7, 1234)));
-            // As an SFU may rewrite it: X set, a 15-bit picture id, TL0PICIDX and TID/KEYIDX.
-            let mut rewritten = vec![0x90, 0xE0, 0x81, 0x23, 0x05, 0x40];
-            rewritten.extend_from_slice(&ours[1..]);
-            assert_eq!(vp8_tag(&rewritten), Some((7, 1234)));
-        }
-        let mut continuation = tagged(&vp8_first_header(false), 7, 1, 100);
-        continuation[0] = 0x00;
-        assert_eq!(vp8_tag(&continuation), None);
-        assert_eq!(vp8_tag(&[0x10, 0x01]), None);
-    }
-
-    #[test]
-    fn an_audio_tag_round_trips() {
-        let p = tagged(&[0xF8], 3, 99, AUDIO_PAYLOAD);
-        assert_eq!(p.len(), AUDIO_PAYLOAD);
-        assert_eq!(read_tag(p.get(1..)), Some((3, 99)));
-        assert_eq!(read_tag(Some(&p[1..5])), None);
-    }
+/// A socket error that loses a datagram but not the peer: nothing to read, or the far end is (for now) unreachable.
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::WouldBlock | K::HostUnreachable | K::NetworkUnreachable | K::ConnectionRefused)
 }
 
 #[cfg(test)]

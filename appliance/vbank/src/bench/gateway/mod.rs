@@ -12,6 +12,7 @@
 
 mod janus;
 pub(crate) mod load;
+mod payload;
 
 use std::path::PathBuf;
 use std::sync::{Arc, mpsc};
