@@ -1,7 +1,9 @@
 // The customer's media path is cut (a UDP relay drops everything): for 2 s ICE recovers by itself; for 15 s the pages
-// restart ICE in the same session; when signalling is lost the page rejoins the same room. Each time video must flow
+// restart ICE in the same session; when signalling is lost the page rejoins the same room; when the gateway goes
+// silent without closing anything (as a node that dies does) the page notices and rejoins. Each time video must flow
 // both ways again.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { openCall, startVbank, withBrowser } from './harness.mjs';
 
@@ -74,5 +76,26 @@ test('signalling lost (the socket closes): the page rejoins the same room and me
     await flowing(customer, 'customer after rejoining', 45_000);
     await flowing(teller, 'teller after the customer rejoined', 45_000);
     assert.ok((await count(customer, 'rejoins')) >= 1, 'the customer page rejoined the room');
+  });
+});
+
+test('the gateway goes silent, closing nothing (frozen, as a dead node is): the pages notice and rejoin', async () => {
+  await withBrowser('gateway-silent', async (context) => {
+    const { customer, teller } = await openCall(context, vbank, 'rc-4');
+    await flowing(customer, 'customer before', 30_000);
+    await flowing(teller, 'teller before', 30_000);
+    const pid = Number(execFileSync('pgrep', ['-f', `gateway --config ${vbank.urls.config}`], { encoding: 'utf8' })
+      .trim().split('\n')[0]);
+    process.kill(pid, 'SIGSTOP');
+    let rejoined;
+    try {
+      await new Promise((r) => setTimeout(r, 3_000));
+      rejoined = [await count(customer, 'rejoins'), await count(teller, 'rejoins')];
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    assert.ok(rejoined.every((n) => n >= 1), `both pages rejoined while the gateway was frozen (${rejoined})`);
+    await flowing(customer, 'customer after rejoining', 45_000);
+    await flowing(teller, 'teller after rejoining', 45_000);
   });
 });

@@ -185,7 +185,10 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let (summaries_tx, summaries) = tokio::sync::mpsc::unbounded_channel();
     let registry = failover::Registry::new(store.clone(), &cfg.node.name);
     let calls = recording::Calls::new(cfg.clone()).with_registry(registry);
-    let lease = tokio::spawn(failover::keep_lease(store.clone(), cfg.node.name.clone(), ctx.shutdown()));
+    // A lease matters only where other nodes share the store; an embedded store is this node's alone.
+    let shared = matches!(cfg.store, vbank_config::StoreConfig::Postgres(_));
+    let lease =
+        shared.then(|| tokio::spawn(failover::keep_lease(store.clone(), cfg.node.name.clone(), ctx.shutdown())));
     let desk = desk::Desk::new(Some(Arc::new(cfg.clone())), Some(store.clone()), calls.clone()).await;
     let desk_tick = tokio::spawn(desk.clone().tick());
     let quality_task = tokio::spawn(record_quality(store.clone(), summaries, calls.clone()));
@@ -230,7 +233,9 @@ pub async fn run(cfg: Config) -> Result<(), GatewayError> {
     let _ = public_task.await;
     let _ = admin_task.await;
     heartbeat.abort();
-    lease.abort();
+    if let Some(lease) = lease {
+        lease.abort();
+    }
     refresher.abort();
     desk_tick.abort();
     quality_task.abort();

@@ -2,7 +2,8 @@
 //! recording: it mints a recorder call token through keyd and asks the recorder (mTLS) to join the call with it.
 //! When that fails the join is refused (`[gateway] recording = "required"`, the default) — no banking call goes
 //! unrecorded. When the last participant leaves, the recording is closed and sealed. When the recorder drops out of a
-//! call that goes on, the restarted recorder is asked to continue the same recording.
+//! call that goes on, the restarted recorder is asked to continue the same recording. When a call's gateway node died
+//! and its participants rejoin here, this node's recorder continues the recording that node was writing (`failover`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

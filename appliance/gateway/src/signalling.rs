@@ -51,6 +51,8 @@ enum In {
     Restart {
         sdp: String,
     },
+    /// The page checks that its gateway is still there (a node that died closes nothing): answered at once.
+    Ping,
 }
 
 /// What a page able to encrypt frames sends with its join.
@@ -161,6 +163,7 @@ async fn session(s: AppState, mut socket: WebSocket) {
                         }
                         None => Some(error("not_joined", "join first")),
                     },
+                    Ok(In::Ping) => Some(Message::Text(r#"{"type":"pong"}"#.into())),
                     Ok(In::Restart { sdp }) => match &me {
                         Some(j) => Some(restart(&s, j.id, sdp).await),
                         None => Some(error("not_joined", "join first")),

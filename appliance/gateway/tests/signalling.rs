@@ -68,8 +68,9 @@ async fn bad_messages_get_error_codes_and_the_connection_survives() {
     assert_eq!(ask(&mut ws, r#"{"type":"join","room":"r/../x","role":"customer","sdp":""}"#).await["code"], "bad_room");
     let hostile = ask(&mut ws, r#"{"type":"join","room":"r","role":"customer","sdp":"v=0\r\no=- 0 0 IN IP4 1.1.1.1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}"#).await;
     assert_eq!(hostile["code"], "join_refused", "{hostile}");
-    // Still usable after all that.
+    // Still usable after all that, and a page's ping is answered before it has joined.
     assert_eq!(ask(&mut ws, "{}").await["code"], "bad_message");
+    assert_eq!(ask(&mut ws, r#"{"type":"ping"}"#).await, serde_json::json!({"type": "pong"}));
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 // The call controls on the customer and teller pages. If the call drops without the user hanging up (network switch,
-// a gateway that ended the session, lost signalling), the page rejoins the same room after a second.
+// a gateway that ended the session, lost signalling), the page rejoins the same room after a second; if its gateway
+// went silent (the node died), at once.
 import { joinCall } from '/assets/call.js';
 
 const el = (id) => document.getElementById(id);
@@ -13,6 +14,7 @@ const states = {
   new: '准备中 · Preparing', connecting: '连接中 · Connecting', connected: '通话中 · In call',
   disconnected: '网络中断，正在恢复 · Connection interrupted', reconnecting: '正在重新连接 · Reconnecting',
   failed: '连接失败 · Connection failed', ended: '通话结束 · Call ended',
+  lost: '服务节点中断，正在切换 · Server lost, switching over',
 };
 const show = (s) => { el('call-state').textContent = states[s] ?? s; el('call').dataset.state = s; };
 
@@ -23,13 +25,13 @@ let wanted = false; // the user wants to be in the call
 let retry = null;
 let rejoins = 0;
 
-function reconnect() {
+function reconnect(afterMs = 1000) {
   if (retry || !wanted) return;
   show('reconnecting');
   const old = call;
   call = null;
   old?.hangup();
-  retry = setTimeout(() => { retry = null; rejoins += 1; el('call').dataset.rejoins = String(rejoins); start(); }, 1000);
+  retry = setTimeout(() => { retry = null; rejoins += 1; el('call').dataset.rejoins = String(rejoins); start(); }, afterMs);
 }
 
 async function start() {
@@ -46,6 +48,7 @@ async function start() {
       onState: (s) => {
         show(s);
         if (s === 'ended' || s === 'failed') reconnect();
+        if (s === 'lost') reconnect(0);
       },
     });
     el('hangup').hidden = false;

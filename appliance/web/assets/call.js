@@ -6,7 +6,9 @@
 // frame-encryption worker (e2ee/call-e2ee.js); the gateway relays only what it cannot read.
 import { frameEncryption } from '/assets/e2ee/call-e2ee.js';
 
-export async function joinCall({ room, role, token, localVideo, remotes, onState, onMessage = () => {} }) {
+export async function joinCall({ room, role, token, localVideo, remotes, onState: report, onMessage = () => {} }) {
+  let closed = false; // hung up: this call reports nothing more (its socket's close would look like a drop)
+  const onState = (s) => { if (!closed) report(s); };
   const media = await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     video: { width: { ideal: 640 }, height: { ideal: 480 } },
@@ -61,12 +63,31 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
 
   const ws = new WebSocket(`wss://${location.host}/ws`);
   await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error('signalling unavailable')); });
+  // A gateway node that dies (power, a kernel panic, a network split) closes nothing: its socket just goes quiet. The
+  // page pings four times a second; with nothing heard for 1.2 s the call is 'lost' and the page rejoins at once,
+  // through the VIP, on the node that took over. Counted from the join's answer: the gateway reads nothing while it admits
+  // the join (it opens the recording first).
+  let heard = performance.now();
+  let answered = false;
+  const heartbeat = setInterval(() => {
+    if (ws.readyState !== WebSocket.OPEN) return;
+    if (answered && performance.now() - heard > 1200) {
+      clearInterval(heartbeat);
+      onState('lost');
+      return;
+    }
+    ws.send('{"type":"ping"}');
+  }, 250);
   // One message at a time, in order: a media key must not overtake the answer that says the call is encrypted.
   let inbox = Promise.resolve();
-  ws.onmessage = (m) => { inbox = inbox.then(() => handle(m)).catch((e) => onState(`error: ${e.message}`)); };
+  ws.onmessage = (m) => {
+    heard = performance.now();
+    inbox = inbox.then(() => handle(m)).catch((e) => onState(`error: ${e.message}`));
+  };
   const handle = async (m) => {
     const msg = JSON.parse(m.data);
     if (msg.type === 'answer') {
+      answered = true;
       if (e2ee && !msg.restart) await (msg.e2ee ? e2ee.start(msg.e2ee) : e2ee.clear());
       await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
     } else if (msg.type === 'media-key') {
@@ -91,7 +112,7 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
       onState('ended');
     }
   };
-  ws.onclose = () => onState('ended');
+  ws.onclose = () => { clearInterval(heartbeat); onState('ended'); };
   await pc.setLocalDescription(await pc.createOffer());
   ws.send(JSON.stringify({
     type: 'join', room, role, sdp: pc.localDescription.sdp, ...(token ? { token } : {}),
@@ -106,6 +127,8 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
     /** End-to-end encryption: null when this browser has none; its `suite` is null when the call is not encrypted. */
     e2ee,
     hangup() {
+      closed = true;
+      clearInterval(heartbeat);
       ws.close();
       pc.close();
       e2ee?.close();

@@ -26,8 +26,9 @@ use crate::bench::gateway::load::{self, Arrivals, Generator, Peer, Window};
 
 const CALL: &str = "drill-gateway-failover";
 const INTERRUPTION_GOAL: Duration = Duration::from_secs(3);
-/// The client's rule: no media for this long and the gateway is gone; rejoin through the VIP.
-const SILENCE: Duration = Duration::from_millis(400);
+/// The client's rule: no media for this long and the gateway is gone; rejoin through the VIP. The pages' rule for
+/// their gateway's silence (no answer to their pings for 1.2 s, appliance/web/assets/call.js).
+const SILENCE: Duration = Duration::from_millis(1200);
 
 /// What the client's media thread saw of leg `n` (one session: a publisher and a player).
 enum Seen {
@@ -95,7 +96,7 @@ pub fn run(work: &Path, signer: &str) -> Result<Report> {
          0.1 s, tracking the gateway's /healthz), one shared PostgreSQL and recordings storage. A client on the LAN \
          publishes audio and video through the VIP and plays them back; node-a records the call. Then node-a loses \
          power (its link down, every process on it SIGKILLed). The client rejoins through the VIP when its media \
-         has been silent for 0.4 s.",
+         has been silent for 1.2 s, as the pages do when their gateway stops answering.",
         signer,
     );
     let mut cluster = Cluster::build(work)?;
