@@ -82,10 +82,12 @@ impl Registry {
         }
         let after = version(self.store.get(Table::Nodes, &lease_key(&orphan.node)).await.ok()?);
         if after != before {
-            log::warn!(room = room; "the call is on node {} too, which is alive: it goes on here as a call of its own", orphan.node);
+            let node = orphan.node.as_str();
+            log::warn!(room = room; "the call is on node {node} too, which is alive: it goes on here as a call of its own");
             return None;
         }
-        log::warn!(room = room; "node {} is gone (its lease stopped): this node continues its recording {}", orphan.node, orphan.recording);
+        let (node, recording) = (&orphan.node, &orphan.recording);
+        log::warn!(room = room; "node {node} is gone (its lease stopped): this node continues its recording {recording}");
         Some(orphan)
     }
 }

@@ -65,8 +65,8 @@ export async function joinCall({ room, role, token, localVideo, remotes, onState
   await new Promise((ok, fail) => { ws.onopen = ok; ws.onerror = () => fail(new Error('signalling unavailable')); });
   // A gateway node that dies (power, a kernel panic, a network split) closes nothing: its socket just goes quiet. The
   // page pings four times a second; with nothing heard for 1.2 s the call is 'lost' and the page rejoins at once,
-  // through the VIP, on the node that took over. Counted from the join's answer: the gateway reads nothing while it admits
-  // the join (it opens the recording first).
+  // through the VIP, on the node that took over. Counted from the join's answer: the gateway reads nothing while it
+  // admits the join (it opens the recording first).
   let heard = performance.now();
   let answered = false;
   const heartbeat = setInterval(() => {

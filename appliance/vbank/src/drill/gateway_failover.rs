@@ -4,8 +4,10 @@
 //! call, then loses power: its link goes down and every process on it is killed. The client notices the silence,
 //! rejoins through the VIP (now on node-b) and publishes again. Node-b sees that node-a's lease has stopped and has
 //! its recorder continue the call's recording. Objectives:
-//! - the interruption, as the client saw it, is under 3 s (last media before the fault → audio and a picture again);
-//! - the call stays in one recording, which notes the gap and verifies.
+//! - the VIP on node-b;
+//! - the interruption, as the client saw it, under 3 s (last media before the fault → audio and a picture again);
+//! - the call in one recording, which notes the gap on each track (each under 3 s) and verifies;
+//! - keyd's audit log, written by both nodes, still one chain that verifies offline.
 
 use std::path::Path;
 use std::sync::Arc;
